@@ -1,0 +1,116 @@
+"""Settings of a run: API endpoints, politeness, time-to-live and limits.
+
+Every setting is declared here once, with its unit in its name and the reason for its
+default beside it. Endpoints and the token come from the environment, following each
+service's own convention, so the same code talks to the real services, to a mirror,
+or to the loopback double (`pipeline.sandbox`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+try:
+    __version__ = version("mllm-papers-pipeline")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+DEFAULT_ARXIV_API_URL = "https://export.arxiv.org/api/query"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SEEDS_DIR = Path("raw/seeds")
+DEFAULT_RAW_DIR = Path("raw")
+DEFAULT_OUT_DIR = Path("enriched")
+
+HOUR_SECONDS = 3600.0
+DAY_SECONDS = 24 * HOUR_SECONDS
+
+
+class RefreshPolicy(str, Enum):
+    """What a run may ask the APIs again."""
+
+    TTL = "ttl"
+    """Ask only about entities whose stored answer is older than its time-to-live."""
+    REFRESH = "refresh"
+    """Ask about every entity again, whatever the store holds."""
+    OFFLINE = "offline"
+    """Ask nothing; answer from the raw store alone, whatever its age."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's settings. Build with `Settings.from_env()`; override with `.replace()`."""
+
+    arxiv_api_url: str = DEFAULT_ARXIV_API_URL
+    """The arXiv export API query endpoint (`ARXIV_API_URL`)."""
+    hf_endpoint: str = DEFAULT_HF_ENDPOINT
+    """The Hugging Face Hub base URL (`HF_ENDPOINT`, the Hub's own convention)."""
+    hf_token: str | None = field(default=None, repr=False)
+    """Hub token (`HF_TOKEN`). Sent as a bearer token when set; never logged or stored."""
+
+    user_agent: str = (
+        f"mllm-papers-pipeline/{__version__} "
+        "(reading-list enrichment; +https://github.com/mllm-papers/pipeline)"
+    )
+    """arXiv throttles anonymous default user agents harder; a descriptive one is asked for."""
+
+    arxiv_delay_seconds: float = 3.0
+    """arXiv terms of use: no more than one request every three seconds, one connection."""
+    arxiv_batch_size: int = 100
+    """IDs per `id_list` request; 100 keeps GET URLs far below the 414 limit (~640 IDs)."""
+    arxiv_timeout_seconds: float = 60.0
+    """arXiv answers 503 after ~46 s under load; give it that long before calling it a timeout."""
+    arxiv_max_attempts: int = 4
+    """Tries per arXiv request on 429/503/timeouts/empty pages, with exponential backoff."""
+    arxiv_backoff_seconds: float = 30.0
+    """First backoff after a 429 or 503 (arXiv sends no Retry-After); doubles per try."""
+    arxiv_backoff_max_seconds: float = 300.0
+    """Cap on one arXiv backoff sleep."""
+    arxiv_titles_per_request: int = 10
+    """Title phrases OR-ed into one `ti:` search; longer queries start to dilute ranking."""
+
+    hub_concurrency: int = 4
+    """Hub requests in flight at once."""
+    hub_timeout_seconds: float = 30.0
+    """Per-request timeout (connect + read) for the Hub."""
+    hub_max_attempts: int = 4
+    """Tries per Hub request on 429/5xx/timeouts."""
+    hub_backoff_seconds: float = 2.0
+    """First backoff after a Hub 5xx or timeout; doubles per try, with jitter."""
+    hub_backoff_max_seconds: float = 60.0
+    """Cap on one Hub backoff sleep (and on a RateLimit reset wait we are willing to honour)."""
+    hub_max_requests_per_run: int = 450
+    """Budget per run: under the anonymous quota of 500 API calls per 5-minute window."""
+
+    arxiv_ttl_seconds: float = 7 * DAY_SECONDS
+    """arXiv metadata changes rarely (a new version now and then): ask again weekly."""
+    arxiv_not_found_ttl_seconds: float = 20 * HOUR_SECONDS
+    """An unknown ID may be announced tomorrow: ask again at the next nightly run."""
+    hub_ttl_seconds: float = 20 * HOUR_SECONDS
+    """Download counts change daily. 20 h, not 24, so that a run at 03:00 refreshes what
+    the previous night's 03:00 run fetched a few seconds later in its run."""
+
+    max_response_bytes: int = 32 * 1024 * 1024
+    """Larger answers are refused, so a hostile or broken server cannot exhaust memory."""
+
+    refresh: RefreshPolicy = RefreshPolicy.TTL
+    """Which stored answers may be reused; see `RefreshPolicy`."""
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> Settings:
+        """Settings with endpoints and token taken from the environment."""
+        source = os.environ if env is None else env
+        return cls(
+            arxiv_api_url=source.get("ARXIV_API_URL") or DEFAULT_ARXIV_API_URL,
+            hf_endpoint=(source.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
+            hf_token=source.get("HF_TOKEN") or None,
+        )
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some settings changed (the dataclass is frozen)."""
+        return replace(self, **changes)  # type: ignore[arg-type]

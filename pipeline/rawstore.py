@@ -1,0 +1,341 @@
+"""The raw-response store: every API answer kept as received, keyed by request.
+
+Layout under the raw root (default `raw/`):
+
+    responses/index.sqlite                      the index (responses, and which entities each answered)
+    responses/<api>/<YYYY-MM-DD>/<sha256>.body  one file per response body, bytes as received
+
+Why SQLite for the index: several threads record answers at once, a run may be killed at
+any moment, and tonight's run must find "the latest answer about entity X" without
+reading every body. SQLite gives atomic, durable, concurrent-safe writes from the standard
+library. Bodies are written to a temporary file and renamed before they are indexed, so
+the index never points at a half-written body.
+
+Two kinds of rows:
+- `responses`: every response, errors included (auditable: what was asked, when, what came);
+- `answers`: which entity a response answered, and how (`ok` or `not_found`). Only
+  definite answers are recorded there: a 429, a 5xx or a garbled body answers nothing,
+  so it is never reused as an answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pipeline.records import utc_now
+
+Outcome = Literal["ok", "not_found"]
+
+# Response headers worth keeping for an audit; request headers (which carry the token) never are.
+_KEPT_HEADERS = (
+    "content-type",
+    "content-length",
+    "location",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-error-code",
+    "x-error-message",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    response_id INTEGER PRIMARY KEY,
+    api TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    request_key TEXT NOT NULL,
+    url TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    fetched_at TEXT NOT NULL,
+    elapsed_seconds REAL,
+    body_path TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    body_bytes INTEGER NOT NULL,
+    headers_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_by_request ON responses (api, request_key, fetched_at);
+CREATE TABLE IF NOT EXISTS answers (
+    api TEXT NOT NULL,
+    entity_kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    response_id INTEGER NOT NULL REFERENCES responses (response_id),
+    outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'not_found')),
+    answered_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_by_entity
+    ON answers (api, entity_kind, entity_id, answered_at);
+"""
+
+
+class RawStoreError(Exception):
+    """The raw store cannot be opened or written; names the path."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """One response as recorded."""
+
+    response_id: int
+    api: str
+    endpoint: str
+    url: str
+    status: int
+    fetched_at: datetime
+    body_path: Path
+    body_sha256: str
+    body_bytes: int
+    headers: Mapping[str, str]
+
+    def read(self) -> bytes:
+        """The body, exactly as received."""
+        return self.body_path.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """The latest definite answer about one entity."""
+
+    response: StoredResponse
+    outcome: Outcome
+    answered_at: datetime
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        return ((now or utc_now()) - self.answered_at).total_seconds()
+
+
+def request_key(method: str, url: str, body: bytes | str | None = None) -> str:
+    """A stable key for a request: its method, URL and body (never its headers)."""
+    digest = hashlib.sha256()
+    digest.update(method.upper().encode())
+    digest.update(b"\0")
+    digest.update(url.encode())
+    if body:
+        digest.update(b"\0")
+        digest.update(body if isinstance(body, bytes) else body.encode())
+    return digest.hexdigest()
+
+
+class RawStore:
+    """Thread-safe append-only store of API responses under `root/responses/`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.responses_dir = self.root / "responses"
+        try:
+            self.responses_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.responses_dir / "index.sqlite",
+                timeout=30.0,
+                check_same_thread=False,
+                isolation_level=None,  # explicit transactions below
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise RawStoreError(f"cannot open the raw store at {self.responses_dir}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RawStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def record(
+        self,
+        *,
+        api: str,
+        endpoint: str,
+        url: str,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        request_body: bytes | str | None = None,
+        elapsed_seconds: float | None = None,
+        fetched_at: datetime | None = None,
+    ) -> StoredResponse:
+        """Keep one response (any status). The body file is complete before it is indexed."""
+        fetched_at = fetched_at or utc_now()
+        key = request_key(method, url, request_body)
+        sha = hashlib.sha256(body).hexdigest()
+        day_dir = self.responses_dir / _safe_segment(api) / fetched_at.strftime("%Y-%m-%d")
+        day_dir.mkdir(parents=True, exist_ok=True)
+        body_path = day_dir / f"{sha}.body"
+        if not body_path.exists():  # identical bodies are stored once
+            _write_atomically(body_path, body)
+        kept = {
+            name.lower(): value
+            for name, value in (headers or {}).items()
+            if name.lower() in _KEPT_HEADERS
+        }
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO responses (api, endpoint, request_key, url, status, fetched_at,"
+                " elapsed_seconds, body_path, body_sha256, body_bytes, headers_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    api,
+                    endpoint,
+                    key,
+                    url,
+                    status,
+                    fetched_at.isoformat(),
+                    elapsed_seconds,
+                    str(body_path.relative_to(self.responses_dir)),
+                    sha,
+                    len(body),
+                    json.dumps(kept, sort_keys=True),
+                ),
+            )
+            response_id = cursor.lastrowid
+        assert response_id is not None
+        return StoredResponse(
+            response_id=response_id,
+            api=api,
+            endpoint=endpoint,
+            url=url,
+            status=status,
+            fetched_at=fetched_at,
+            body_path=body_path,
+            body_sha256=sha,
+            body_bytes=len(body),
+            headers=kept,
+        )
+
+    def mark(
+        self,
+        response: StoredResponse,
+        entity_kind: str,
+        entity_ids: Iterable[str],
+        outcome: Outcome,
+    ) -> None:
+        """Record that `response` definitely answered these entities (found or not found)."""
+        answered_at = response.fetched_at.isoformat()
+        rows = [
+            (response.api, entity_kind, entity_id, response.response_id, outcome, answered_at)
+            for entity_id in entity_ids
+        ]
+        if not rows:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO answers (api, entity_kind, entity_id, response_id, outcome,"
+                " answered_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def answer(
+        self, api: str, entity_kind: str, entity_id: str, *, outcome: Outcome | None = None
+    ) -> StoredAnswer | None:
+        """The latest definite answer about an entity (optionally only of one outcome)."""
+        sql = (
+            "SELECT a.outcome, a.answered_at, r.* FROM answers a"
+            " JOIN responses r USING (response_id)"
+            " WHERE a.api = ? AND a.entity_kind = ? AND a.entity_id = ?"
+        )
+        params: list[str] = [api, entity_kind, entity_id]
+        if outcome is not None:
+            sql += " AND a.outcome = ?"
+            params.append(outcome)
+        sql += " ORDER BY a.answered_at DESC, a.response_id DESC LIMIT 1"
+        with self._lock:
+            row = self._db.execute(sql, params).fetchone()
+        if row is None:
+            return None
+        outcome_value, answered_at, *response_row = row
+        return StoredAnswer(
+            response=self._response_from_row(response_row),
+            outcome=outcome_value,
+            answered_at=datetime.fromisoformat(answered_at),
+        )
+
+    def last_good(self, api: str, entity_kind: str, entity_id: str) -> StoredAnswer | None:
+        """The latest answer that found the entity: what a failed lookup falls back on."""
+        return self.answer(api, entity_kind, entity_id, outcome="ok")
+
+    def responses(self, api: str | None = None) -> list[StoredResponse]:
+        """Every recorded response (optionally of one API), oldest first: for audits and tests."""
+        sql = "SELECT * FROM responses"
+        params: tuple[str, ...] = ()
+        if api is not None:
+            sql += " WHERE api = ?"
+            params = (api,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY response_id", params).fetchall()
+        return [self._response_from_row(list(row)) for row in rows]
+
+    def _response_from_row(self, row: list[object]) -> StoredResponse:
+        (
+            response_id,
+            api,
+            endpoint,
+            _key,
+            url,
+            status,
+            fetched_at,
+            _elapsed,
+            body_path,
+            sha,
+            size,
+            headers_json,
+        ) = row
+        return StoredResponse(
+            response_id=int(str(response_id)),
+            api=str(api),
+            endpoint=str(endpoint),
+            url=str(url),
+            status=int(str(status)),
+            fetched_at=datetime.fromisoformat(str(fetched_at)),
+            body_path=self.responses_dir / str(body_path),
+            body_sha256=str(sha),
+            body_bytes=int(str(size)),
+            headers=json.loads(str(headers_json)),
+        )
+
+
+def _safe_segment(name: str) -> str:
+    """A name usable as one path segment; the store only uses its own fixed API names."""
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"not a safe path segment: {name!r}")
+    return name
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

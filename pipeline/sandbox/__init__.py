@@ -1,0 +1,9 @@
+"""A loopback double of the arXiv and Hugging Face Hub APIs, serving sample data.
+
+Used by the tests, the benchmarks and `pipeline run --sandbox`. Its data is sample data:
+it follows the real services' wire formats, not the real papers' and models' contents.
+"""
+
+from pipeline.sandbox.server import Fault, LoggedRequest, Request, Response, Sandbox
+
+__all__ = ["Fault", "LoggedRequest", "Request", "Response", "Sandbox"]

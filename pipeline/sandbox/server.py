@@ -1,0 +1,334 @@
+"""A loopback double of the arXiv export API and the Hugging Face Hub API.
+
+Two HTTP servers on 127.0.0.1 (one per API, so that each has its own base URL, as in
+production: the Hub's relative redirects must resolve against the Hub's root). Each
+request is answered by an API double (`ArxivDouble`, `HubDouble`) from sample data in
+the real wire formats, after the fault plan has had its say.
+
+Everything here is sample data for tests, benchmarks and the offline demo
+(`pipeline run --sandbox`); nothing it serves describes the real papers or models.
+
+Faults are deterministic: each `Fault` hits the next `times` requests that match it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+Api = Literal["arxiv", "hub"]
+
+FaultKind = Literal[
+    "status",  # answer with `status`, `headers` and `body` instead of the real answer
+    "delay",  # wait `delay_seconds`, then answer normally (slow answers, 503-after-46s with status)
+    "hang",  # wait `delay_seconds` and close without answering (client read timeout)
+    "truncate",  # the real answer cut in half, Content-Length matching the cut body
+    "disconnect",  # the real answer's headers, half its body, then the connection closes
+    "garbage",  # 200 with an HTML error page instead of XML/JSON
+    "oversize",  # 200 with a body of `size_bytes` bytes
+    "api",  # an API-specific fault the double implements (`name`): empty_page, drop_field,
+    # wrong_types, redirect, redirect_loop, ...
+]
+
+
+@dataclass
+class Fault:
+    """One switchable fault."""
+
+    api: Api
+    kind: FaultKind
+    times: int = 1
+    """How many matching requests it hits; -1 for every one."""
+    match: str = ""
+    """Substring of the request's path and query that selects requests ('' matches all)."""
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    delay_seconds: float = 0.0
+    size_bytes: int = 0
+    name: str = ""
+    """For kind='api': which API-specific fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    api: Api
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    """Query parameters in order, repeated keys kept (`expand[]=a&expand[]=b`)."""
+    form: list[tuple[str, str]]
+    """Form-encoded POST body parameters."""
+    headers: dict[str, str]
+    """Request headers, lower-case names."""
+    fault: Fault | None = None
+    """An API-specific fault the double should apply to this request."""
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        for key, value in [*self.query, *self.form]:
+            if key == name:
+                return value
+        return default
+
+    def params(self, name: str) -> list[str]:
+        return [value for key, value in [*self.query, *self.form] if key == name]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """What the double received: tests and benchmarks count these."""
+
+    api: Api
+    method: str
+    path: str
+    query: str
+    status: int
+    user_agent: str
+    authorization: bool
+    """Whether an Authorization header came (its value is never kept)."""
+    at: float
+
+
+class ApiDouble(Protocol):
+    def handle(self, request: Request) -> Response: ...
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ApiServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: tests read the log
+        pass
+
+    def _serve(self) -> None:
+        sandbox = self.server.sandbox
+        api = self.server.api
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        form = (
+            parse_qsl(raw_body.decode("utf-8", "replace"), keep_blank_values=True)
+            if raw_body and "form" in (self.headers.get("content-type") or "")
+            else []
+        )
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        fault = sandbox._take_fault(api, f"{parts.path}?{parts.query}")
+        if sandbox.latency_seconds:
+            time.sleep(sandbox.latency_seconds)
+        request = Request(
+            api=api,
+            method=self.command,
+            path=parts.path,
+            query=parse_qsl(parts.query, keep_blank_values=True),
+            form=form,
+            headers=headers,
+            fault=fault if fault is not None and fault.kind == "api" else None,
+        )
+        response = self._answer(request, fault)
+        sandbox._log(
+            LoggedRequest(
+                api=api,
+                method=self.command,
+                path=parts.path,
+                query=parts.query,
+                status=response.status if response else 0,
+                user_agent=headers.get("user-agent", ""),
+                authorization="authorization" in headers,
+                at=time.monotonic(),
+            )
+        )
+        if response is None:  # hang: close without a word
+            self.close_connection = True
+            return
+        self._send(response, cut=fault is not None and fault.kind == "disconnect")
+
+    def _answer(self, request: Request, fault: Fault | None) -> Response | None:
+        double = self.server.double
+        if fault is None or fault.kind == "api":
+            return double.handle(request)
+        if fault.kind == "status":
+            return Response(fault.status, fault.body, dict(fault.headers))
+        if fault.kind == "delay":
+            time.sleep(fault.delay_seconds)
+            if fault.status:
+                return Response(fault.status, fault.body, dict(fault.headers))
+            return double.handle(request)
+        if fault.kind == "hang":
+            time.sleep(fault.delay_seconds)
+            return None
+        if fault.kind == "garbage":
+            body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return Response(200, body, {"content-type": "text/html"})
+        if fault.kind == "oversize":
+            return Response(200, b" " * fault.size_bytes, {"content-type": "application/json"})
+        real = double.handle(request)
+        if fault.kind == "truncate":
+            return Response(real.status, real.body[: len(real.body) // 2], real.headers)
+        return real  # disconnect: cut while sending
+
+    def _send(self, response: Response, *, cut: bool) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(response.body)))
+        self.end_headers()
+        body = response.body[: len(response.body) // 2] if cut else response.body
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if cut:
+            self.close_connection = True
+
+
+class _ApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, api: Api, double: ApiDouble, sandbox: Sandbox) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.api = api
+        self.double = double
+        self.sandbox = sandbox
+
+
+class Sandbox:
+    """Both API doubles on loopback. Use as a context manager.
+
+    >>> with Sandbox() as sandbox:
+    ...     settings = Settings.from_env(sandbox.env())
+    """
+
+    def __init__(
+        self,
+        *,
+        latency_seconds: float = 0.0,
+        arxiv: ApiDouble | None = None,
+        hub: ApiDouble | None = None,
+    ) -> None:
+        self.latency_seconds = latency_seconds
+        """Added to every answer, to model the real services' round-trip time."""
+        self.faults: list[Fault] = []
+        self.log: list[LoggedRequest] = []
+        self._lock = threading.Lock()
+        self._arxiv = arxiv
+        self._hub = hub
+        self._servers: list[_ApiServer] = []
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> Sandbox:
+        from pipeline.sandbox.arxiv_api import ArxivDouble
+        from pipeline.sandbox.hub_api import HubDouble
+
+        doubles: list[tuple[Api, ApiDouble]] = [
+            ("arxiv", self._arxiv or ArxivDouble()),
+            ("hub", self._hub or HubDouble()),
+        ]
+        for api, double in doubles:
+            server = _ApiServer(api, double, self)
+            thread = threading.Thread(
+                target=server.serve_forever, name=f"sandbox-{api}", daemon=True
+            )
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- addresses -----------------------------------------------------------------
+    def _base(self, api: Api) -> str:
+        for server in self._servers:
+            if server.api == api:
+                host, port = server.server_address[:2]
+                return f"http://{host!s}:{port}"
+        raise RuntimeError("the sandbox is not running")
+
+    @property
+    def arxiv_api_url(self) -> str:
+        return self._base("arxiv") + "/api/query"
+
+    @property
+    def hf_endpoint(self) -> str:
+        return self._base("hub")
+
+    def env(self) -> dict[str, str]:
+        """The environment that points the pipeline at this sandbox."""
+        return {"ARXIV_API_URL": self.arxiv_api_url, "HF_ENDPOINT": self.hf_endpoint}
+
+    # -- faults and the request log ------------------------------------------------
+    def add_fault(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    @contextmanager
+    def fault(self, fault: Fault) -> Iterator[Fault]:
+        self.add_fault(fault)
+        try:
+            yield fault
+        finally:
+            with self._lock:
+                if fault in self.faults:
+                    self.faults.remove(fault)
+
+    def requests(
+        self, api: Api | None = None, where: Callable[[LoggedRequest], bool] | None = None
+    ) -> list[LoggedRequest]:
+        with self._lock:
+            return [
+                entry
+                for entry in self.log
+                if (api is None or entry.api == api) and (where is None or where(entry))
+            ]
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    def _take_fault(self, api: Api, target: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.api == api and fault.match in target and fault.times != 0:
+                    if fault.times > 0:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    def _log(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self.log.append(entry)
