@@ -9,7 +9,8 @@ or to the loopback double (`pipeline.sandbox`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -53,11 +54,9 @@ class Settings:
     hf_token: str | None = field(default=None, repr=False)
     """Hub token (`HF_TOKEN`). Sent as a bearer token when set; never logged or stored."""
 
-    user_agent: str = (
-        f"mllm-papers-pipeline/{__version__} "
-        "(reading-list enrichment; +https://github.com/mllm-papers/pipeline)"
-    )
-    """arXiv throttles anonymous default user agents harder; a descriptive one is asked for."""
+    user_agent: str = f"mllm-papers-pipeline/{__version__} (reading-list metadata enrichment)"
+    """arXiv throttles default library user agents harder and asks for a descriptive one;
+    `PIPELINE_CONTACT` (an e-mail address) is appended when set, as arXiv recommends."""
 
     arxiv_delay_seconds: float = 3.0
     """arXiv terms of use: no more than one request every three seconds, one connection."""
@@ -102,13 +101,38 @@ class Settings:
     """Which stored answers may be reused; see `RefreshPolicy`."""
 
     @classmethod
-    def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> Settings:
-        """Settings with endpoints and token taken from the environment."""
-        source = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings with endpoints and token taken from the environment.
+
+        Every numeric setting can also be set as `PIPELINE_<NAME>` (for example
+        `PIPELINE_ARXIV_DELAY_SECONDS=0.1`), so tests and benchmarks scale delays down
+        without touching the defaults production runs with.
+        """
+        source: Mapping[str, str] = os.environ if env is None else env
+        numeric: dict[str, float | int] = {}
+        for item in fields(cls):
+            variable = f"PIPELINE_{item.name.upper()}"
+            raw = source.get(variable)
+            if raw is None or item.type not in ("float", "int"):
+                continue
+            try:
+                value = float(raw) if item.type == "float" else int(raw)
+            except ValueError:
+                raise ValueError(f"{variable}={raw!r} is not a valid {item.type}") from None
+            if value < 0:
+                raise ValueError(f"{variable}={raw!r} must not be negative")
+            numeric[item.name] = value
+        contact = source.get("PIPELINE_CONTACT")
+        if contact:
+            numeric_or_text: dict[str, object] = {"user_agent": f"{cls.user_agent} mailto:{contact}"}
+        else:
+            numeric_or_text = {}
         return cls(
+            **numeric_or_text,  # type: ignore[arg-type]
             arxiv_api_url=source.get("ARXIV_API_URL") or DEFAULT_ARXIV_API_URL,
             hf_endpoint=(source.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=source.get("HF_TOKEN") or None,
+            **numeric,  # type: ignore[arg-type]
         )
 
     def replace(self, **changes: object) -> Settings:

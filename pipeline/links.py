@@ -94,24 +94,28 @@ def link_for(occurrence: Occurrence) -> Link:
     return Link(occurrence, identity)
 
 
+def extract_document_links(name: str, path: Path) -> tuple[Document, list[Link]]:
+    """Links of one document; a document that cannot be read yields its error, no links."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Document(name, path, error=f"cannot read: {exc.strerror or exc}"), []
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        text = read_document(path, name)
+        links = [link_for(occurrence) for occurrence in extract_document(text, name)]
+    except DocumentError as exc:
+        return Document(name, path, digest, len(data), error=exc.reason), []
+    return Document(name, path, digest, len(data), links=len(links)), links
+
+
 def extract_links(paths: Sequence[Path]) -> Extraction:
     """Links of every document; a document that cannot be read is reported, not fatal."""
     result = Extraction()
     for name, path in discover_documents(paths):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            result.documents.append(Document(name, path, error=f"cannot read: {exc.strerror}"))
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            text = read_document(path, name)
-            links = [link_for(occurrence) for occurrence in extract_document(text, name)]
-        except DocumentError as exc:
-            result.documents.append(Document(name, path, digest, len(data), error=exc.reason))
-            continue
+        document, links = extract_document_links(name, path)
+        result.documents.append(document)
         result.links.extend(links)
-        result.documents.append(Document(name, path, digest, len(data), links=len(links)))
     return result
 
 
@@ -158,3 +162,36 @@ def links_table(links: Iterable[Link]) -> pa.Table:
             columns[name].append(row[name])
     table = pa.table(columns, schema=LINKS_SCHEMA)
     return table.sort_by([("document", "ascending"), ("position", "ascending")])
+
+
+_HUB_REPO_TYPES = {
+    "hf_model": "model",
+    "hf_dataset": "dataset",
+    "hf_space": "space",
+    "hf_collection": "collection",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Entities:
+    """The distinct things a set of links asks the resolvers about, each in sorted order."""
+
+    arxiv_ids: list[str]
+    """Valid arXiv IDs without version (links and mentions)."""
+    hub_repos: list[tuple[str, str]]
+    """(repo type, repo ID as written) of valid Hub repo links."""
+
+
+def entities_of(links: Iterable[Link]) -> Entities:
+    """What the resolvers are to be asked about; invalid identifiers are never included."""
+    arxiv_ids: set[str] = set()
+    hub_repos: set[tuple[str, str]] = set()
+    for link in links:
+        ident = link.identity
+        if not ident.valid or ident.entity_id is None:
+            continue
+        if ident.kind in ("arxiv", "arxiv_mention"):
+            arxiv_ids.add(ident.entity_id)
+        elif ident.kind in _HUB_REPO_TYPES:
+            hub_repos.add((_HUB_REPO_TYPES[ident.kind], ident.entity_id))
+    return Entities(sorted(arxiv_ids), sorted(hub_repos))

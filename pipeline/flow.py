@@ -1,0 +1,375 @@
+"""Prefect orchestration. This module wires the stages and adds nothing of its own:
+extract (one task per document) -> resolve (arXiv serialised, Hub bounded) -> snapshot.
+
+Retries: the resolvers retry each request themselves (they know a 429 from a 400), so a
+task is retried only on a transient infrastructure failure (disk, SQLite busy, a transport
+error that escaped), never on a bug or a 4xx. Caching: no Prefect task cache; the raw
+store is the cache across runs, keyed by entity with a time-to-live, which Prefect's
+input-hash caching cannot express correctly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from pipeline import snapshot
+from pipeline.config import RefreshPolicy, Settings
+from pipeline.links import (
+    Document,
+    Entities,
+    Link,
+    apply_title_matches,
+    discover_documents,
+    entities_of,
+    extract_document_links,
+    links_table,
+)
+from pipeline.parameters import RunParameters
+from pipeline.rawstore import RawStore
+from pipeline.records import ApiStats
+from pipeline.report import (
+    RunSummary,
+    markdown_report,
+    run_status,
+    short_summary,
+    summarise_tables,
+)
+from pipeline.resolve_arxiv import ArxivResolver, PaperRecord, TitleMatch, title_candidates
+from pipeline.resolve_hub import HubRepoRecord, HubResolver, PaperPageRecord, RepoRef
+from pipeline.sandbox import Sandbox
+
+FLOW_NAME = "mllm-papers"
+TASK_THREADS = 4
+"""Extraction is CPU-bound and resolvers bound their own concurrency: a few threads do."""
+ARTIFACT_PREFIX = "mllm-papers"
+
+
+def _transient(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Retry a task only when it failed for a reason a retry can cure."""
+    try:
+        state.result()
+    except (OSError, sqlite3.OperationalError, httpx.TransportError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+_RETRYING = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+class _Progress:
+    """A progress artifact per resolver, updated as it goes (and logged every 10 %)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.logger = get_run_logger()
+        self.artifact_id = create_progress_artifact(
+            progress=0.0,
+            key=f"{ARTIFACT_PREFIX}-progress-{name.replace('_', '-')}",
+            description=f"{name}: lookups done",
+        )
+        self._last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100.0 * done / total if total else 100.0
+        decile = int(percent // 10)
+        if decile != self._last_decile:
+            self._last_decile = decile
+            update_progress_artifact(artifact_id=self.artifact_id, progress=percent)
+            self.logger.info("%s: %d/%d looked up", self.name, done, total)
+
+
+@dataclass
+class _ArxivResult:
+    papers: dict[str, PaperRecord] = field(default_factory=dict)
+    titles: dict[str, TitleMatch] = field(default_factory=dict)
+    stats: ApiStats = field(default_factory=lambda: ApiStats(api="arxiv"))
+
+
+@dataclass
+class _HubResult:
+    repos: dict[RepoRef, HubRepoRecord] = field(default_factory=dict)
+    pages: dict[str, PaperPageRecord] = field(default_factory=dict)
+    stats: ApiStats = field(default_factory=lambda: ApiStats(api="hub"))
+
+
+@task(name="extract-document", cache_policy=NO_CACHE)
+def extract_document_task(name: str, path: str) -> tuple[Document, list[Link]]:
+    document, links = extract_document_links(name, Path(path))
+    if document.error:
+        get_run_logger().error("document %s: %s", name, document.error)
+    return document, links
+
+
+@task(name="resolve-arxiv", **_RETRYING)  # type: ignore[call-overload]
+def resolve_arxiv_task(
+    settings: Settings, raw_dir: str, ids: list[str], titles: list[str], by_id: bool
+) -> _ArxivResult:
+    """Titles first (they add IDs), then every ID in batches; one arXiv queue per process."""
+    with RawStore(Path(raw_dir)) as store:
+        resolver = ArxivResolver(settings, store)
+        result = _ArxivResult(stats=resolver.stats)
+        if titles:
+            result.titles = resolver.resolve_titles(titles, on_progress=_Progress("arxiv_titles"))
+        if by_id:
+            found = {m.arxiv_id for m in result.titles.values() if m.arxiv_id and m.status == "ok"}
+            wanted = sorted(set(ids) | found)
+            result.papers = resolver.resolve_ids(wanted, on_progress=_Progress("arxiv"))
+        return result
+
+
+@task(name="resolve-hub", **_RETRYING)  # type: ignore[call-overload]
+def resolve_hub_task(
+    settings: Settings, raw_dir: str, repos: list[RepoRef], paper_ids: list[str]
+) -> _HubResult:
+    with RawStore(Path(raw_dir)) as store:
+        resolver = HubResolver(settings, store)
+        result = _HubResult(stats=resolver.stats)
+        if repos:
+            result.repos = resolver.resolve_repos(repos, on_progress=_Progress("hub"))
+        if paper_ids:
+            result.pages = resolver.resolve_paper_pages(
+                paper_ids, on_progress=_Progress("paper_pages")
+            )
+        return result
+
+
+@contextlib.contextmanager
+def _endpoints(params: RunParameters) -> Iterator[Settings]:
+    """Settings for this run: the real services, or the loopback double in sandbox mode."""
+    if not params.sandbox:
+        yield Settings.from_env().replace(refresh=params.refresh)
+        return
+    with Sandbox() as sandbox:
+        import os
+
+        env = {**os.environ, **sandbox.env()}
+        env.pop("HF_TOKEN", None)  # a real token never goes to the double
+        yield Settings.from_env(env).replace(refresh=params.refresh)
+
+
+def _limited(items: list[Any], limit: int | None) -> list[Any]:
+    return items if limit is None else items[:limit]
+
+
+@flow(
+    name=FLOW_NAME,
+    description="Extract the links of the reading lists, resolve papers and models, "
+    "and publish a deduplicated Parquet snapshot.",
+    task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS),  # type: ignore[arg-type]
+    validate_parameters=True,
+    log_prints=False,
+)
+def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa: B008
+    """One run of the pipeline. Returns a Completed state (named Partial when some
+    entities could not be resolved) or a Failed one; the summary is its result."""
+    logger = get_run_logger()
+    context = FlowRunContext.get()
+    flow_run_id = str(context.flow_run.id) if context and context.flow_run else None
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    snapshot_date = params.snapshot_date or datetime.now(UTC).date()
+    out_dir = Path(params.resolved_out_dir)
+    summary = RunSummary(
+        run_id=run_id,
+        snapshot_date=snapshot_date.isoformat(),
+        flow_run_id=flow_run_id,
+        out_dir=str(out_dir),
+    )
+    started_at = datetime.now(UTC)
+    clock = _StageClock(summary.stage_seconds)
+
+    with clock("extract"):
+        named = discover_documents([Path(p) for p in params.documents])
+        futures = extract_document_task.map(
+            [name for name, _ in named], [str(path) for _, path in named]
+        )
+        extracted = [future.result() for future in futures]
+        summary.documents = [document for document, _ in extracted]
+        links = [link for _, doc_links in extracted for link in doc_links]
+        summary.links = len(links)
+    entities = entities_of(links)
+    titles = title_candidates(links) if "arxiv_titles" in params.resolvers else []
+    plan = _plan(params, entities, titles)
+    summary.entities_asked = {name: len(items) for name, items in plan.items()}
+    logger.info(
+        "%d documents, %d links; asking: %s",
+        len(named),
+        len(links),
+        ", ".join(f"{k} {v}" for k, v in summary.entities_asked.items()) or "nothing",
+    )
+    if params.dry_run:
+        summary.status = "dry_run"
+        _publish_report(summary)
+        return Completed(message=short_summary(summary), data=summary)
+
+    failed_stages: list[str] = []
+    with snapshot.snapshot_lock(out_dir, run_id), _endpoints(params) as settings:
+        raw_dir = params.resolved_raw_dir
+        with clock("resolve"):
+            arxiv_future = resolve_arxiv_task.submit(
+                settings, raw_dir, plan["arxiv"], plan["arxiv_titles"], "arxiv" in params.resolvers
+            )
+            hub_future = resolve_hub_task.submit(
+                settings, raw_dir, plan["hub"], plan["paper_pages"]
+            )
+            arxiv_result = _outcome(arxiv_future, "arxiv", failed_stages, _ArxivResult())
+            hub_result = _outcome(hub_future, "hub", failed_stages, _HubResult())
+            # Papers reached only by title: their paper pages are asked once their IDs are known.
+            late_pages = sorted(
+                {m.arxiv_id for m in arxiv_result.titles.values() if m.arxiv_id}
+                - set(plan["paper_pages"])
+            )
+            if late_pages and "paper_pages" in params.resolvers and not failed_stages:
+                late = resolve_hub_task.submit(settings, raw_dir, [], late_pages)
+                more = _outcome(late, "paper_pages", failed_stages, _HubResult())
+                hub_result.pages.update(more.pages)
+                _merge_stats(hub_result.stats, more.stats)
+        summary.api = [arxiv_result.stats, hub_result.stats]
+
+        with clock("snapshot"):
+            matched = {
+                title: m.arxiv_id
+                for title, m in arxiv_result.titles.items()
+                if m.arxiv_id and m.status in ("ok", "stale")
+            }
+            links = apply_title_matches(links, matched)
+            tables = snapshot.build_tables(
+                snapshot.SnapshotInputs(
+                    links=links,
+                    documents=summary.documents,
+                    papers=arxiv_result.papers,
+                    title_matches=arxiv_result.titles,
+                    repos=hub_result.repos,
+                    paper_pages=hub_result.pages,
+                ),
+                snapshot_date=snapshot_date,
+                previous=snapshot.previous_tables(out_dir, before=snapshot_date),
+            )
+            counts, unresolved, changes = summarise_tables(tables)
+            summary.status_counts, summary.unresolved, summary.changes = counts, unresolved, changes
+            summary.status = run_status(counts, failed_stages)
+            if failed_stages:
+                summary.status_reason = "failed stages: " + ", ".join(failed_stages)
+            entry = snapshot.ManifestEntry(
+                run_id=run_id,
+                flow_run_id=flow_run_id,
+                snapshot_date=snapshot_date,
+                started_at=started_at,
+                finished_at=datetime.now(UTC),
+                status=summary.status,
+                status_reason=summary.status_reason,
+                documents=summary.documents,
+                api_stats=summary.api,
+                arxiv_api_url=settings.arxiv_api_url,
+                hf_endpoint=settings.hf_endpoint,
+            )
+            snapshot.publish(out_dir, tables, entry)
+            summary.published = True
+
+    _publish_report(summary)
+    message = short_summary(summary)
+    if summary.status == "failed":
+        return Failed(message=message, data=summary)
+    if summary.status == "partial":
+        return Completed(name="Partial", message=message, data=summary)
+    return Completed(message=message, data=summary)
+
+
+def _plan(params: RunParameters, entities: Entities, titles: list[str]) -> dict[str, Any]:
+    wanted = params.resolvers
+    return {
+        "arxiv": _limited(entities.arxiv_ids, params.limit) if "arxiv" in wanted else [],
+        "arxiv_titles": _limited(titles, params.limit),
+        "hub": _limited(entities.hub_repos, params.limit) if "hub" in wanted else [],
+        "paper_pages": (
+            _limited(entities.arxiv_ids, params.limit) if "paper_pages" in wanted else []
+        ),
+    }
+
+
+def _outcome(future: Any, stage: str, failed: list[str], empty: Any) -> Any:
+    """The task's result, or `empty` with the stage recorded as failed: a resolver that
+    fails entirely still lets the run publish links and entities with their statuses."""
+    try:
+        return future.result()
+    except Exception as exc:
+        get_run_logger().error("stage %s failed: %s", stage, exc)
+        failed.append(stage)
+        return empty
+
+
+def _merge_stats(into: ApiStats, more: ApiStats) -> None:
+    into.requests += more.requests
+    into.retries += more.retries
+    into.from_store += more.from_store
+    into.seconds += more.seconds
+    for status, count in more.by_status.items():
+        into.by_status[status] = into.by_status.get(status, 0) + count
+
+
+class _StageClock:
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.into[stage] = self.into.get(stage, 0.0) + time.monotonic() - start
+
+
+def _publish_report(summary: RunSummary) -> None:
+    create_markdown_artifact(
+        markdown=markdown_report(summary),
+        key=f"{ARTIFACT_PREFIX}-run-report",
+        description=f"Run {summary.run_id}: {summary.status}",
+    )
+    for table, rows in summary.unresolved.items():
+        create_table_artifact(
+            table=rows[:500] or [{"key": "", "status": "", "reason": "all resolved"}],
+            key=f"{ARTIFACT_PREFIX}-unresolved-{table}",
+            description=f"{table} not resolved in run {summary.run_id} ({len(rows)} rows)",
+        )
+
+
+def run_once(params: RunParameters) -> tuple[RunSummary | None, State[Any]]:
+    """Run the flow in this process (ephemeral Prefect when no server is configured)."""
+    state: State[Any] = mllm_papers(params, return_state=True)  # type: ignore[call-overload]
+    summary: RunSummary | None = None
+    with contextlib.suppress(Exception):
+        result = state.result(raise_on_failure=False)
+        if isinstance(result, RunSummary):
+            summary = result
+    return summary, state
+

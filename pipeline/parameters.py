@@ -1,0 +1,96 @@
+"""The parameters of a run, as one validated model.
+
+Prefect renders this model as the form people fill in when they start a run from the
+UI (descriptions included); the CLI and the nightly schedule build the same model, so
+all three ways of starting a run are validated by one definition.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_RAW_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy
+
+Resolver = Literal["arxiv", "arxiv_titles", "hub", "paper_pages"]
+ALL_RESOLVERS: tuple[Resolver, ...] = ("arxiv", "arxiv_titles", "hub", "paper_pages")
+
+SANDBOX_RAW_DIR = "raw/sandbox"
+SANDBOX_OUT_DIR = "enriched/sandbox"
+
+
+class RunParameters(BaseModel):
+    """What one run reads, asks and writes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str] = Field(
+        default_factory=lambda: [DEFAULT_SEEDS_DIR.as_posix()],
+        min_length=1,
+        description="Markdown documents or folders to read (relative to the working directory).",
+    )
+    out_dir: str | None = Field(
+        default=None,
+        description=(
+            "Snapshot root. Default: enriched/ (enriched/sandbox/ for sandbox runs, so that "
+            "sample data never mixes with real snapshots)."
+        ),
+    )
+    raw_dir: str | None = Field(
+        default=None,
+        description="Raw-response store. Default: raw/ (raw/sandbox/ for sandbox runs).",
+    )
+    refresh: RefreshPolicy = Field(
+        default=RefreshPolicy.TTL,
+        description=(
+            "ttl: ask only about entities whose stored answer has expired; "
+            "refresh: ask about everything again; offline: ask nothing, answer from the raw store."
+        ),
+    )
+    resolvers: list[Resolver] = Field(
+        default_factory=lambda: list(ALL_RESOLVERS),
+        description=(
+            "Which lookups to run: arxiv (papers by ID), arxiv_titles (papers by link text), "
+            "hub (Hugging Face repos and collections), paper_pages (HF paper pages and the "
+            "models citing each paper). Entities of a resolver left out get status error."
+        ),
+    )
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Trial runs: ask each resolver about at most this many entities (the first in "
+            "sorted order); the others are listed with status error."
+        ),
+    )
+    snapshot_date: date | None = Field(
+        default=None, description="Date of the snapshot partition. Default: today (UTC)."
+    )
+    dry_run: bool = Field(
+        default=False,
+        description=(
+            "Read the documents and report what the run would ask about; "
+            "send no request and write nothing."
+        ),
+    )
+    sandbox: bool = Field(
+        default=False,
+        description=(
+            "Run against the built-in loopback double of both APIs, serving sample data "
+            "(a demo without internet)."
+        ),
+    )
+
+    @property
+    def resolved_out_dir(self) -> str:
+        if self.out_dir:
+            return self.out_dir
+        return SANDBOX_OUT_DIR if self.sandbox else DEFAULT_OUT_DIR.as_posix()
+
+    @property
+    def resolved_raw_dir(self) -> str:
+        if self.raw_dir:
+            return self.raw_dir
+        return SANDBOX_RAW_DIR if self.sandbox else DEFAULT_RAW_DIR.as_posix()
