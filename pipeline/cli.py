@@ -160,24 +160,36 @@ def build_parser() -> argparse.ArgumentParser:
         "extract", help="write the links table of markdown files or folders to one Parquet file"
     )
     extract.add_argument(
-        "paths", nargs="*", type=Path, default=[DEFAULT_SEEDS_DIR], metavar="PATH",
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[DEFAULT_SEEDS_DIR],
+        metavar="PATH",
         help="markdown documents or folders (default: raw/seeds/)",
     )
     extract.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="FILE.parquet",
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE.parquet",
         help="where to write the links table",
     )
     extract.set_defaults(func=_cmd_extract)
 
     run = commands.add_parser("run", help="run the whole pipeline once, in the foreground")
     run.add_argument(
-        "paths", nargs="*", type=Path, metavar="PATH",
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
         help="markdown documents or folders (default: raw/seeds/)",
     )
     run.add_argument("--out", type=Path, metavar="DIR", help="snapshot root (default: enriched/)")
     run.add_argument("--raw", type=Path, metavar="DIR", help="raw-response store (default: raw/)")
     run.add_argument(
-        "--sandbox", action="store_true",
+        "--sandbox",
+        action="store_true",
         help="use the loopback API double with sample data (default dirs: raw/sandbox/, "
         "enriched/sandbox/)",
     )
@@ -189,23 +201,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--refresh", action="store_true", help="ask again about everything, ignoring time-to-live"
     )
     run.add_argument(
-        "--date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+        "--date",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
         help="snapshot date (default: today, UTC)",
     )
     run.add_argument(
-        "--resolvers", nargs="+", choices=["arxiv", "arxiv_titles", "hub", "paper_pages"],
+        "--resolvers",
+        nargs="+",
+        choices=["arxiv", "arxiv_titles", "hub", "paper_pages"],
         help="run only these lookups (default: all)",
     )
     run.add_argument("--limit", type=int, metavar="N", help="trial run: at most N entities each")
     run.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="read the documents and report what would be asked; ask and write nothing",
     )
     run.set_defaults(func=_cmd_run)
 
     status = commands.add_parser("status", help="print the latest snapshots from the manifest")
     status.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT_DIR, metavar="DIR",
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        metavar="DIR",
         help="snapshot root (default: enriched/)",
     )
     status.add_argument("--limit", type=int, default=10, metavar="N", help="rows (default 10)")

@@ -15,7 +15,6 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from pipeline import snapshot
-from pipeline.config import RefreshPolicy, Settings
+from pipeline.config import Settings
 from pipeline.links import (
     Document,
     Entities,
@@ -44,11 +43,9 @@ from pipeline.links import (
     discover_documents,
     entities_of,
     extract_document_links,
-    links_table,
 )
 from pipeline.parameters import RunParameters
 from pipeline.rawstore import RawStore
-from pipeline.records import ApiStats
 from pipeline.report import (
     RunSummary,
     markdown_report,
@@ -108,20 +105,6 @@ class _Progress:
             self.logger.info("%s: %d/%d looked up", self.name, done, total)
 
 
-@dataclass
-class _ArxivResult:
-    papers: dict[str, PaperRecord] = field(default_factory=dict)
-    titles: dict[str, TitleMatch] = field(default_factory=dict)
-    stats: ApiStats = field(default_factory=lambda: ApiStats(api="arxiv"))
-
-
-@dataclass
-class _HubResult:
-    repos: dict[RepoRef, HubRepoRecord] = field(default_factory=dict)
-    pages: dict[str, PaperPageRecord] = field(default_factory=dict)
-    stats: ApiStats = field(default_factory=lambda: ApiStats(api="hub"))
-
-
 @task(name="extract-document", cache_policy=NO_CACHE)
 def extract_document_task(name: str, path: str) -> tuple[Document, list[Link]]:
     document, links = extract_document_links(name, Path(path))
@@ -130,37 +113,24 @@ def extract_document_task(name: str, path: str) -> tuple[Document, list[Link]]:
     return document, links
 
 
+@task(name="resolve-arxiv-titles", **_RETRYING)  # type: ignore[call-overload]
+def resolve_titles_task(resolver: ArxivResolver, titles: list[str]) -> dict[str, TitleMatch]:
+    return resolver.resolve_titles(titles, on_progress=_Progress("arxiv_titles"))
+
+
 @task(name="resolve-arxiv", **_RETRYING)  # type: ignore[call-overload]
-def resolve_arxiv_task(
-    settings: Settings, raw_dir: str, ids: list[str], titles: list[str], by_id: bool
-) -> _ArxivResult:
-    """Titles first (they add IDs), then every ID in batches; one arXiv queue per process."""
-    with RawStore(Path(raw_dir)) as store:
-        resolver = ArxivResolver(settings, store)
-        result = _ArxivResult(stats=resolver.stats)
-        if titles:
-            result.titles = resolver.resolve_titles(titles, on_progress=_Progress("arxiv_titles"))
-        if by_id:
-            found = {m.arxiv_id for m in result.titles.values() if m.arxiv_id and m.status == "ok"}
-            wanted = sorted(set(ids) | found)
-            result.papers = resolver.resolve_ids(wanted, on_progress=_Progress("arxiv"))
-        return result
+def resolve_arxiv_task(resolver: ArxivResolver, ids: list[str]) -> dict[str, PaperRecord]:
+    return resolver.resolve_ids(ids, on_progress=_Progress("arxiv"))
 
 
-@task(name="resolve-hub", **_RETRYING)  # type: ignore[call-overload]
-def resolve_hub_task(
-    settings: Settings, raw_dir: str, repos: list[RepoRef], paper_ids: list[str]
-) -> _HubResult:
-    with RawStore(Path(raw_dir)) as store:
-        resolver = HubResolver(settings, store)
-        result = _HubResult(stats=resolver.stats)
-        if repos:
-            result.repos = resolver.resolve_repos(repos, on_progress=_Progress("hub"))
-        if paper_ids:
-            result.pages = resolver.resolve_paper_pages(
-                paper_ids, on_progress=_Progress("paper_pages")
-            )
-        return result
+@task(name="resolve-hub-repos", **_RETRYING)  # type: ignore[call-overload]
+def resolve_repos_task(resolver: HubResolver, refs: list[RepoRef]) -> dict[RepoRef, HubRepoRecord]:
+    return resolver.resolve_repos(refs, on_progress=_Progress("hub"))
+
+
+@task(name="resolve-paper-pages", **_RETRYING)  # type: ignore[call-overload]
+def resolve_pages_task(resolver: HubResolver, ids: list[str]) -> dict[str, PaperPageRecord]:
+    return resolver.resolve_paper_pages(ids, on_progress=_Progress("paper_pages"))
 
 
 @contextlib.contextmanager
@@ -232,33 +202,44 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
         return Completed(message=short_summary(summary), data=summary)
 
     failed_stages: list[str] = []
-    with snapshot.snapshot_lock(out_dir, run_id), _endpoints(params) as settings:
-        raw_dir = params.resolved_raw_dir
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(snapshot.snapshot_lock(out_dir, run_id))
+        settings = stack.enter_context(_endpoints(params))
+        store = stack.enter_context(RawStore(Path(params.resolved_raw_dir)))
+        # One resolver of each kind for the whole run: one arXiv queue, one Hub budget.
+        arxiv = ArxivResolver(settings, store)
+        hub = HubResolver(settings, store)
         with clock("resolve"):
-            arxiv_future = resolve_arxiv_task.submit(
-                settings, raw_dir, plan["arxiv"], plan["arxiv_titles"], "arxiv" in params.resolvers
+            # arXiv is one serialised queue (titles first: they add IDs); the Hub runs beside it.
+            hub_repos = _submit(resolve_repos_task, hub, plan["hub"])
+            hub_pages = _submit(resolve_pages_task, hub, plan["paper_pages"])
+            titles_done = _outcome(
+                _submit(resolve_titles_task, arxiv, plan["arxiv_titles"]),
+                "arxiv_titles",
+                failed_stages,
+                {},
             )
-            hub_future = resolve_hub_task.submit(
-                settings, raw_dir, plan["hub"], plan["paper_pages"]
+            found_by_title = sorted(
+                {m.arxiv_id for m in titles_done.values() if m.arxiv_id and m.status == "ok"}
             )
-            arxiv_result = _outcome(arxiv_future, "arxiv", failed_stages, _ArxivResult())
-            hub_result = _outcome(hub_future, "hub", failed_stages, _HubResult())
+            ids = sorted(set(plan["arxiv"]) | set(found_by_title)) if plan["arxiv"] else []
+            papers = _outcome(_submit(resolve_arxiv_task, arxiv, ids), "arxiv", failed_stages, {})
+            repos = _outcome(hub_repos, "hub", failed_stages, {})
+            pages = _outcome(hub_pages, "paper_pages", failed_stages, {})
             # Papers reached only by title: their paper pages are asked once their IDs are known.
-            late_pages = sorted(
-                {m.arxiv_id for m in arxiv_result.titles.values() if m.arxiv_id}
-                - set(plan["paper_pages"])
-            )
-            if late_pages and "paper_pages" in params.resolvers and not failed_stages:
-                late = resolve_hub_task.submit(settings, raw_dir, [], late_pages)
-                more = _outcome(late, "paper_pages", failed_stages, _HubResult())
-                hub_result.pages.update(more.pages)
-                _merge_stats(hub_result.stats, more.stats)
-        summary.api = [arxiv_result.stats, hub_result.stats]
+            late = sorted(set(found_by_title) - set(plan["paper_pages"]))
+            if late and "paper_pages" in params.resolvers and "paper_pages" not in failed_stages:
+                pages.update(
+                    _outcome(
+                        _submit(resolve_pages_task, hub, late), "paper_pages", failed_stages, {}
+                    )
+                )
+        summary.api = [arxiv.stats, hub.stats]
 
         with clock("snapshot"):
             matched = {
                 title: m.arxiv_id
-                for title, m in arxiv_result.titles.items()
+                for title, m in titles_done.items()
                 if m.arxiv_id and m.status in ("ok", "stale")
             }
             links = apply_title_matches(links, matched)
@@ -266,10 +247,10 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
                 snapshot.SnapshotInputs(
                     links=links,
                     documents=summary.documents,
-                    papers=arxiv_result.papers,
-                    title_matches=arxiv_result.titles,
-                    repos=hub_result.repos,
-                    paper_pages=hub_result.pages,
+                    papers=papers,
+                    title_matches=titles_done,
+                    repos=repos,
+                    paper_pages=pages,
                 ),
                 snapshot_date=snapshot_date,
                 previous=snapshot.previous_tables(out_dir, before=snapshot_date),
@@ -316,24 +297,22 @@ def _plan(params: RunParameters, entities: Entities, titles: list[str]) -> dict[
     }
 
 
+def _submit(task_: Any, resolver: object, items: list[Any]) -> Any:
+    """Submit a resolver task, or nothing when it has nothing to ask."""
+    return task_.submit(resolver, items) if items else None
+
+
 def _outcome(future: Any, stage: str, failed: list[str], empty: Any) -> Any:
     """The task's result, or `empty` with the stage recorded as failed: a resolver that
     fails entirely still lets the run publish links and entities with their statuses."""
+    if future is None:
+        return empty
     try:
         return future.result()
     except Exception as exc:
         get_run_logger().error("stage %s failed: %s", stage, exc)
         failed.append(stage)
         return empty
-
-
-def _merge_stats(into: ApiStats, more: ApiStats) -> None:
-    into.requests += more.requests
-    into.retries += more.retries
-    into.from_store += more.from_store
-    into.seconds += more.seconds
-    for status, count in more.by_status.items():
-        into.by_status[status] = into.by_status.get(status, 0) + count
 
 
 class _StageClock:
@@ -372,4 +351,3 @@ def run_once(params: RunParameters) -> tuple[RunSummary | None, State[Any]]:
         if isinstance(result, RunSummary):
             summary = result
     return summary, state
-

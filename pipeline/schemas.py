@@ -10,6 +10,21 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+"""Every timestamp the pipeline writes: microseconds, timezone-aware UTC."""
+
+_TEXTS = pa.list_(pa.string())
+
+
+def _texts(name: str) -> pa.Field:
+    """A list of strings that is never null (empty when there is nothing to list)."""
+    return pa.field(name, _TEXTS, nullable=False)
+
+
+def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={"table": table, "schema_version": str(SCHEMA_VERSION)})
+
+
 LINKS_SCHEMA = pa.schema(
     [
         pa.field("document", pa.string(), nullable=False),
@@ -35,3 +50,219 @@ LINKS_SCHEMA = pa.schema(
     ],
     metadata={"table": "links"},
 )
+
+# Lineage: where in the reading lists an entity is mentioned, and since when.
+_LINEAGE = [
+    _texts("documents"),
+    pa.field("mention_count", pa.int64(), nullable=False),
+    _texts("headings"),
+    pa.field("first_seen", pa.date32(), nullable=False),
+    pa.field("last_seen", pa.date32(), nullable=False),
+]
+
+
+def _status(prefix: str, fetched_at: str) -> list[pa.Field]:
+    """The outcome of one lookup: its status, why, and when its data was fetched."""
+    return [
+        pa.field(f"{prefix}status", pa.string(), nullable=False),
+        pa.field(f"{prefix}status_reason", pa.string()),
+        pa.field(fetched_at, TIMESTAMP),
+    ]
+
+
+HF_MODEL_TYPE = pa.struct(
+    [
+        pa.field("repo_id", pa.string(), nullable=False),
+        pa.field("params_total", pa.int64()),
+        pa.field("size_label", pa.string()),
+        pa.field("pipeline_tag", pa.string()),
+        pa.field("downloads", pa.int64()),
+    ]
+)
+"""One Hugging Face model that cites a paper (`papers.hf_models`)."""
+
+PAPERS_SCHEMA = _schema(
+    "papers",
+    [
+        pa.field("arxiv_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        _texts("authors"),
+        pa.field("author_affiliations", pa.list_(_TEXTS), nullable=False),
+        pa.field("abstract", pa.string()),
+        pa.field("published", TIMESTAMP),
+        pa.field("updated", TIMESTAMP),
+        pa.field("latest_version", pa.int32()),
+        pa.field("primary_category", pa.string()),
+        _texts("categories"),
+        pa.field("doi", pa.string()),
+        pa.field("journal_ref", pa.string()),
+        pa.field("comment", pa.string()),
+        pa.field("abs_url", pa.string()),
+        pa.field("pdf_url", pa.string()),
+        _texts("code_urls"),
+        pa.field("resolved_by", pa.string()),
+        _texts("title_queries"),
+        pa.field("hf_models", pa.list_(HF_MODEL_TYPE), nullable=False),
+        pa.field("hf_upvotes", pa.int64()),
+        pa.field("hf_github_repo", pa.string()),
+        pa.field("hf_github_stars", pa.int64()),
+        pa.field("hf_project_page", pa.string()),
+        pa.field("hf_num_models", pa.int64()),
+        *_status("hf_page_", "hf_page_fetched_at"),
+        _texts("github_repos"),
+        *_LINEAGE,
+        *_status("", "data_fetched_at"),
+    ],
+)
+
+PARAMS_BY_DTYPE_TYPE = pa.struct(
+    [pa.field("dtype", pa.string(), nullable=False), pa.field("params", pa.int64())]
+)
+
+MODELS_SCHEMA = _schema(
+    "models",
+    [
+        pa.field("repo_id", pa.string(), nullable=False),
+        _texts("written_as"),
+        pa.field("author", pa.string()),
+        pa.field("params_total", pa.int64()),
+        pa.field("params_by_dtype", pa.list_(PARAMS_BY_DTYPE_TYPE), nullable=False),
+        pa.field("params_source", pa.string()),
+        pa.field("size_label", pa.string()),
+        pa.field("downloads", pa.int64()),
+        pa.field("likes", pa.int64()),
+        pa.field("license", pa.string()),
+        pa.field("pipeline_tag", pa.string()),
+        pa.field("library_name", pa.string()),
+        pa.field("gated", pa.string()),
+        pa.field("private", pa.bool_()),
+        pa.field("created_at", TIMESTAMP),
+        pa.field("last_modified", TIMESTAMP),
+        _texts("tags"),
+        _texts("arxiv_ids"),
+        _texts("collections"),
+        *_LINEAGE,
+        *_status("", "data_fetched_at"),
+    ],
+)
+
+COLLECTION_ITEM_TYPE = pa.struct(
+    [pa.field("item_type", pa.string(), nullable=False), pa.field("item_id", pa.string())]
+)
+
+REPOS_SCHEMA = _schema(
+    "repos",
+    [
+        pa.field("repo_type", pa.string(), nullable=False),
+        pa.field("repo_id", pa.string(), nullable=False),
+        _texts("written_as"),
+        pa.field("title", pa.string()),
+        pa.field("author", pa.string()),
+        pa.field("downloads", pa.int64()),
+        pa.field("likes", pa.int64()),
+        pa.field("license", pa.string()),
+        pa.field("gated", pa.string()),
+        pa.field("private", pa.bool_()),
+        pa.field("sdk", pa.string()),
+        pa.field("created_at", TIMESTAMP),
+        pa.field("last_modified", TIMESTAMP),
+        _texts("tags"),
+        _texts("arxiv_ids"),
+        pa.field("items", pa.list_(COLLECTION_ITEM_TYPE), nullable=False),
+        *_LINEAGE,
+        *_status("", "data_fetched_at"),
+    ],
+)
+
+GITHUB_REPOS_SCHEMA = _schema(
+    "github_repos",
+    [
+        pa.field("repo", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        _texts("arxiv_ids"),
+        *_LINEAGE,
+    ],
+)
+
+CHANGES_SCHEMA = _schema(
+    "changes",
+    [
+        pa.field("entity_type", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string(), nullable=False),
+        pa.field("change", pa.string(), nullable=False),
+        pa.field("field", pa.string()),
+        pa.field("old_value", pa.string()),
+        pa.field("new_value", pa.string()),
+        pa.field("previous_snapshot_date", pa.date32()),
+    ],
+)
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "links": LINKS_SCHEMA,
+    "papers": PAPERS_SCHEMA,
+    "models": MODELS_SCHEMA,
+    "repos": REPOS_SCHEMA,
+    "github_repos": GITHUB_REPOS_SCHEMA,
+    "changes": CHANGES_SCHEMA,
+}
+"""Every table of a snapshot, in publishing order."""
+
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "links": ("document", "position"),
+    "papers": ("arxiv_id",),
+    "models": ("repo_id",),
+    "repos": ("repo_type", "repo_id"),
+    "github_repos": ("repo",),
+    "changes": ("entity_type", "entity_id", "change", "field"),
+}
+"""The columns that identify a row: unique in every published snapshot."""
+
+DOCUMENT_TYPE = pa.struct(
+    [
+        pa.field("document", pa.string(), nullable=False),
+        pa.field("sha256", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("links", pa.int64(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+
+HTTP_STATUS_COUNT_TYPE = pa.struct(
+    [
+        pa.field("http_status", pa.int32(), nullable=False),
+        pa.field("responses", pa.int64(), nullable=False),
+    ]
+)
+
+API_STATS_TYPE = pa.struct(
+    [
+        pa.field("api", pa.string(), nullable=False),
+        pa.field("requests", pa.int64(), nullable=False),
+        pa.field("from_store", pa.int64(), nullable=False),
+        pa.field("retries", pa.int64(), nullable=False),
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("by_status", pa.list_(HTTP_STATUS_COUNT_TYPE), nullable=False),
+    ]
+)
+
+MANIFEST_SCHEMA = _schema(
+    "_snapshots",
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("flow_run_id", pa.string()),
+        pa.field("snapshot_date", pa.date32(), nullable=False),
+        pa.field("started_at", TIMESTAMP, nullable=False),
+        pa.field("finished_at", TIMESTAMP, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("status_reason", pa.string()),
+        pa.field("published", pa.bool_(), nullable=False),
+        pa.field("schema_version", pa.int32(), nullable=False),
+        pa.field("pipeline_version", pa.string(), nullable=False),
+        *(pa.field(f"{table}_rows", pa.int64()) for table in TABLE_SCHEMAS),
+        pa.field("documents", pa.list_(DOCUMENT_TYPE), nullable=False),
+        pa.field("api_stats", pa.list_(API_STATS_TYPE), nullable=False),
+        pa.field("arxiv_api_url", pa.string()),
+        pa.field("hf_endpoint", pa.string()),
+    ],
+)
+"""`_snapshots.parquet`: one row per run that published a snapshot or failed to."""

@@ -1,0 +1,200 @@
+"""The Prefect flow and the nightly deployment, under `prefect_test_harness`.
+
+Runs go against the loopback double (`sandbox=True`) with politeness delays scaled down
+through the environment, as the README documents for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.runner import Runner
+from prefect.testing.utilities import prefect_test_harness
+
+from pipeline.deploy import DEFAULT_CRON, build_deployment
+from pipeline.flow import FLOW_NAME, mllm_papers
+from pipeline.parameters import RunParameters
+from pipeline.report import RunSummary
+from pipeline.snapshot import load, read_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "raw" / "seeds"
+
+FAST_ENV = {
+    "PIPELINE_ARXIV_DELAY_SECONDS": "0.01",
+    "PIPELINE_ARXIV_BACKOFF_SECONDS": "0.01",
+    "PIPELINE_ARXIV_BACKOFF_MAX_SECONDS": "0.05",
+    "PIPELINE_HUB_BACKOFF_SECONDS": "0.01",
+    "PIPELINE_HUB_BACKOFF_MAX_SECONDS": "0.05",
+}
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def _params(tmp_path: Path, **changes: Any) -> RunParameters:
+    values: dict[str, Any] = {
+        "documents": [str(SEEDS)],
+        "out_dir": str(tmp_path / "enriched"),
+        "raw_dir": str(tmp_path / "raw"),
+        "sandbox": True,
+        "snapshot_date": date(2026, 11, 20),
+    }
+    values.update(changes)
+    return RunParameters(**values)
+
+
+def _run(params: RunParameters) -> RunSummary:
+    state = mllm_papers(params, return_state=True)  # type: ignore[call-overload]
+    summary = state.result(raise_on_failure=False)
+    assert isinstance(summary, RunSummary), state
+    return summary
+
+
+def test_a_full_run_against_the_double_publishes_a_snapshot(
+    harness: None, fast: None, tmp_path: Path
+) -> None:
+    summary = _run(_params(tmp_path))
+
+    assert summary.status == "ok", summary.status_reason
+    assert summary.published
+    out = tmp_path / "enriched"
+    links = load("links", out)
+    papers = load("papers", out)
+    models = load("models", out)
+    assert len(links) == summary.links > 400
+    assert papers["arxiv_id"].is_unique and models["repo_id"].is_unique
+    assert set(links.loc[links["kind"] == "arxiv", "entity_id"]) <= set(papers["arxiv_id"])
+    assert (papers["status"] == "ok").sum() > 150
+    qwen = papers.set_index("arxiv_id").loc["2409.12191"]
+    assert qwen["title"].startswith("Qwen2-VL")
+    manifest = read_manifest(out)
+    assert list(manifest["status"]) == ["ok"]
+    arxiv_stats = next(s for s in summary.api if s.api == "arxiv")
+    assert 0 < arxiv_stats.requests <= 20
+
+    again = _run(_params(tmp_path))
+
+    assert next(s for s in again.api if s.api == "arxiv").requests == 0
+    assert again.status == "ok"
+    assert load("papers", out).equals(papers)
+
+
+def test_a_run_whose_resolvers_all_fail_still_publishes_links_and_statuses(
+    harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.flow as flow_module
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("resolver exploded")
+
+    monkeypatch.setattr(flow_module.ArxivResolver, "resolve_ids", broken)
+    monkeypatch.setattr(flow_module.ArxivResolver, "resolve_titles", broken)
+    monkeypatch.setattr(flow_module.HubResolver, "resolve_repos", broken)
+    monkeypatch.setattr(flow_module.HubResolver, "resolve_paper_pages", broken)
+
+    summary = _run(_params(tmp_path))
+
+    assert summary.status == "failed"
+    out = tmp_path / "enriched"
+    assert read_manifest(out)["status"].tolist() == ["failed"]
+    papers = load("papers", out, snapshot_date="2026-11-20")
+    assert len(papers) > 150 and set(papers["status"]) == {"error"}
+    assert len(load("links", out, snapshot_date="2026-11-20")) == summary.links
+
+
+def test_a_dry_run_asks_and_writes_nothing(harness: None, fast: None, tmp_path: Path) -> None:
+    summary = _run(_params(tmp_path, dry_run=True))
+
+    assert summary.status == "dry_run"
+    assert summary.entities_asked["arxiv"] > 150
+    assert not (tmp_path / "enriched").exists()
+    assert not (tmp_path / "raw").exists()
+
+
+def test_the_nightly_deployment_has_its_schedule_and_parameter_form(harness: None) -> None:
+    deployment = build_deployment(timezone="Europe/Berlin")
+
+    async def check() -> None:
+        deployment_id = await deployment.aapply()
+        async with get_client() as client:
+            stored = await client.read_deployment(deployment_id)
+        assert stored.name == "nightly"
+        (schedule,) = stored.schedules
+        assert schedule.active
+        assert schedule.schedule.cron == DEFAULT_CRON  # type: ignore[union-attr]
+        assert schedule.schedule.timezone == "Europe/Berlin"  # type: ignore[union-attr]
+        form = stored.parameter_openapi_schema
+        assert form is not None
+        fields = form["definitions"]["RunParameters"]["properties"]
+        assert {"documents", "refresh", "resolvers", "limit", "snapshot_date", "dry_run"} <= set(
+            fields
+        )
+        assert all(field.get("description") for field in fields.values())
+
+    asyncio.run(check())
+
+
+def test_an_unknown_timezone_is_refused() -> None:
+    with pytest.raises(ValueError, match="Mars/Olympus"):
+        build_deployment(timezone="Mars/Olympus")
+
+
+def test_a_run_started_through_the_api_honours_its_parameters(
+    harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the UI's Run button does: a flow run created from the deployment with custom
+    parameters, then executed by the process that serves the deployment."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SEEDS / "003_54e14ae1a516c0a7.txt", docs / "qwen.md")
+    monkeypatch.chdir(ROOT)  # the deployment's entrypoint is relative to the project
+    params = _params(
+        tmp_path,
+        documents=[str(docs)],
+        resolvers=["arxiv"],
+        snapshot_date=date(2026, 1, 2),
+    ).model_dump(mode="json")
+
+    deployment = build_deployment()
+
+    async def trigger_and_serve() -> str:
+        runner = Runner(name="test-runner", pause_on_shutdown=False)
+        await runner.aadd_deployment(deployment)
+        flow_run = await run_deployment(  # type: ignore[misc]
+            f"{FLOW_NAME}/nightly", parameters={"params": params}, timeout=0
+        )
+        await runner.start(run_once=True)
+        async with get_client() as client:
+            finished = await client.read_flow_run(flow_run.id)
+        assert finished.state is not None
+        return finished.state.type.value
+
+    assert asyncio.run(trigger_and_serve()) == "COMPLETED"
+    out = tmp_path / "enriched"
+    manifest = read_manifest(out)
+    assert manifest["snapshot_date"].astype(str).tolist() == ["2026-01-02"]
+    links = load("links", out)
+    assert set(links["document"]) == {"qwen.md"}
+    papers = load("papers", out)
+    assert (papers["status"] == "ok").all()
+    # Only the arXiv resolver ran: Hub repos and paper pages were not asked.
+    assert papers["hf_models"].map(len).sum() == 0

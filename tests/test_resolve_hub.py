@@ -1,0 +1,834 @@
+"""The Hub resolver against the loopback double (and httpx.MockTransport for exact wire cases)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.config import RefreshPolicy, Settings
+from pipeline.rawstore import RawStore
+from pipeline.resolve_hub import (
+    CollectionItem,
+    HubRepoRecord,
+    HubResolver,
+    RepoRef,
+    params_from_name,
+    size_label,
+)
+from pipeline.sandbox import Fault, LoggedRequest, Sandbox
+from pipeline.sandbox.hub_api import HubDouble
+
+INTERNVL = "OpenGVLab/internvl-25-673e1019b66e2218f68d7c1c"
+INTERNVL_SIZES = ("1B", "2B", "4B", "8B", "26B", "38B", "78B")
+QWEN: RepoRef = ("model", "Qwen/Qwen2-VL-72B")
+TOKEN = "hf_TestTokenThatMustNeverLeak0123456789"
+
+# Tests never sleep for real: the resolver's `sleep` seam records what it was asked to wait.
+FAST = {"hub_timeout_seconds": 0.2, "hub_max_attempts": 3}
+
+
+# -- pure functions ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("params", "label"),
+    [
+        (72_000_000_000, "72B"),
+        (73_405_560_320, "73B"),
+        (7_615_616_512, "7.6B"),
+        (1_927_237_104, "1.9B"),
+        (968_000_000, "968M"),
+        (938_158_976, "938M"),
+        (1_100_000_000_000, "1.1T"),
+        (56_000_000_000, "56B"),
+        (1_000_000_000, "1B"),
+        (999_600_000, "1B"),  # rounds up into the next unit
+        (9_960_000_000, "10B"),
+        (12_500_000, "13M"),  # half rounds up, not to even
+        (1_500, "1.5K"),
+        (999, "999"),
+        (0, "0"),
+    ],
+)
+def test_size_label(params: int, label: str) -> None:
+    assert size_label(params) == label
+
+
+def test_size_label_refuses_negative_counts() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        size_label(-1)
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "params"),
+    [
+        ("Qwen/Qwen2-VL-72B", 72_000_000_000),
+        ("Qwen/Qwen2.5-VL-7B-Instruct", 7_000_000_000),
+        ("org/model-7.6B", 7_600_000_000),
+        ("org/tiny-968M", 968_000_000),
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", 56_000_000_000),
+        ("org/qwen-1.5b", 1_500_000_000),
+        ("org/2B-Instruct", 2_000_000_000),
+        ("OpenGVLab/InternVL2_5-1B", 1_000_000_000),
+        ("google/paligemma-3b-pt-224", 3_000_000_000),
+        ("org/Kimi-K2-1T", 1_000_000_000_000),
+        ("Qwen/Qwen3-VL-235B-A22B-Instruct", 235_000_000_000),  # A22B: active parameters
+        ("Qwen/Qwen2.5-7B-Instruct-1M", 7_000_000_000),  # 1M: context length
+        ("Qwen/Qwen2.5", None),
+        ("org/model-v1.5", None),
+        ("moonshotai/Kimi-VL-A3B-Thinking", None),
+        ("microsoft/Phi-3-vision-128k-instruct", None),  # 128k: context length
+        ("openbmb/MiniCPM-Llama3-V-2_5-int4", None),
+        ("org/llama-4bit", None),
+        ("microsoft/Florence-2-large", None),
+        ("72B-org/model", None),  # the namespace is not the model
+        ("bert-base-uncased", None),
+    ],
+)
+def test_params_from_name(repo_id: str, params: int | None) -> None:
+    assert params_from_name(repo_id) == params
+
+
+# -- the rig: loopback double, raw store, recorded sleeps -----------------------------
+@dataclass
+class Rig:
+    sandbox: Sandbox
+    double: HubDouble
+    store: RawStore
+    root: Path
+    sleeps: list[float] = field(default_factory=list)
+
+    def settings(self, **changes: object) -> Settings:
+        return Settings.from_env(self.sandbox.env()).replace(**{**FAST, **changes})
+
+    def resolver(
+        self, sleep: Callable[[float], None] | None = None, **changes: object
+    ) -> HubResolver:
+        return HubResolver(self.settings(**changes), self.store, sleep=sleep or self.sleeps.append)
+
+    def requests(self) -> list[LoggedRequest]:
+        return self.sandbox.requests("hub")
+
+    def fault(self, kind: str, times: int = 1, **fields: object) -> Fault:
+        return self.sandbox.add_fault(Fault(api="hub", kind=kind, times=times, **fields))  # type: ignore[arg-type]
+
+
+@contextmanager
+def open_rig(root: Path, double: HubDouble) -> Iterator[Rig]:
+    """A sandbox of its own, for tests that need a double configured differently."""
+    with Sandbox(hub=double) as sandbox, RawStore(root / "raw") as store:
+        yield Rig(sandbox, double, store, root / "raw")
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox() -> Iterator[tuple[Sandbox, HubDouble]]:
+    # One sandbox for the module: stopping one costs about a second (server poll interval).
+    double = HubDouble(quota=1_000_000)
+    with Sandbox(hub=double) as sandbox:
+        yield sandbox, double
+
+
+@pytest.fixture
+def rig(tmp_path: Path, shared_sandbox: tuple[Sandbox, HubDouble]) -> Iterator[Rig]:
+    sandbox, double = shared_sandbox
+    sandbox.clear_faults()
+    sandbox.reset_log()
+    with RawStore(tmp_path / "raw") as store:
+        yield Rig(sandbox, double, store, tmp_path / "raw")
+    sandbox.clear_faults()
+
+
+def resolve_one(resolver: HubResolver, ref: RepoRef) -> HubRepoRecord:
+    return resolver.resolve_repos([ref])[ref]
+
+
+# -- what a record says ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("repo_id", "total", "source", "by_dtype"),
+    [
+        ("Qwen/Qwen2-VL-72B", 73_405_560_320, "safetensors", (("BF16", 73_405_560_320),)),
+        (
+            "openbmb/MiniCPM-Llama3-V-2_5-int4",
+            4_888_510_464,
+            "safetensors",
+            (("F32", 1_216_512), ("F16", 1_312_960_512), ("U8", 3_574_333_440)),
+        ),
+        ("mistralai/Mistral-Large-3-675B-Instruct-2512-GGUF", 675_269_255_744, "gguf", ()),
+        ("01-ai/Yi-VL-34B", 34_000_000_000, "name", ()),
+    ],
+)
+def test_parameter_count_from_safetensors_gguf_or_name(
+    rig: Rig, repo_id: str, total: int, source: str, by_dtype: tuple[tuple[str, int], ...]
+) -> None:
+    record = resolve_one(rig.resolver(), ("model", repo_id))
+    assert (record.status, record.params_total, record.params_source) == ("ok", total, source)
+    assert record.params_by_dtype == by_dtype
+
+
+def test_model_record_fields_and_the_expand_request(rig: Rig) -> None:
+    record = resolve_one(rig.resolver(), QWEN)
+    assert record.repo_id == record.requested_id == "Qwen/Qwen2-VL-72B"
+    assert record.arxiv_ids == ("2409.12191", "2308.12966")
+    assert (record.license, record.gated, record.pipeline_tag) == (
+        "other",
+        None,
+        "image-text-to-text",
+    )
+    assert (record.downloads, record.likes, record.author) == (2410, 72, "Qwen")
+    assert record.created_at is not None and record.created_at.utcoffset() is not None
+    assert record.data_fetched_at is not None
+    [request] = rig.requests()
+    expanded = httpx.QueryParams(request.query).get_list("expand[]")
+    assert set(expanded) == {
+        "author",
+        "cardData",
+        "createdAt",
+        "downloads",
+        "gated",
+        "gguf",
+        "lastModified",
+        "library_name",
+        "likes",
+        "pipeline_tag",
+        "private",
+        "safetensors",
+        "tags",
+    }
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "gated"),
+    [
+        ("google/paligemma-3b-pt-224", "auto"),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "manual"),
+        ("microsoft/Florence-2-large", None),
+    ],
+)
+def test_gated_models_keep_their_metadata(rig: Rig, repo_id: str, gated: str | None) -> None:
+    record = resolve_one(rig.resolver(), ("model", repo_id))
+    assert (record.status, record.gated) == ("ok", gated)
+    assert record.params_source == "safetensors"
+
+
+def test_dataset_and_space_basic_info(rig: Rig) -> None:
+    resolver = rig.resolver()
+    records = resolver.resolve_repos(
+        [("dataset", "huggingface/documentation-images"), ("space", "Qwen/Qwen2.5-VL")]
+    )
+    dataset = records[("dataset", "huggingface/documentation-images")]
+    assert (dataset.status, dataset.license, dataset.likes) == ("ok", "cc-by-nc-sa-4.0", 92)
+    space = records[("space", "Qwen/Qwen2.5-VL")]
+    assert (space.status, space.sdk, space.title, space.likes) == (
+        "ok",
+        "gradio",
+        "Qwen2.5-VL",
+        602,
+    )
+
+
+# -- collections -------------------------------------------------------------------------
+def test_collection_items_are_resolved_under_their_own_refs(rig: Rig) -> None:
+    progress: list[tuple[int, int]] = []
+    records = rig.resolver().resolve_repos(
+        [("collection", INTERNVL)], on_progress=lambda d, t: progress.append((d, t))
+    )
+    collection = records[("collection", INTERNVL)]
+    assert (collection.status, collection.title, collection.author) == (
+        "ok",
+        "InternVL2.5",
+        "OpenGVLab",
+    )
+    assert collection.items[0] == CollectionItem("paper", "2412.05271")
+    assert len(collection.items) == 10
+    for size in INTERNVL_SIZES:
+        model = records[("model", f"OpenGVLab/InternVL2_5-{size}")]
+        assert model.status == "ok" and model.params_source == "safetensors"
+    assert records[("model", "OpenGVLab/InternVL2_5-78B")].params_total == 78_408_318_336
+    assert records[("dataset", "OpenGVLab/MMPR-v1.1")].status == "ok"
+    assert records[("space", "OpenGVLab/InternVL")].title == "InternVL"
+    assert len(records) == 1 + 9  # papers are not repos: the paper item is not looked up
+    assert progress[-1] == (10, 10)
+    assert len(rig.requests()) == 10
+
+
+def test_collection_asked_by_its_short_slug_gets_its_canonical_slug(rig: Rig) -> None:
+    resolver = rig.resolver()
+    record = resolve_one(resolver, ("collection", "mistralai/mistral-large-3"))
+    assert record.status == "ok"
+    assert record.requested_id == "mistralai/mistral-large-3"
+    assert record.repo_id == "mistralai/mistral-large-3-692c8f1a4e7b3d2c1a0f9e8d"
+    assert rig.store.answer("hub", "collection", record.repo_id) is not None
+
+
+# -- renames -------------------------------------------------------------------------
+def test_renamed_repo_keeps_both_names_and_one_canonical_id(rig: Rig) -> None:
+    old: RepoRef = ("model", "vikhyatk/moondream2")
+    new: RepoRef = ("model", "moondream/moondream2")
+    records = rig.resolver().resolve_repos([old, new])
+    assert records[old].requested_id == "vikhyatk/moondream2"
+    assert records[new].requested_id == "moondream/moondream2"
+    assert {records[old].repo_id, records[new].repo_id} == {"moondream/moondream2"}
+    assert records[old].params_total == 1_927_237_104
+    followed = [r for r in rig.requests() if r.path == "/api/models/moondream/moondream2"]
+    assert all("expand%5B%5D=safetensors" in r.query for r in followed)
+    for repo_id in ("vikhyatk/moondream2", "moondream/moondream2"):
+        answer = rig.store.answer("hub", "model", repo_id)
+        assert answer is not None and answer.outcome == "ok"
+
+
+def test_canonical_name_learnt_from_a_rename_is_not_asked_again(rig: Rig) -> None:
+    resolver = rig.resolver(hub_concurrency=1)
+    resolver.resolve_repos([("model", "vikhyatk/moondream2")])
+    asked = len(rig.requests())
+    record = resolve_one(resolver, ("model", "moondream/moondream2"))
+    assert (record.status, record.requested_id) == ("ok", "moondream/moondream2")
+    assert len(rig.requests()) == asked == 2  # 307 + 200, and nothing since
+
+
+def test_redirect_loop_is_an_error_not_retried(rig: Rig) -> None:
+    rig.fault("api", times=-1, name="redirect_loop")
+    record = resolve_one(rig.resolver(), QWEN)
+    assert record.status == "error"
+    assert record.status_reason is not None and "redirect loop" in record.status_reason
+    assert [r.status for r in rig.requests()] == [307, 307]
+
+
+# -- not found -----------------------------------------------------------------------
+@pytest.mark.parametrize(("token", "status"), [(None, 401), (TOKEN, 404)])
+def test_missing_repo_is_not_found_and_not_retried(
+    rig: Rig, token: str | None, status: int
+) -> None:
+    record = resolve_one(rig.resolver(hf_token=token), ("model", "nobody/nothing"))
+    assert record.status == "not_found"
+    assert record.status_reason is not None
+    assert f"HTTP {status} RepoNotFound" in record.status_reason
+    assert [(r.status, r.authorization) for r in rig.requests()] == [(status, token is not None)]
+    answer = rig.store.answer("hub", "model", "nobody/nothing")
+    assert answer is not None and answer.outcome == "not_found"
+
+
+def test_disabled_repo_is_not_visible(rig: Rig) -> None:
+    record = resolve_one(rig.resolver(), ("model", "sample-org/disabled-model"))
+    assert record.status == "not_found"
+    assert record.status_reason is not None and "disabled" in record.status_reason
+    assert len(rig.requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        ("model", "../../etc/passwd"),
+        ("model", "org/../../admin"),
+        ("model", "org/.."),
+        ("model", "org/name?expand=secrets"),
+        ("model", "org/na%2Fme"),
+        ("model", "org//name"),
+        ("model", "a/b/c"),
+        ("dataset", "./x"),
+        ("space", "org/name#frag"),
+        ("collection", "../collections/x"),
+        ("model", ""),
+    ],
+)
+def test_invalid_ids_are_never_requested(rig: Rig, ref: RepoRef) -> None:
+    record = resolve_one(rig.resolver(), ref)
+    assert (record.status, record.status_reason) == ("not_found", "invalid Hub repo ID; never sent")
+    assert rig.requests() == []
+
+
+# -- rate limits ---------------------------------------------------------------------
+class FakeTime:
+    """A clock that only moves when the resolver sleeps: shared by the double and the resolver."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_429_with_ratelimit_header_waits_t(tmp_path: Path) -> None:
+    with open_rig(tmp_path, HubDouble(window_seconds=7, clock=lambda: 0.0)) as rig:
+        rig.fault("api", name="rate_limited")
+        record = resolve_one(rig.resolver(), QWEN)
+        assert record.status == "ok"
+        assert [r.status for r in rig.requests()] == [429, 200]
+        assert rig.sleeps == [pytest.approx(7, abs=0.5)]
+
+
+def test_429_asking_longer_than_the_cap_gives_up_at_once(tmp_path: Path) -> None:
+    with open_rig(tmp_path, HubDouble(window_seconds=300, clock=lambda: 0.0)) as rig:
+        rig.fault("api", times=-1, name="rate_limited")
+        refs: list[RepoRef] = [
+            QWEN,
+            ("model", "microsoft/Florence-2-large"),
+            ("model", "01-ai/Yi-VL-34B"),
+        ]
+        records = rig.resolver(hub_concurrency=1, hub_backoff_max_seconds=60).resolve_repos(refs)
+        assert {r.status for r in records.values()} == {"error"}
+        reasons = [r.status_reason or "" for r in records.values()]
+        assert all("rate limited" in reason for reason in reasons)
+        assert len(rig.requests()) == 1  # the others know the window is spent
+        assert rig.sleeps == []
+
+
+def test_429_without_headers_backs_off_exponentially(rig: Rig) -> None:
+    rig.fault("api", times=2, name="rate_limited_bare")
+    resolver = rig.resolver(hub_backoff_seconds=2.0, hub_backoff_max_seconds=60)
+    record = resolve_one(resolver, QWEN)
+    assert record.status == "ok"
+    assert [r.status for r in rig.requests()] == [429, 429, 200]
+    first, second = rig.sleeps
+    assert 1.0 <= first <= 2.0 and 2.0 <= second <= 4.0  # equal jitter: [b/2, b], b doubling
+    assert resolver.stats.retries == 2
+    assert resolver.stats.by_status == {429: 2, 200: 1}
+
+
+def test_429_with_retry_after_only(rig: Rig) -> None:
+    rig.fault("status", status=429, headers={"retry-after": "3"})
+    record = resolve_one(rig.resolver(), QWEN)
+    assert record.status == "ok"
+    assert rig.sleeps == [pytest.approx(3, abs=0.5)]
+
+
+def test_slows_down_before_the_window_is_spent(tmp_path: Path) -> None:
+    fake = FakeTime()
+    with open_rig(tmp_path, HubDouble(quota=2, window_seconds=30, clock=fake.clock)) as rig:
+        refs: list[RepoRef] = [
+            QWEN,
+            ("model", "microsoft/Florence-2-large"),
+            ("model", "01-ai/Yi-VL-34B"),
+        ]
+        resolver = HubResolver(
+            rig.settings(hub_concurrency=1), rig.store, sleep=fake.sleep, clock=fake.clock
+        )
+        records = resolver.resolve_repos(refs)
+        assert {r.status for r in records.values()} == {"ok"}
+        assert [r.status for r in rig.requests()] == [200, 200, 200]  # never refused
+        assert fake.sleeps == [30]
+
+
+# -- transient failures --------------------------------------------------------------
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_server_errors_are_retried_then_succeed(rig: Rig, status: int) -> None:
+    rig.fault("status", times=2, status=status, body=b"upstream trouble")
+    resolver = rig.resolver()
+    record = resolve_one(resolver, QWEN)
+    assert record.status == "ok"
+    assert [r.status for r in rig.requests()] == [status, status, 200]
+    assert len(rig.sleeps) == 2
+
+
+def test_server_errors_forever_become_an_error(rig: Rig) -> None:
+    rig.fault("status", times=-1, status=503, body=b'{"error":"Service Unavailable"}')
+    record = resolve_one(rig.resolver(hub_max_attempts=3), QWEN)
+    assert record.status == "error"
+    assert record.status_reason == "HTTP 503: Service Unavailable (gave up after 3 attempts)"
+    assert len(rig.requests()) == 3
+
+
+def test_timeouts_are_retried_then_an_error(tmp_path: Path) -> None:
+    # Its own sandbox: the hanging handlers outlive the test and would log into the next one.
+    with open_rig(tmp_path, HubDouble()) as rig:
+        rig.fault("hang", times=-1, delay_seconds=0.3)
+        resolver = rig.resolver(hub_timeout_seconds=0.1, hub_max_attempts=2)
+        record = resolve_one(resolver, QWEN)
+        assert record.status == "error"
+        assert record.status_reason is not None and "timed out after 0.1 s" in record.status_reason
+        assert resolver.stats.by_status == {0: 2}
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "reason", "requests"),
+    [
+        (Fault(api="hub", kind="truncate"), "ok", None, 2),
+        (Fault(api="hub", kind="disconnect"), "ok", None, 2),
+        (Fault(api="hub", kind="garbage"), "ok", None, 2),
+        (Fault(api="hub", kind="truncate", times=-1), "error", "truncated or non-JSON body", 3),
+        (Fault(api="hub", kind="garbage", times=-1), "error", "text/html", 3),
+        (Fault(api="hub", kind="api", name="wrong_types"), "error", "field 'downloads'", 1),
+        (Fault(api="hub", kind="api", name="drop_field"), "error", "field 'id' is missing", 1),
+        (
+            Fault(api="hub", kind="status", status=400, body=b'{"error":"bad"}'),
+            "error",
+            "HTTP 400: bad",
+            1,
+        ),
+        (Fault(api="hub", kind="status", status=403), "error", "HTTP 403", 1),
+    ],
+)
+def test_bad_bodies_and_statuses(
+    rig: Rig, fault: Fault, status: str, reason: str | None, requests: int
+) -> None:
+    rig.sandbox.add_fault(fault)
+    record = resolve_one(rig.resolver(hub_max_attempts=3), QWEN)
+    assert record.status == status
+    if reason is None:
+        assert record.status_reason is None
+        assert record.params_total == 73_405_560_320
+    else:
+        assert record.status_reason is not None and reason in record.status_reason
+        assert record.downloads is None  # nothing half-read is kept
+    assert len(rig.requests()) == requests
+
+
+def test_wrong_types_name_every_field_in_the_reason(rig: Rig) -> None:
+    rig.fault("api", name="wrong_types")
+    reason = resolve_one(rig.resolver(), QWEN).status_reason or ""
+    assert "field 'downloads': Input should be a valid integer (got 'many')" in reason
+    assert "field 'safetensors.total'" in reason
+
+
+def test_oversize_body_is_refused(rig: Rig) -> None:
+    rig.fault("oversize", size_bytes=50_000)
+    record = resolve_one(rig.resolver(max_response_bytes=10_000), QWEN)
+    assert record.status == "error"
+    assert record.status_reason is not None
+    assert "larger than max_response_bytes=10000" in record.status_reason
+    assert len(rig.requests()) == 1
+
+
+# -- budget --------------------------------------------------------------------------
+def test_budget_exhaustion_defers_the_rest(rig: Rig) -> None:
+    refs: list[RepoRef] = [("model", f"OpenGVLab/InternVL2_5-{s}") for s in INTERNVL_SIZES[:5]]
+    records = rig.resolver(hub_max_requests_per_run=3).resolve_repos(refs)
+    statuses = sorted(r.status for r in records.values())
+    assert statuses == ["error", "error", "ok", "ok", "ok"]
+    deferred = [r for r in records.values() if r.status == "error"]
+    assert {r.status_reason for r in deferred} == {"deferred: hub request budget exhausted"}
+    assert len(rig.requests()) == 3
+
+
+def test_budget_exhaustion_with_a_last_good_answer_is_stale(rig: Rig) -> None:
+    first = resolve_one(rig.resolver(), QWEN)
+    again = resolve_one(
+        rig.resolver(refresh=RefreshPolicy.REFRESH, hub_max_requests_per_run=0), QWEN
+    )
+    assert (again.status, again.status_reason) == (
+        "stale",
+        "deferred: hub request budget exhausted",
+    )
+    assert again.params_total == first.params_total
+    assert again.data_fetched_at == first.data_fetched_at
+
+
+# -- the raw store and the refresh policy --------------------------------------------
+MIXED: list[RepoRef] = [
+    QWEN,
+    ("model", "vikhyatk/moondream2"),
+    ("model", "nobody/nothing"),
+    ("collection", "meta-llama/llama-4-67f0c30d9fe03840bc9d0164"),
+]
+
+
+def test_second_resolver_over_the_same_store_asks_nothing(rig: Rig) -> None:
+    first = rig.resolver().resolve_repos(MIXED)
+    pages = rig.resolver().resolve_paper_pages(["2409.12191", "2609.39403"])
+    asked = len(rig.requests())
+    second_resolver = rig.resolver()
+    second = second_resolver.resolve_repos(MIXED)
+    second_pages = second_resolver.resolve_paper_pages(["2409.12191", "2609.39403"])
+    assert len(rig.requests()) == asked
+    assert second == first
+    assert second_pages == pages
+    assert second_resolver.stats.requests == 0
+    assert second_resolver.stats.from_store == len(first) + len(pages)
+
+
+def test_ttl_expired_answers_are_asked_again(rig: Rig) -> None:
+    rig.resolver().resolve_repos([QWEN])
+    resolve_one(rig.resolver(hub_ttl_seconds=0.0), QWEN)
+    assert len(rig.requests()) == 2
+
+
+def test_refresh_asks_again_whatever_the_store_holds(rig: Rig) -> None:
+    first = rig.resolver().resolve_repos(MIXED)
+    asked = len(rig.requests())
+    again = rig.resolver(refresh=RefreshPolicy.REFRESH).resolve_repos(MIXED)
+    assert len(rig.requests()) == 2 * asked
+    assert {ref: r.status for ref, r in again.items()} == {
+        ref: r.status for ref, r in first.items()
+    }
+
+
+def test_offline_answers_from_the_store_alone(rig: Rig) -> None:
+    first = rig.resolver().resolve_repos(MIXED)
+    asked = len(rig.requests())
+    offline = rig.resolver(refresh=RefreshPolicy.OFFLINE, hub_ttl_seconds=0.0)
+    records = offline.resolve_repos([*MIXED, ("model", "microsoft/Florence-2-large")])
+    assert len(rig.requests()) == asked
+    assert {ref: records[ref] for ref in first} == first
+    unknown = records[("model", "microsoft/Florence-2-large")]
+    assert (unknown.status, unknown.status_reason) == (
+        "error",
+        "offline: no usable answer in the raw store",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (
+            Fault(api="hub", kind="status", status=503, times=-1),
+            "HTTP 503 (gave up after 2 attempts)",
+        ),
+        (Fault(api="hub", kind="api", name="wrong_types"), "invalid response: field 'downloads'"),
+        (
+            Fault(api="hub", kind="oversize", size_bytes=20_000),
+            "response body larger than max_response_bytes=10000",
+        ),
+    ],
+)
+def test_failed_lookup_with_a_last_good_answer_is_stale(
+    rig: Rig, fault: Fault, reason: str
+) -> None:
+    first = resolve_one(rig.resolver(), QWEN)
+    rig.sandbox.add_fault(fault)
+    tonight = rig.resolver(
+        refresh=RefreshPolicy.REFRESH, hub_max_attempts=2, max_response_bytes=10_000
+    )
+    stale = resolve_one(tonight, QWEN)
+    assert stale.status == "stale"
+    assert stale.status_reason is not None and stale.status_reason.startswith(reason)
+    assert stale.data_fetched_at == first.data_fetched_at
+    assert (stale.downloads, stale.params_total) == (first.downloads, first.params_total)
+
+
+def test_every_response_is_recorded_and_definite_ones_marked(rig: Rig) -> None:
+    rig.fault("status", status=502)
+    rig.resolver().resolve_repos([QWEN, ("model", "vikhyatk/moondream2")])
+    statuses = sorted(r.status for r in rig.store.responses("hub"))
+    assert statuses == [200, 200, 307, 502]
+    assert {r.endpoint for r in rig.store.responses("hub")} == {"models"}
+
+
+# -- the token ---------------------------------------------------------------------------
+def test_token_never_reaches_store_logs_or_records(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rig.fault("status", times=-1, status=500, match="Florence")
+    resolver = rig.resolver(hf_token=TOKEN, hub_max_attempts=2)
+    records = resolver.resolve_repos(
+        [*MIXED, ("model", "microsoft/Florence-2-large"), ("model", "../escape")]
+    )
+    pages = resolver.resolve_paper_pages(["2409.12191", "2609.39403"])
+    assert all(r.authorization for r in rig.requests())
+    assert TOKEN not in repr(records) + repr(pages)
+    assert TOKEN not in caplog.text
+    assert "hub model microsoft/Florence-2-large: error" in caplog.text  # the log was captured
+    rig.store.close()
+    for path in rig.root.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_server_echoing_the_token_is_scrubbed(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    # Our own logs (httpcore's DEBUG trace prints response headers as received, echo included).
+    caplog.set_level(logging.DEBUG, logger="pipeline")
+    echo = f"token {TOKEN} is not allowed here"
+    rig.fault("status", times=-1, status=418, headers={"x-error-message": echo}, body=echo.encode())
+    record = resolve_one(rig.resolver(hf_token=TOKEN), QWEN)
+    assert record.status == "error"
+    assert record.status_reason == "HTTP 418: token [HF_TOKEN] is not allowed here"
+    assert TOKEN not in caplog.text
+    rig.store.close()
+    for path in rig.root.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_user_agent_sent_and_no_authorization_without_token(rig: Rig) -> None:
+    resolver = rig.resolver()
+    resolve_one(resolver, QWEN)
+    [request] = rig.requests()
+    assert request.user_agent == resolver.settings.user_agent
+    assert request.authorization is False
+
+
+# -- once per run, concurrency, progress ------------------------------------------------
+def test_each_distinct_entity_is_asked_once_per_run(rig: Rig) -> None:
+    resolver = rig.resolver()
+    records = resolver.resolve_repos([QWEN, QWEN, ("model", "01-ai/Yi-VL-34B"), QWEN])
+    assert len(records) == 2
+    resolver.resolve_repos([QWEN])
+    resolver.resolve_paper_pages(["2409.12191", "2409.12191v2", "arXiv:2409.12191"])
+    resolver.resolve_paper_pages(["2409.12191"])
+    assert sorted(r.path for r in rig.requests()) == [
+        "/api/models/01-ai/Yi-VL-34B",
+        "/api/models/Qwen/Qwen2-VL-72B",
+        "/api/papers/2409.12191",
+    ]
+    assert resolver.stats.requests == 3
+
+
+def test_concurrency_bound_is_respected(tmp_path: Path) -> None:
+    double = HubDouble(synthesize_unknown=True, latency_seconds=0.03)
+    with open_rig(tmp_path, double) as rig:
+        refs: list[RepoRef] = [("model", f"sample-org/model-{i:03d}") for i in range(15)]
+        progress: list[tuple[int, int]] = []
+        records = rig.resolver(hub_concurrency=3).resolve_repos(
+            refs, on_progress=lambda done, total: progress.append((done, total))
+        )
+        assert {r.status for r in records.values()} == {"ok"}
+        assert 2 <= double.max_in_flight <= 3
+        assert progress == [(i, 15) for i in range(1, 16)]
+
+
+# -- paper pages ---------------------------------------------------------------------
+def test_paper_pages(rig: Rig) -> None:
+    given = [
+        "2409.12191",
+        "2409.12191v2",
+        "2609.39403",
+        "hep-th/9901001",
+        "not-an-id",
+        "2412.05271",
+    ]
+    pages = rig.resolver().resolve_paper_pages(given)
+    assert list(pages) == given
+    qwen = pages["2409.12191"]
+    assert pages["2409.12191v2"] == qwen
+    assert (qwen.arxiv_id, qwen.status, qwen.upvotes) == ("2409.12191", "ok", 79)
+    assert (qwen.github_repo, qwen.github_stars) == ("qwenlm/qwen2-vl", 9312)
+    assert qwen.num_total_models == 1480
+    assert [(m.repo_id, m.params_total) for m in qwen.linked_models][:1] == [
+        ("Qwen/Qwen2-VL-7B-Instruct", 8_291_375_616)
+    ]
+    internvl = pages["2412.05271"]
+    assert internvl.project_page == "https://internvl.github.io/blog/2024-12-05-InternVL-2.5/"
+    assert len(internvl.linked_models) == 7
+    missing = pages["2609.39403"]
+    assert missing.status == "not_found"
+    assert missing.status_reason is not None and missing.status_reason.startswith(
+        "no paper page: HTTP 404: Paper not found."
+    )
+    assert pages["hep-th/9901001"].status == "not_found"
+    assert pages["not-an-id"].status_reason == "invalid arXiv ID; never sent"
+    assert sorted(r.path for r in rig.requests()) == [
+        "/api/papers/2409.12191",
+        "/api/papers/2412.05271",
+        "/api/papers/2609.39403",
+    ]
+
+
+def test_paper_page_with_wrong_types_is_an_error_naming_the_field(rig: Rig) -> None:
+    rig.fault("api", name="wrong_types")
+    page = rig.resolver().resolve_paper_pages(["2409.12191"])["2409.12191"]
+    assert page.status == "error"
+    assert page.status_reason is not None and "field 'upvotes'" in page.status_reason
+
+
+# -- wire-level cases on httpx.MockTransport ----------------------------------------------
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RawStore]:
+    with RawStore(tmp_path / "raw") as opened:
+        yield opened
+
+
+def mock_resolver(
+    store: RawStore, handler: Callable[[httpx.Request], httpx.Response], **changes: object
+) -> tuple[HubResolver, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    settings = Settings(hf_endpoint="https://hub.test").replace(**{**FAST, **changes})
+    resolver = HubResolver(settings, store, httpx.MockTransport(recording), sleep=lambda _: None)
+    return resolver, seen
+
+
+MODEL_BODY = b'{"_id":"x","id":"new-org/model-7B","downloads":5}'
+
+
+def test_redirect_without_query_keeps_the_expand_parameters(store: RawStore) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/models/old-org/model-7B":
+            return httpx.Response(301, headers={"location": "/api/models/new-org/model-7B"})
+        return httpx.Response(200, content=MODEL_BODY)
+
+    resolver, seen = mock_resolver(store, handler)
+    record = resolve_one(resolver, ("model", "old-org/model-7B"))
+    assert (record.status, record.repo_id, record.params_source) == (
+        "ok",
+        "new-org/model-7B",
+        "name",
+    )
+    assert seen[1].url.params.get_list("expand[]") == seen[0].url.params.get_list("expand[]") != []
+
+
+def test_redirect_to_another_host_is_refused(store: RawStore) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(307, headers={"location": "https://elsewhere.test/api/models/x/y"})
+
+    resolver, seen = mock_resolver(store, handler, hf_token=TOKEN)
+    record = resolve_one(resolver, ("model", "old-org/model"))
+    assert (record.status, record.status_reason) == (
+        "error",
+        "redirect to another host refused: elsewhere.test",
+    )
+    assert [r.url.host for r in seen] == ["hub.test"]
+
+
+def test_gated_403_is_not_visible_not_an_error(store: RawStore) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {
+            "x-error-code": "GatedRepo",
+            "x-error-message": "Access to model x/y is restricted.",
+        }
+        return httpx.Response(403, headers=headers)
+
+    resolver, seen = mock_resolver(store, handler)
+    record = resolve_one(resolver, ("model", "x/y"))
+    assert record.status == "not_found"
+    assert record.status_reason == (
+        "not found or not visible: HTTP 403 GatedRepo: Access to model x/y is restricted."
+    )
+    assert len(seen) == 1
+
+
+def test_streamed_body_without_content_length_is_capped(store: RawStore) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"[" + b"0," * 2000, b"0]"]))
+
+    resolver, _ = mock_resolver(store, handler, max_response_bytes=1000)
+    record = resolve_one(resolver, ("model", "x/y"))
+    assert record.status == "error"
+    assert record.status_reason is not None and "max_response_bytes=1000" in record.status_reason
+
+
+@pytest.mark.parametrize(
+    ("body", "field_name"),
+    [
+        (b'{"id":"x/y","likes":-3}', "likes"),
+        (b'{"id":"x/y","private":"no"}', "private"),
+        (b'{"id":"x/y","gated":"sometimes"}', "gated"),
+        (b'{"id":"x/y","createdAt":"yesterday"}', "createdAt"),
+        (b'{"id":"x/y","createdAt":1700000000}', "createdAt"),
+        (b'{"id":"x/y","tags":["ok", 3]}', "tags.1"),
+        (b'{"id":"x/y","cardData":{"license":7}}', "cardData.license"),
+        (b'{"id":"x/y","gguf":{"total":"big"}}', "gguf.total"),
+        (b'{"id":7}', "id"),
+        (b"[1, 2]", "(body)"),
+    ],
+)
+def test_wrong_types_are_errors_naming_the_field(
+    store: RawStore, body: bytes, field_name: str
+) -> None:
+    resolver, seen = mock_resolver(store, lambda _: httpx.Response(200, content=body))
+    record = resolve_one(resolver, ("model", "x/y"))
+    assert record.status == "error"
+    assert record.status_reason is not None
+    assert f"field '{field_name}'" in record.status_reason
+    assert len(seen) == 1

@@ -1,0 +1,869 @@
+"""Building a snapshot: dedup keys and winners, one row per entity, lineage, the
+last-known-good fallback, the change log and determinism (pure: no disk).
+
+Inputs are hand-made records of the resolvers' contract types, not network answers.
+Publishing and reading snapshots back are tested in `test_load.py`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipeline.extract import Occurrence
+from pipeline.identify import Identity, Kind
+from pipeline.links import Document, Link
+from pipeline.records import Status
+from pipeline.resolve_arxiv import PaperRecord, TitleMatch
+from pipeline.resolve_hub import (
+    CollectionItem,
+    HubRepoRecord,
+    LinkedModel,
+    PaperPageRecord,
+    RepoType,
+)
+from pipeline.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
+from pipeline.snapshot import (
+    INVALID_ID,
+    NOT_RESOLVED,
+    SnapshotInputs,
+    SnapshotIntegrityError,
+    build_tables,
+    check_tables,
+)
+
+DAY1 = date(2026, 11, 19)
+DAY2 = date(2026, 11, 20)
+FETCHED1 = datetime(2026, 11, 19, 3, 0, tzinfo=UTC)
+FETCHED2 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+DOC = "awesome-mllm.md"
+DOC_PATH = Path("raw/seeds/awesome-mllm.md")
+
+# ----------------------------------------------------------------------------- factories
+
+
+def _link(
+    position: int,
+    url: str,
+    kind: Kind,
+    entity_id: str | None,
+    *,
+    document: str = DOC,
+    text: str = "link",
+    item: str | None = None,
+    headings: tuple[str, ...] = ("Models", "Vision-language"),
+    host: str | None = None,
+    version: int | None = None,
+    valid: bool = True,
+    problem: str | None = None,
+) -> Link:
+    occurrence = Occurrence(
+        document=document,
+        position=position,
+        line=position + 1,
+        heading_path=headings,
+        item_date=None,
+        link_text=text,
+        annotation=item if item is not None else f"item {position}",
+        is_main_link=True,
+        url=url,
+        syntax="inline",
+    )
+    identity = Identity(
+        kind=kind,
+        entity_id=entity_id,
+        url_normalized=url,
+        host=host if host is not None else url.split("/")[2] if "://" in url else None,
+        arxiv_version=version,
+        valid=valid,
+        problem=problem,
+    )
+    if kind in ("arxiv", "arxiv_mention") and valid and entity_id:
+        return Link(occurrence, identity, entity_id, "id")
+    return Link(occurrence, identity)
+
+
+def arxiv(position: int, arxiv_id: str, form: str = "abs", **kw: Any) -> Link:
+    version = kw.pop("version", None)
+    suffix = f"v{version}" if version else ""
+    host = kw.pop("host", "arxiv.org")
+    url = f"https://{host}/{form}/{arxiv_id}{suffix}"
+    return _link(position, url, "arxiv", arxiv_id, version=version, **kw)
+
+
+def titled(position: int, title: str, **kw: Any) -> Link:
+    """A link to a PDF elsewhere whose text is the paper's title."""
+    return _link(position, f"https://example.org/{position}.pdf", "other", None, text=title, **kw)
+
+
+def hub(position: int, repo_id: str, kind: Kind = "hf_model", **kw: Any) -> Link:
+    host = kw.pop("host", "huggingface.co")
+    prefix = {"hf_dataset": "datasets/", "hf_space": "spaces/", "hf_collection": "collections/"}
+    return _link(position, f"https://{host}/{prefix.get(kind, '')}{repo_id}", kind, repo_id, **kw)
+
+
+def github(position: int, repo: str, **kw: Any) -> Link:
+    return _link(position, f"https://github.com/{repo}", "github_repo", repo, **kw)
+
+
+def paper(arxiv_id: str, status: Status = "ok", **kw: Any) -> PaperRecord:
+    if status not in ("ok", "stale"):
+        return PaperRecord(arxiv_id, status, status_reason=kw.get("status_reason", "HTTP 503"))
+    values: dict[str, Any] = {
+        "title": f"Paper {arxiv_id}",
+        "authors": ("Ada Lovelace", "Alan Turing"),
+        "published": FETCHED1 - timedelta(days=400),
+        "updated": FETCHED1 - timedelta(days=30),
+        "latest_version": 1,
+        "primary_category": "cs.CV",
+        "categories": ("cs.CV", "cs.CL"),
+        "data_fetched_at": FETCHED2,
+    }
+    values.update(kw)
+    return PaperRecord(arxiv_id, status, **values)
+
+
+def model(
+    requested: str,
+    repo_id: str | None = None,
+    status: Status = "ok",
+    repo_type: RepoType = "model",
+    **kw: Any,
+) -> HubRepoRecord:
+    values: dict[str, Any] = {"data_fetched_at": FETCHED2}
+    if status in ("ok", "stale"):
+        values.update(downloads=1000, likes=10, license="apache-2.0", params_total=7_615_616_512)
+        values.update(params_source="safetensors", pipeline_tag="image-text-to-text")
+    else:
+        values.update(status_reason="HTTP 503", data_fetched_at=None)
+    values.update(kw)
+    return HubRepoRecord(repo_type, requested, repo_id or requested, status, **values)
+
+
+def page(arxiv_id: str, status: Status = "ok", **kw: Any) -> PaperPageRecord:
+    values: dict[str, Any] = {"upvotes": 42, "data_fetched_at": FETCHED2} if status == "ok" else {}
+    values.update(kw)
+    return PaperPageRecord(arxiv_id, status, **values)
+
+
+def inputs(
+    links: Sequence[Link],
+    papers: Sequence[PaperRecord] = (),
+    repos: Sequence[HubRepoRecord] = (),
+    pages: Sequence[PaperPageRecord] = (),
+    titles: Sequence[TitleMatch] = (),
+) -> SnapshotInputs:
+    return SnapshotInputs(
+        links=list(links),
+        papers={p.arxiv_id: p for p in papers},
+        title_matches={t.query_title: t for t in titles},
+        repos={(r.repo_type, r.requested_id): r for r in repos},
+        paper_pages={p.arxiv_id: p for p in pages},
+    )
+
+
+def build(
+    given: SnapshotInputs, day: date = DAY2, previous: dict[str, pa.Table] | None = None
+) -> dict[str, pa.Table]:
+    tables = build_tables(given, snapshot_date=day, previous=previous)
+    check_tables(tables)
+    return tables
+
+
+def rows(table: pa.Table) -> dict[Any, dict[str, Any]]:
+    """Rows by key (the key's single value, or a tuple for compound keys)."""
+    name = (table.schema.metadata or {}).get(b"table", b"").decode()
+    keys = TABLE_KEYS[name]
+    found: dict[Any, dict[str, Any]] = {}
+    for row in table.to_pylist():
+        key = tuple(row[k] for k in keys)
+        found[key[0] if len(key) == 1 else key] = row
+    return found
+
+
+def as_previous(tables: dict[str, pa.Table], day: date) -> dict[str, pa.Table]:
+    """Tables as `previous_tables` returns them: stamped with their snapshot date."""
+    stamp = {b"snapshot_date": day.isoformat().encode()}
+    return {
+        name: table.replace_schema_metadata({**(table.schema.metadata or {}), **stamp})
+        for name, table in tables.items()
+    }
+
+
+def rich_inputs() -> SnapshotInputs:
+    """A bit of everything: papers by ID and title, models, a renamed model, a collection,
+    a dataset, a space, GitHub repos, invalid identifiers, unresolved entities."""
+    links = [
+        arxiv(0, "2409.12191", item="Qwen2-VL [paper] [code] [model]"),
+        github(1, "QwenLM/Qwen2-VL", item="Qwen2-VL [paper] [code] [model]"),
+        hub(2, "Qwen/Qwen2-VL-7B-Instruct", item="Qwen2-VL [paper] [code] [model]"),
+        arxiv(3, "2409.12191", form="pdf", version=2, document="other.md"),
+        titled(4, "Visual Instruction Tuning", item="LLaVA"),
+        hub(5, "liuhaotian/llava-v1.5-7b", item="LLaVA", host="hf-mirror.com"),
+        hub(6, "old-org/moondream", item="moondream"),
+        hub(7, "OpenGVLab/internvl-collection-6555", "hf_collection"),
+        hub(8, "lmms-lab/LLaVA-OneVision-Data", "hf_dataset"),
+        hub(9, "Qwen/Qwen2-VL", "hf_space"),
+        arxiv(10, "2401.999999", valid=False, problem="7-digit number"),
+        arxiv(11, "2502.13923", form="html", headings=()),
+        _link(12, "https://huggingface.co/bad..name", "hf_model", "bad..name", valid=False),
+        hub(13, "never/resolved"),
+    ]
+    return SnapshotInputs(
+        links=links,
+        documents=[Document(DOC, DOC_PATH), Document("other.md", DOC_PATH)],
+        papers={
+            "2409.12191": paper("2409.12191", title="Qwen2-VL", latest_version=2),
+            "2304.08485": paper("2304.08485", title="Visual Instruction Tuning"),
+            "2502.13923": paper("2502.13923", "not_found", status_reason="arXiv has no entry"),
+        },
+        title_matches={
+            "Visual Instruction Tuning": TitleMatch(
+                "Visual Instruction Tuning", "ok", "2304.08485", "Visual Instruction Tuning", 1.0
+            )
+        },
+        repos={
+            ("model", "Qwen/Qwen2-VL-7B-Instruct"): model(
+                "Qwen/Qwen2-VL-7B-Instruct", arxiv_ids=("2409.12191",)
+            ),
+            ("model", "liuhaotian/llava-v1.5-7b"): model(
+                "liuhaotian/llava-v1.5-7b", params_total=None, params_source=None
+            ),
+            ("model", "old-org/moondream"): model("old-org/moondream", "vikhyatk/moondream2"),
+            ("model", "OpenGVLab/InternVL2-8B"): model(
+                "OpenGVLab/InternVL2-8B", params_total=8_075_365_376
+            ),
+            ("collection", "OpenGVLab/internvl-collection-6555"): model(
+                "OpenGVLab/internvl-collection-6555",
+                repo_type="collection",
+                title="InternVL",
+                items=(
+                    CollectionItem("model", "OpenGVLab/InternVL2-8B"),
+                    CollectionItem("paper", "2404.16821"),
+                ),
+            ),
+            ("dataset", "lmms-lab/LLaVA-OneVision-Data"): model(
+                "lmms-lab/LLaVA-OneVision-Data", repo_type="dataset", gated="auto"
+            ),
+            ("space", "Qwen/Qwen2-VL"): model("Qwen/Qwen2-VL", repo_type="space", sdk="gradio"),
+        },
+        paper_pages={
+            "2409.12191": page(
+                "2409.12191",
+                github_repo="https://github.com/QwenLM/Qwen2-VL",
+                linked_models=(
+                    LinkedModel("Qwen/Qwen2-VL-72B-Instruct", 73_405_560_320, "image-text-to-text"),
+                    LinkedModel("Qwen/Qwen2-VL-7B-Instruct", 1, "stale-tag", downloads=1),
+                ),
+                num_total_models=2,
+            ),
+            "2304.08485": page("2304.08485", "not_found", status_reason="no paper page"),
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+def test_every_table_has_exactly_its_declared_schema() -> None:
+    tables = build(rich_inputs())
+
+    assert set(tables) == set(TABLE_SCHEMAS)
+    for name, table in tables.items():
+        assert table.schema.equals(TABLE_SCHEMAS[name], check_metadata=True), name
+    assert tables["links"].schema.equals(LINKS_SCHEMA)
+    assert tables["papers"].num_rows and tables["models"].num_rows and tables["repos"].num_rows
+
+
+def test_keys_are_unique_and_rows_sorted_by_key() -> None:
+    tables = build(rich_inputs())
+
+    for name, table in tables.items():
+        keys = [tuple(row[k] for k in TABLE_KEYS[name]) for row in table.to_pylist()]
+        assert len(keys) == len(set(keys)), name
+        if name not in ("links", "changes"):
+            assert keys == sorted(keys), name
+
+
+def test_check_tables_refuses_a_duplicate_key_naming_it() -> None:
+    tables = build(rich_inputs())
+    papers = tables["papers"]
+    tables["papers"] = pa.concat_tables([papers, papers.slice(0, 1)])
+
+    with pytest.raises(SnapshotIntegrityError, match=r"papers.*not unique.*2304\.08485"):
+        check_tables(tables)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop_columns(["title"]), "schema differs"),
+        (
+            lambda t: t.set_column(
+                0, t.schema.field("arxiv_id"), pa.array([None] * t.num_rows, pa.string())
+            ),
+            "nulls in column arxiv_id",
+        ),
+        (
+            lambda t: t.set_column(
+                t.schema.get_field_index("status"),
+                t.schema.field("status"),
+                pa.array(["fine"] * t.num_rows),
+            ),
+            "unknown statuses",
+        ),
+    ],
+    ids=["missing column", "null key", "unknown status"],
+)
+def test_check_tables_refuses_a_table_off_its_schema(change: Any, message: str) -> None:
+    tables = build(rich_inputs())
+    tables["papers"] = change(tables["papers"])
+
+    with pytest.raises(SnapshotIntegrityError, match=message):
+        check_tables(tables)
+
+
+# ----------------------------------------------------------------------------- links
+
+
+def test_every_link_occurrence_is_a_row_of_links_with_its_title_resolution() -> None:
+    given = rich_inputs()
+    links = build(given)["links"].to_pylist()
+
+    assert [(r["document"], r["position"]) for r in links] == sorted(
+        (link.occurrence.document, link.occurrence.position) for link in given.links
+    )
+    by_text = {r["link_text"]: r for r in links}
+    assert by_text["Visual Instruction Tuning"]["resolved_arxiv_id"] == "2304.08485"
+    assert by_text["Visual Instruction Tuning"]["resolved_by"] == "title"
+
+
+def test_a_link_from_a_document_that_was_not_read_is_refused() -> None:
+    given = replace(rich_inputs(), documents=[Document("other.md", DOC_PATH)])
+
+    with pytest.raises(ValueError, match=f"{DOC}.*not among the documents read"):
+        build_tables(given, snapshot_date=DAY2)
+
+
+# ----------------------------------------------------------------------------- papers
+
+PAPER = "2409.12191"
+TITLE = "Qwen2-VL: Enhancing Vision-Language Model's Perception of the World"
+MATCH = TitleMatch(TITLE, "ok", PAPER, TITLE, 0.98)
+
+
+@pytest.mark.parametrize(
+    ("links", "resolved_by"),
+    [
+        ([arxiv(0, PAPER), arxiv(1, PAPER, form="pdf")], "id"),
+        ([arxiv(0, PAPER), arxiv(1, PAPER, version=2)], "id"),
+        ([arxiv(0, PAPER, form="html", version=1), arxiv(1, PAPER, form="pdf", version=2)], "id"),
+        ([arxiv(0, PAPER, host="huggingface.co", form="papers"), arxiv(1, PAPER)], "id"),
+        ([arxiv(0, PAPER, version=3), titled(1, TITLE)], "id"),
+        ([titled(0, TITLE), titled(1, TITLE, document="other.md")], "title"),
+        ([_link(0, f"arXiv:{PAPER}", "arxiv_mention", PAPER), titled(1, TITLE)], "id"),
+    ],
+    ids=[
+        "abs+pdf",
+        "abs+versioned",
+        "html+pdf",
+        "hf-paper-page+abs",
+        "versioned+title",
+        "title twice",
+        "mention+title",
+    ],
+)
+def test_every_way_of_linking_a_paper_lands_on_one_row(links: list[Link], resolved_by: str) -> None:
+    papers = build(inputs(links, papers=[paper(PAPER)], titles=[MATCH]))["papers"]
+
+    assert papers.num_rows == 1
+    (row,) = papers.to_pylist()
+    assert row["arxiv_id"] == PAPER
+    assert row["resolved_by"] == resolved_by
+    assert row["mention_count"] == 2
+    assert row["status"] == "ok" and row["title"] == f"Paper {PAPER}"
+
+
+def test_a_paper_reached_by_title_lists_the_titles_it_was_found_by() -> None:
+    other = TitleMatch("Qwen2-VL", "stale", PAPER, TITLE, 0.9)
+    links = [titled(0, TITLE), titled(1, "Qwen2-VL"), titled(2, "No such paper")]
+    missing = TitleMatch("No such paper", "not_found")
+
+    papers = build(inputs(links, [paper(PAPER)], titles=[MATCH, other, missing]))["papers"]
+
+    (row,) = papers.to_pylist()
+    assert row["title_queries"] == ["Qwen2-VL", TITLE]
+
+
+def test_every_entity_found_by_extraction_has_exactly_one_row_with_a_status() -> None:
+    given = rich_inputs()
+    tables = build(given)
+    papers, models, repos = rows(tables["papers"]), rows(tables["models"]), rows(tables["repos"])
+
+    found_papers = {k for link in given.links if (k := link.resolved_arxiv_id)}
+    found_papers |= {
+        link.identity.entity_id
+        for link in given.links
+        if link.identity.kind == "arxiv" and link.identity.entity_id
+    }
+    assert found_papers | {"2304.08485"} == set(papers)
+    assert {
+        "Qwen/Qwen2-VL-7B-Instruct",
+        "liuhaotian/llava-v1.5-7b",
+        "vikhyatk/moondream2",
+        "OpenGVLab/InternVL2-8B",
+        "bad..name",
+        "never/resolved",
+    } == set(models)
+    assert {
+        ("collection", "OpenGVLab/internvl-collection-6555"),
+        ("dataset", "lmms-lab/LLaVA-OneVision-Data"),
+        ("space", "Qwen/Qwen2-VL"),
+    } == set(repos)
+
+    assert papers["2502.13923"]["status"] == "not_found"
+    assert papers["2502.13923"]["status_reason"] == "arXiv has no entry"
+    assert models["never/resolved"]["status"] == "error"
+    assert models["never/resolved"]["status_reason"] == NOT_RESOLVED
+    assert papers["2502.13923"]["hf_page_status"] == "error"
+
+
+@pytest.mark.parametrize(
+    ("link", "table", "key"),
+    [
+        (arxiv(0, "2401.999999", valid=False, problem="7-digit number"), "papers", "2401.999999"),
+        (
+            _link(0, "arXiv:1234.1234", "arxiv_mention", "1234.1234", valid=False),
+            "papers",
+            "1234.1234",
+        ),
+        (
+            _link(0, "https://huggingface.co/a..b", "hf_model", "a..b", valid=False),
+            "models",
+            "a..b",
+        ),
+    ],
+    ids=["arxiv link", "arxiv mention", "hub model"],
+)
+def test_an_invalid_identifier_gets_a_not_found_row_and_is_never_resolved(
+    link: Link, table: str, key: str
+) -> None:
+    row = rows(build(inputs([link]))[table])[key]
+
+    assert row["status"] == "not_found"
+    assert row["status_reason"].startswith(INVALID_ID)
+    assert row["mention_count"] == 1
+    if link.identity.problem:
+        assert link.identity.problem in row["status_reason"]
+
+
+def test_paper_lineage_lists_documents_headings_and_mentions() -> None:
+    links = [
+        arxiv(0, PAPER, headings=("Models", "Qwen")),
+        arxiv(1, PAPER, headings=("Models", "Qwen")),
+        arxiv(2, PAPER, document="b.md", headings=("Survey",)),
+        arxiv(3, PAPER, document="a.md", headings=()),
+    ]
+
+    (row,) = build(inputs(links, [paper(PAPER)]))["papers"].to_pylist()
+
+    assert row["documents"] == sorted(["a.md", "b.md", DOC])
+    assert row["headings"] == ["Models > Qwen", "Survey"]
+    assert row["mention_count"] == 4
+    assert row["first_seen"] == row["last_seen"] == DAY2
+
+
+def test_hf_models_merge_the_paper_page_with_our_models_table() -> None:
+    row = rows(build(rich_inputs())["papers"])[PAPER]
+
+    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
+
+    assert row["hf_models"] == [
+        # From the paper page only.
+        {
+            "repo_id": "Qwen/Qwen2-VL-72B-Instruct",
+            "params_total": 73_405_560_320,
+            "size_label": size_label(73_405_560_320),
+            "pipeline_tag": "image-text-to-text",
+            "downloads": None,
+        },
+        # In both: our models table's fresher record wins over the page's summary.
+        {
+            "repo_id": "Qwen/Qwen2-VL-7B-Instruct",
+            "params_total": 7_615_616_512,
+            "size_label": size_label(7_615_616_512),
+            "pipeline_tag": "image-text-to-text",
+            "downloads": 1000,
+        },
+    ]
+    assert row["hf_upvotes"] == 42 and row["hf_num_models"] == 2
+    assert row["hf_github_repo"] == "https://github.com/QwenLM/Qwen2-VL"
+
+
+def test_github_repos_link_to_the_papers_of_their_list_item() -> None:
+    tables = build(rich_inputs())
+
+    github_rows = rows(tables["github_repos"])
+    assert github_rows["QwenLM/Qwen2-VL"]["arxiv_ids"] == [PAPER]
+    assert github_rows["QwenLM/Qwen2-VL"]["url"] == "https://github.com/QwenLM/Qwen2-VL"
+    assert rows(tables["papers"])[PAPER]["github_repos"] == ["QwenLM/Qwen2-VL"]
+    assert rows(tables["papers"])["2304.08485"]["github_repos"] == []
+
+
+# ----------------------------------------------------------------------------- models
+
+MODEL = "Qwen/Qwen2-VL-7B-Instruct"
+
+
+@pytest.mark.parametrize(
+    ("links", "records", "written_as"),
+    [
+        ([hub(0, MODEL), hub(1, MODEL, host="hf-mirror.com")], [model(MODEL)], [MODEL]),
+        (
+            [hub(0, "Qwen/Qwen2-VL-7B-Chat"), hub(1, MODEL)],
+            [model("Qwen/Qwen2-VL-7B-Chat", MODEL), model(MODEL)],
+            ["Qwen/Qwen2-VL-7B-Chat", MODEL],
+        ),
+        (
+            [hub(0, "qwen/qwen2-vl-7b-instruct"), hub(1, MODEL)],
+            [model("qwen/qwen2-vl-7b-instruct", MODEL), model(MODEL, status="error")],
+            [MODEL, "qwen/qwen2-vl-7b-instruct"],
+        ),
+        (
+            [hub(0, "Qwen/Qwen2-VL-7B-Chat", host="hf-mirror.com"), hub(1, MODEL)],
+            [model("Qwen/Qwen2-VL-7B-Chat", MODEL)],
+            ["Qwen/Qwen2-VL-7B-Chat", MODEL],
+        ),
+    ],
+    ids=[
+        "huggingface.co+hf-mirror",
+        "renamed",
+        "other case, canonical lookup failed",
+        "renamed via mirror, canonical never asked",
+    ],
+)
+def test_every_way_of_naming_a_model_lands_on_one_row(
+    links: list[Link], records: list[HubRepoRecord], written_as: list[str]
+) -> None:
+    models = build(inputs(links, repos=records))["models"]
+
+    (row,) = models.to_pylist()
+    assert row["repo_id"] == MODEL
+    assert row["written_as"] == written_as
+    assert row["mention_count"] == 2
+    assert row["status"] == "ok"
+
+
+T_OLD = FETCHED2 - timedelta(hours=5)
+
+
+@pytest.mark.parametrize(
+    ("records", "winner_downloads"),
+    [
+        ([model("a/x", MODEL, "stale", downloads=1), model(MODEL, downloads=2)], 2),
+        ([model("a/x", MODEL, downloads=1), model(MODEL, status="error")], 1),
+        ([model("a/x", MODEL, downloads=1), model(MODEL, downloads=2, data_fetched_at=T_OLD)], 1),
+        ([model("a/x", MODEL, downloads=1), model(MODEL, downloads=2)], 2),
+        ([model("b/y", MODEL, downloads=1), model("a/x", MODEL, downloads=2)], 2),
+    ],
+    ids=[
+        "ok beats stale",
+        "ok beats error",
+        "newest data wins",
+        "then the canonical name",
+        "then the first name",
+    ],
+)
+def test_the_documented_winner_makes_the_row(
+    records: list[HubRepoRecord], winner_downloads: int
+) -> None:
+    links = [hub(i, r.requested_id) for i, r in enumerate(records)]
+
+    (row,) = build(inputs(links, repos=records))["models"].to_pylist()
+
+    assert row["downloads"] == winner_downloads
+    assert row["status"] in ("ok", "stale")
+
+
+def test_models_carry_sizes_and_the_collections_that_hold_them() -> None:
+    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
+
+    models = rows(build(rich_inputs())["models"])
+
+    internvl = models["OpenGVLab/InternVL2-8B"]
+    assert internvl["collections"] == ["OpenGVLab/internvl-collection-6555"]
+    assert internvl["documents"] == [] and internvl["mention_count"] == 0
+    assert internvl["size_label"] == size_label(8_075_365_376)
+    assert models["liuhaotian/llava-v1.5-7b"]["size_label"] is None
+    assert models[MODEL]["collections"] == []
+    assert models[MODEL]["arxiv_ids"] == [PAPER]
+
+
+def test_a_collection_that_failed_lends_its_models_nothing() -> None:
+    collection = model("o/c-1", repo_type="collection", status="error")
+    links = [hub(0, "o/c-1", "hf_collection"), hub(1, MODEL)]
+
+    tables = build(inputs(links, repos=[collection, model(MODEL)]))
+
+    assert rows(tables["models"])[MODEL]["collections"] == []
+    assert rows(tables["repos"])[("collection", "o/c-1")]["status"] == "error"
+
+
+# ----------------------------------------------------------------------------- fallback
+
+
+@pytest.mark.parametrize(
+    ("before", "tonight", "expected"),
+    [
+        ("ok", "error", "stale"),
+        ("stale", "error", "stale"),
+        ("ok", None, "stale"),
+        ("not_found", "error", "error"),
+        ("error", "error", "error"),
+        (None, "error", "error"),
+        ("ok", "not_found", "not_found"),
+        ("ok", "ok", "ok"),
+    ],
+)
+def test_a_failed_lookup_falls_back_to_the_last_good_row(
+    before: Status | None, tonight: Status | None, expected: Status
+) -> None:
+    links = [arxiv(0, PAPER), hub(1, MODEL)]
+
+    def night(status: Status | None, title: str, fetched: datetime) -> SnapshotInputs:
+        if status is None:
+            return inputs(links)
+        return inputs(
+            links,
+            [paper(PAPER, status, title=title, data_fetched_at=fetched)],
+            [model(MODEL, status=status, downloads=len(title), data_fetched_at=fetched)],
+        )
+
+    previous = None
+    if before is not None:
+        previous = as_previous(build(night(before, "Yesterday's", FETCHED1), DAY1), DAY1)
+    tables = build(night(tonight, "Tonight's", FETCHED2), DAY2, previous)
+
+    for table, key, column, good in (
+        ("papers", PAPER, "title", "Yesterday's"),
+        ("models", MODEL, "downloads", len("Yesterday's")),
+    ):
+        row = rows(tables[table])[key]
+        assert row["status"] == expected, table
+        if expected == "stale":
+            assert row[column] == good
+            assert row["data_fetched_at"] == FETCHED1
+            tonight_reason = "HTTP 503" if tonight else NOT_RESOLVED
+            assert tonight_reason in row["status_reason"]
+            assert FETCHED1.isoformat() in row["status_reason"]
+
+
+def test_a_failed_paper_page_keeps_its_last_good_values_apart_from_arxiv() -> None:
+    links = [arxiv(0, PAPER)]
+    yesterday = inputs(
+        links,
+        [paper(PAPER)],
+        pages=[
+            page(
+                PAPER,
+                upvotes=7,
+                data_fetched_at=FETCHED1,
+                linked_models=(LinkedModel("a/m", 1_000_000),),
+            )
+        ],
+    )
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+
+    tonight = inputs(
+        links, [paper(PAPER, title="New")], pages=[page(PAPER, "error", status_reason="HTTP 500")]
+    )
+    row = rows(build(tonight, DAY2, previous)["papers"])[PAPER]
+
+    assert (row["status"], row["title"]) == ("ok", "New")
+    assert (row["hf_page_status"], row["hf_upvotes"]) == ("stale", 7)
+    assert row["hf_page_fetched_at"] == FETCHED1
+    assert [m["repo_id"] for m in row["hf_models"]] == ["a/m"]
+    assert "HTTP 500" in row["hf_page_status_reason"]
+
+
+def test_a_renamed_model_whose_lookup_fails_stays_under_its_known_name() -> None:
+    links = [hub(0, "old/name")]
+    yesterday = inputs(links, repos=[model("old/name", MODEL, data_fetched_at=FETCHED1)])
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+
+    tables = build(inputs(links, repos=[model("old/name", status="error")]), DAY2, previous)
+
+    (row,) = tables["models"].to_pylist()
+    assert (row["repo_id"], row["status"], row["written_as"]) == (MODEL, "stale", ["old/name"])
+    changes = tables["changes"].filter(pc.equal(tables["changes"]["entity_type"], "model"))
+    assert changes.select(["change", "field", "new_value"]).to_pylist() == [
+        {"change": "changed", "field": "status", "new_value": "stale"}
+    ]
+
+
+def test_first_seen_is_carried_from_the_previous_snapshot() -> None:
+    previous = as_previous(build(inputs([arxiv(0, PAPER)], [paper(PAPER)]), DAY1), DAY1)
+
+    links = [arxiv(0, PAPER), arxiv(1, "2502.13923")]
+    papers = rows(build(inputs(links, [paper(PAPER)]), DAY2, previous)["papers"])
+
+    assert (papers[PAPER]["first_seen"], papers[PAPER]["last_seen"]) == (DAY1, DAY2)
+    assert papers["2502.13923"]["first_seen"] == DAY2
+
+
+# ----------------------------------------------------------------------------- changes
+
+
+def test_changes_list_what_is_new_since_the_previous_snapshot() -> None:
+    yesterday = inputs(
+        [arxiv(0, PAPER), arxiv(1, "2304.08485"), hub(2, MODEL), hub(3, "gone/model")],
+        [paper(PAPER), paper("2304.08485")],
+        [model(MODEL), model("gone/model")],
+    )
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+    tonight = inputs(
+        [arxiv(0, PAPER), arxiv(1, "2304.08485"), arxiv(2, "2502.13923"), hub(3, MODEL)],
+        [paper(PAPER, latest_version=2), paper("2304.08485", "error"), paper("2502.13923")],
+        [model(MODEL, params_total=8_291_375_616, downloads=999_999)],
+    )
+
+    changes = build(tonight, DAY2, previous)["changes"].to_pylist()
+
+    found = {
+        (c["entity_type"], c["entity_id"], c["change"], c["field"]): (
+            c["old_value"],
+            c["new_value"],
+        )
+        for c in changes
+    }
+    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
+
+    assert found == {
+        ("paper", "2502.13923", "added", None): (None, None),
+        ("paper", PAPER, "changed", "latest_version"): ("1", "2"),
+        ("paper", "2304.08485", "changed", "status"): ("ok", "stale"),
+        ("model", MODEL, "changed", "params_total"): ("7615616512", "8291375616"),
+        ("model", MODEL, "changed", "size_label"): (
+            size_label(7_615_616_512),
+            size_label(8_291_375_616),
+        ),
+        ("model", "gone/model", "removed", None): (None, None),
+    }
+    assert {c["previous_snapshot_date"] for c in changes} == {DAY1}
+
+
+def test_the_first_snapshot_lists_every_entity_as_added() -> None:
+    tables = build(rich_inputs())
+    changes = tables["changes"].to_pylist()
+
+    assert {c["change"] for c in changes} == {"added"}
+    expected = (
+        tables["papers"].num_rows
+        + tables["models"].num_rows
+        + tables["repos"].num_rows
+        + tables["github_repos"].num_rows
+    )
+    assert len(changes) == expected
+    assert {c["previous_snapshot_date"] for c in changes} == {None}
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+def _shuffled(given: SnapshotInputs, seed: int) -> SnapshotInputs:
+    rng = random.Random(seed)
+
+    def mixed(mapping: Any) -> Any:
+        items = list(mapping.items())
+        rng.shuffle(items)
+        return dict(items)
+
+    links = list(given.links)
+    rng.shuffle(links)
+    return SnapshotInputs(
+        links=links,
+        documents=given.documents,
+        papers=mixed(given.papers),
+        title_matches=mixed(given.title_matches),
+        repos=mixed(given.repos),
+        paper_pages=mixed(given.paper_pages),
+    )
+
+
+def test_the_same_inputs_in_any_order_build_identical_tables() -> None:
+    given = rich_inputs()
+    previous = as_previous(build(given, DAY1), DAY1)
+
+    first = build(given, DAY2, previous)
+    for seed in range(5):
+        again = build(_shuffled(given, seed), DAY2, previous)
+        for name in TABLE_SCHEMAS:
+            assert again[name].equals(first[name]), (name, seed)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            SnapshotInputs([], papers={"2409.12191": paper("2409.12192")}),
+            r"papers\['2409.12191'\] holds the record of '2409.12192'",
+        ),
+        (
+            SnapshotInputs([], repos={("model", "a/b"): model("a/c")}),
+            r"repos\[\('model', 'a/b'\)\] holds the record of \('model', 'a/c'\)",
+        ),
+        (SnapshotInputs([], paper_pages={"1": page("2")}), r"paper_pages\['1'\]"),
+        (
+            inputs([], [paper(PAPER, data_fetched_at=datetime(2026, 1, 1))]),
+            f"paper {PAPER}: 2026-01-01T00:00:00 has no timezone",
+        ),
+        (
+            inputs([], [paper(PAPER, updated=datetime(2026, 1, 1))]),
+            f"paper {PAPER} updated: .* has no timezone",
+        ),
+        (
+            inputs([], repos=[model(MODEL, status="fine")]),  # type: ignore[arg-type]
+            f"model {MODEL}: status 'fine' is not one of",
+        ),
+    ],
+    ids=[
+        "paper key",
+        "repo key",
+        "page key",
+        "naive fetch time",
+        "naive updated",
+        "unknown status",
+    ],
+)
+def test_inconsistent_inputs_are_refused_naming_the_record(
+    given: SnapshotInputs, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_tables(given, snapshot_date=DAY2)
+
+
+def test_a_previous_snapshot_without_newer_columns_still_serves_as_baseline() -> None:
+    old = build(inputs([arxiv(0, PAPER)], [paper(PAPER)]), DAY1)
+    old["papers"] = old["papers"].drop_columns(["github_repos", "title_queries"])
+
+    tables = build(inputs([arxiv(0, PAPER)], [paper(PAPER, "error")]), DAY2, as_previous(old, DAY1))
+
+    row = rows(tables["papers"])[PAPER]
+    assert (row["status"], row["title"]) == ("stale", f"Paper {PAPER}")
+
+
+def test_an_empty_run_builds_empty_tables() -> None:
+    tables = build(SnapshotInputs([]))
+
+    assert all(table.num_rows == 0 for table in tables.values())
