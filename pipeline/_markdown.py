@@ -8,13 +8,15 @@ so a link's line is exact wherever it sits in a paragraph.
 
 A long document is parsed in chunks so that memory stays bounded: markdown-it-py
 holds ~45 bytes of tokens per byte of markdown, which for a 50 MB document would be
-gigabytes. A chunk ends before a line that starts in column 0 after a blank line:
-no list item, block quote, table, paragraph or indented code block continues across
-such a line, so every chunk parses as it would within the whole document. The only
-blocks that do continue are fenced code and comment/`<script>`-like HTML blocks; a
-chunk whose parse ends inside one is cut before the top-level block holding it, and
-that block starts the next, larger chunk. Reference definitions are document-wide, so
-a multi-chunk document that has any is first scanned for them (block parse only).
+gigabytes. A chunk ends before a line that starts in column 0 after a blank line (no
+list item, block quote, table, paragraph or indented code continues across one), or
+before a column-0 bullet item (a long list has no blank lines). Only a few blocks can
+go on across such a line: fenced code and raw HTML blocks, and, before a bullet item,
+anything but a list. A chunk whose parse ends in one is cut before that block (or
+before its top-level list item), which starts the next chunk; if it opens the chunk,
+the chunk grows instead. So every chunk parses as it would within the whole document.
+Reference definitions are document-wide: a multi-chunk document that has any is
+first scanned for them (block parse only).
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ MAX_NESTING = 100
 markdown-it recurses per level, and 100 keeps far from Python's recursion limit."""
 _NESTING_RULES = frozenset({"blockquote", "list", "footnote_def"})
 
-_SPLIT = re.compile(r"\n[ \t]*\n(?=[^ \t\n])")
-"""A blank line followed by a line that starts in column 0: a safe place to cut."""
+_SPLIT = re.compile(r"\n[ \t]*\n(?=[^ \t\n])|(?P<item>\n)(?=[-+*][ \t]+[^ \t\n])")
+"""Where a chunk may end: before a line that starts in column 0 after a blank line, or
+before a column-0 bullet item (a long list has no blank lines; the cut is checked)."""
 _DEFINITION = re.compile(r"^ {0,3}\[[^\n]*\]:", re.MULTILINE)
 """A line that may start a link reference definition."""
 _RUNAWAY_BLOCKS = frozenset({"fence", "html_block"})
@@ -231,31 +234,47 @@ def _chunks(
         else:
             tokens = md.parse(chunk, env)
         lines = chunk.count("\n")
-        cut = _runaway_cut(tokens, lines) if end < len(text) else None
+        cut = None
+        if split is not None:
+            cut = _unsafe_end(tokens, lines, before_item=split.group("item") is not None)
         if cut is None:
             yield tokens, first_line
             start, first_line, target = end, first_line + lines, chunk_chars
             continue
         index, cut_line = cut
         if index == 0 or cut_line == 0:
-            target *= 2  # the runaway block opens the chunk: take more text at once
+            target *= 2  # the suspect block opens the chunk: take more text at once
             continue
         yield tokens[:index], first_line
         start += _line_offset(chunk, cut_line)
         first_line += cut_line
 
 
-def _runaway_cut(tokens: list[Token], lines: int) -> tuple[int, int] | None:
-    """(token index, line) of the top-level block holding a fence or raw HTML block
-    that runs to the chunk's end, i.e. may go on in the next chunk; None if none does."""
+def _unsafe_end(tokens: list[Token], lines: int, *, before_item: bool) -> tuple[int, int] | None:
+    """Where to cut a chunk's tokens if its last block may go on in the next chunk:
+    (index, line) of the first token of the block, or of its top-level list item.
+
+    A fence or raw HTML block that runs to the chunk's end may; so may any block but a
+    bullet list when the chunk ends before a bullet item (a bullet item interrupts
+    paragraphs and ends items; it does not end HTML blocks or tables).
+    """
     top = 0
+    item: int | None = None
     for index, token in enumerate(tokens):
         if token.level == 0 and token.nesting >= 0:
-            top = index
+            top, item = index, None
+        elif token.level == 1 and token.type == "list_item_open":
+            item = index
         if token.type in _RUNAWAY_BLOCKS and token.map and token.map[1] >= lines:
-            top_map = tokens[top].map
-            return top, top_map[0] if top_map else 0
+            return _start_of(tokens, top if item is None else item)
+    if before_item and tokens and tokens[top].type != "bullet_list_open":
+        return _start_of(tokens, top)
     return None
+
+
+def _start_of(tokens: list[Token], index: int) -> tuple[int, int]:
+    found = tokens[index].map
+    return index, found[0] if found else 0
 
 
 def _line_offset(text: str, line: int) -> int:

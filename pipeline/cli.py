@@ -108,6 +108,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             "status",
             "run_id",
             "finished_at",
+            "published",
             "links_rows",
             "papers_rows",
             "models_rows",

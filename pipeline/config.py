@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -32,7 +32,7 @@ HOUR_SECONDS = 3600.0
 DAY_SECONDS = 24 * HOUR_SECONDS
 
 
-class RefreshPolicy(str, Enum):
+class RefreshPolicy(StrEnum):
     """What a run may ask the APIs again."""
 
     TTL = "ttl"
@@ -124,7 +124,8 @@ class Settings:
             numeric[item.name] = value
         contact = source.get("PIPELINE_CONTACT")
         if contact:
-            numeric_or_text: dict[str, object] = {"user_agent": f"{cls.user_agent} mailto:{contact}"}
+            agent = f"{cls.user_agent} mailto:{contact}"
+            numeric_or_text: dict[str, object] = {"user_agent": agent}
         else:
             numeric_or_text = {}
         return cls(

@@ -29,7 +29,8 @@ def build_deployment(
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown IANA timezone: {timezone!r}") from None
-    deployment: RunnerDeployment = mllm_papers.to_deployment(
+    return RunnerDeployment.from_flow(
+        flow=mllm_papers,
         name=DEPLOYMENT_NAME,
         schedules=[Cron(cron, timezone=timezone)],
         concurrency_limit=ConcurrencyLimitConfig(
@@ -38,7 +39,6 @@ def build_deployment(
         description="Nightly enrichment of the reading lists (see the project README).",
         tags=["mllm-papers"],
     )
-    return deployment
 
 
 def serve(cron: str = DEFAULT_CRON, timezone: str = DEFAULT_TIMEZONE) -> None:

@@ -5,22 +5,23 @@ Documents are read as GitHub renders them, by a real CommonMark/GFM parser
 spans, HTML comments, YAML front matter or Liquid/Jekyll template tags counts, and a
 link is where GitHub would show one.
 
-Parser choice. markdown-it-py (CommonMark compliant, GFM tables, plugins for front
-matter and footnotes, a Python API to add inline rules) against the alternatives,
-measured on the five seeds repeated to 4.9 MB (Python 3.11, this project's venv):
+Parser choice. Measured here on the five seeds repeated to 4.9 MB (Python 3.11):
 
-- markdown-it-py: 0.97 MB/s for the bare parse (commonmark + table + strikethrough);
-- markdown-it-pyrs (Rust port) with source maps: 3.8 MB/s, 5.2 MB/s with a tree
-  walk and linkify (the ~16 MB/s quoted for it excludes building Python nodes);
-  but its linkify is not GitHub's, its source maps are wrong after links in table
-  cells, it cannot take a custom inline rule, and it is not a declared dependency;
-- pyromark: no GFM bare-URL autolinks at all; a regex scan: 343 MB/s, not markdown.
+- markdown-it-py (CommonMark, GFM tables, plugins for front matter and footnotes, a
+  Python API for inline rules): 0.9-1.05 MB/s for the bare parse;
+- markdown-it-pyrs (Rust port): 3.8 MB/s with source maps, 5.2 MB/s with a tree walk
+  and linkify (the ~16 MB/s quoted for it leaves out building Python nodes); but its
+  linkify is not GitHub's, its source maps are wrong after links in table cells, it
+  takes no custom inline rule, and it is not a declared dependency;
+- pyromark: no GFM bare-URL autolinks at all; a regex scan: 343 MB/s, but no markdown.
 
-markdown-it-py's speed is enough for reading lists (the seeds take 60 ms) and its
-rule API lets the bare-URL rules run inside the inline parser, where GitHub's do, so
-a URL next to `**`, `)` or CJK text ends where GitHub ends it (`pipeline._autolink`).
-Extraction (this module's token walk) costs about 1x the parse on top of it; a 50 MB
-document is parsed in 256 KB chunks so peak memory stays ~100 MB whatever its size.
+markdown-it-py is fast enough for reading lists (the five seeds: ~90 ms) and its rule
+API lets the bare-URL rules run inside the inline parser, where GitHub's do, so a URL
+next to `**`, `)` or CJK text ends where GitHub ends it (`pipeline._autolink`). The
+token walk here adds ~0.2x the parse time (target: at most 2x). Documents are parsed
+in 256 KB chunks (`pipeline._markdown`), so memory stays ~30 MB above the text itself
+whatever its size: 1 MB and 10 MB documents both peak at +28 MB (tracemalloc); a
+50 MB document takes ~62 s; a million links in one 25 MB list, 42 s and 224 MB RSS.
 
 Decisions, for the people who read the links table:
 

@@ -14,13 +14,15 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
+from uuid import UUID
 
 import httpx
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -28,8 +30,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
@@ -46,6 +49,7 @@ from pipeline.links import (
 )
 from pipeline.parameters import RunParameters
 from pipeline.rawstore import RawStore
+from pipeline.records import ApiStats
 from pipeline.report import (
     RunSummary,
     markdown_report,
@@ -56,6 +60,9 @@ from pipeline.report import (
 from pipeline.resolve_arxiv import ArxivResolver, PaperRecord, TitleMatch, title_candidates
 from pipeline.resolve_hub import HubRepoRecord, HubResolver, PaperPageRecord, RepoRef
 from pipeline.sandbox import Sandbox
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 FLOW_NAME = "mllm-papers"
 TASK_THREADS = 4
@@ -74,13 +81,16 @@ def _transient(task: Any, task_run: Any, state: State[Any]) -> bool:
     return False
 
 
-_RETRYING = {
-    "retries": 2,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": _transient,
-    "cache_policy": NO_CACHE,
-}
+def _resolver_task(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """A resolver task: retried (with backoff and jitter) only on transient failures."""
+    return task(
+        name=name,
+        retries=2,
+        retry_delay_seconds=exponential_backoff(backoff_factor=10),
+        retry_jitter_factor=0.5,
+        retry_condition_fn=_transient,
+        cache_policy=NO_CACHE,
+    )
 
 
 class _Progress:
@@ -89,10 +99,13 @@ class _Progress:
     def __init__(self, name: str) -> None:
         self.name = name
         self.logger = get_run_logger()
-        self.artifact_id = create_progress_artifact(
-            progress=0.0,
-            key=f"{ARTIFACT_PREFIX}-progress-{name.replace('_', '-')}",
-            description=f"{name}: lookups done",
+        self.artifact_id: UUID = cast(
+            UUID,
+            create_progress_artifact(
+                progress=0.0,
+                key=f"{ARTIFACT_PREFIX}-progress-{name.replace('_', '-')}",
+                description=f"{name}: lookups done",
+            ),
         )
         self._last_decile = -1
 
@@ -113,22 +126,22 @@ def extract_document_task(name: str, path: str) -> tuple[Document, list[Link]]:
     return document, links
 
 
-@task(name="resolve-arxiv-titles", **_RETRYING)  # type: ignore[call-overload]
+@_resolver_task("resolve-arxiv-titles")
 def resolve_titles_task(resolver: ArxivResolver, titles: list[str]) -> dict[str, TitleMatch]:
     return resolver.resolve_titles(titles, on_progress=_Progress("arxiv_titles"))
 
 
-@task(name="resolve-arxiv", **_RETRYING)  # type: ignore[call-overload]
+@_resolver_task("resolve-arxiv")
 def resolve_arxiv_task(resolver: ArxivResolver, ids: list[str]) -> dict[str, PaperRecord]:
     return resolver.resolve_ids(ids, on_progress=_Progress("arxiv"))
 
 
-@task(name="resolve-hub-repos", **_RETRYING)  # type: ignore[call-overload]
+@_resolver_task("resolve-hub-repos")
 def resolve_repos_task(resolver: HubResolver, refs: list[RepoRef]) -> dict[RepoRef, HubRepoRecord]:
     return resolver.resolve_repos(refs, on_progress=_Progress("hub"))
 
 
-@task(name="resolve-paper-pages", **_RETRYING)  # type: ignore[call-overload]
+@_resolver_task("resolve-paper-pages")
 def resolve_pages_task(resolver: HubResolver, ids: list[str]) -> dict[str, PaperPageRecord]:
     return resolver.resolve_paper_pages(ids, on_progress=_Progress("paper_pages"))
 
@@ -204,77 +217,53 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
     failed_stages: list[str] = []
     with contextlib.ExitStack() as stack:
         stack.enter_context(snapshot.snapshot_lock(out_dir, run_id))
-        settings = stack.enter_context(_endpoints(params))
-        store = stack.enter_context(RawStore(Path(params.resolved_raw_dir)))
-        # One resolver of each kind for the whole run: one arXiv queue, one Hub budget.
-        arxiv = ArxivResolver(settings, store)
-        hub = HubResolver(settings, store)
-        with clock("resolve"):
-            # arXiv is one serialised queue (titles first: they add IDs); the Hub runs beside it.
-            hub_repos = _submit(resolve_repos_task, hub, plan["hub"])
-            hub_pages = _submit(resolve_pages_task, hub, plan["paper_pages"])
-            titles_done = _outcome(
-                _submit(resolve_titles_task, arxiv, plan["arxiv_titles"]),
-                "arxiv_titles",
-                failed_stages,
-                {},
-            )
-            found_by_title = sorted(
-                {m.arxiv_id for m in titles_done.values() if m.arxiv_id and m.status == "ok"}
-            )
-            ids = sorted(set(plan["arxiv"]) | set(found_by_title)) if plan["arxiv"] else []
-            papers = _outcome(_submit(resolve_arxiv_task, arxiv, ids), "arxiv", failed_stages, {})
-            repos = _outcome(hub_repos, "hub", failed_stages, {})
-            pages = _outcome(hub_pages, "paper_pages", failed_stages, {})
-            # Papers reached only by title: their paper pages are asked once their IDs are known.
-            late = sorted(set(found_by_title) - set(plan["paper_pages"]))
-            if late and "paper_pages" in params.resolvers and "paper_pages" not in failed_stages:
-                pages.update(
-                    _outcome(
-                        _submit(resolve_pages_task, hub, late), "paper_pages", failed_stages, {}
-                    )
+        try:
+            settings = stack.enter_context(_endpoints(params))
+            store = stack.enter_context(RawStore(Path(params.resolved_raw_dir)))
+            with clock("resolve"):
+                resolved = _resolve(params, plan, settings, store, failed_stages)
+            summary.api = resolved.stats
+            with clock("snapshot"):
+                tables = snapshot.build_tables(
+                    snapshot.SnapshotInputs(
+                        links=apply_title_matches(links, resolved.title_matches()),
+                        documents=summary.documents,
+                        papers=resolved.papers,
+                        title_matches=resolved.titles,
+                        repos=resolved.repos,
+                        paper_pages=resolved.pages,
+                    ),
+                    snapshot_date=snapshot_date,
+                    previous=snapshot.previous_tables(out_dir, before=snapshot_date),
                 )
-        summary.api = [arxiv.stats, hub.stats]
-
-        with clock("snapshot"):
-            matched = {
-                title: m.arxiv_id
-                for title, m in titles_done.items()
-                if m.arxiv_id and m.status in ("ok", "stale")
-            }
-            links = apply_title_matches(links, matched)
-            tables = snapshot.build_tables(
-                snapshot.SnapshotInputs(
-                    links=links,
-                    documents=summary.documents,
-                    papers=papers,
-                    title_matches=titles_done,
-                    repos=repos,
-                    paper_pages=pages,
-                ),
-                snapshot_date=snapshot_date,
-                previous=snapshot.previous_tables(out_dir, before=snapshot_date),
-            )
-            counts, unresolved, changes = summarise_tables(tables)
-            summary.status_counts, summary.unresolved, summary.changes = counts, unresolved, changes
-            summary.status = run_status(counts, failed_stages)
-            if failed_stages:
-                summary.status_reason = "failed stages: " + ", ".join(failed_stages)
-            entry = snapshot.ManifestEntry(
-                run_id=run_id,
-                flow_run_id=flow_run_id,
-                snapshot_date=snapshot_date,
-                started_at=started_at,
-                finished_at=datetime.now(UTC),
-                status=summary.status,
-                status_reason=summary.status_reason,
-                documents=summary.documents,
-                api_stats=summary.api,
-                arxiv_api_url=settings.arxiv_api_url,
-                hf_endpoint=settings.hf_endpoint,
-            )
-            snapshot.publish(out_dir, tables, entry)
-            summary.published = True
+                counts, unresolved, changes = summarise_tables(tables)
+                summary.status_counts, summary.unresolved = counts, unresolved
+                summary.changes = changes
+                summary.status = run_status(counts, failed_stages)
+                if failed_stages:
+                    summary.status_reason = "failed stages: " + ", ".join(failed_stages)
+                snapshot.publish(
+                    out_dir,
+                    tables,
+                    snapshot.ManifestEntry(
+                        run_id=run_id,
+                        flow_run_id=flow_run_id,
+                        snapshot_date=snapshot_date,
+                        started_at=started_at,
+                        finished_at=datetime.now(UTC),
+                        status=summary.status,
+                        status_reason=summary.status_reason,
+                        documents=summary.documents,
+                        api_stats=summary.api,
+                        arxiv_api_url=settings.arxiv_api_url,
+                        hf_endpoint=settings.hf_endpoint,
+                    ),
+                )
+                summary.published = True
+        except Exception as exc:
+            # Whatever broke, the manifest says so; published snapshots stay as they were.
+            _record_failure(summary, out_dir, started_at, exc)
+            raise
 
     _publish_report(summary)
     message = short_summary(summary)
@@ -283,6 +272,71 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
     if summary.status == "partial":
         return Completed(name="Partial", message=message, data=summary)
     return Completed(message=message, data=summary)
+
+
+@dataclass
+class _Resolved:
+    papers: dict[str, PaperRecord]
+    titles: dict[str, TitleMatch]
+    repos: dict[RepoRef, HubRepoRecord]
+    pages: dict[str, PaperPageRecord]
+    stats: list[ApiStats]
+
+    def title_matches(self) -> dict[str, str]:
+        """Link text -> arXiv ID for the titles that found their paper."""
+        return {
+            title: match.arxiv_id
+            for title, match in self.titles.items()
+            if match.arxiv_id and match.status in ("ok", "stale")
+        }
+
+
+def _resolve(
+    params: RunParameters,
+    plan: dict[str, Any],
+    settings: Settings,
+    store: RawStore,
+    failed_stages: list[str],
+) -> _Resolved:
+    """arXiv is one serialised queue (titles first: they add IDs); the Hub runs beside it.
+    One resolver of each kind for the whole run: one arXiv queue, one Hub budget."""
+    arxiv = ArxivResolver(settings, store)
+    hub = HubResolver(settings, store)
+    hub_repos = _submit(resolve_repos_task, hub, plan["hub"])
+    hub_pages = _submit(resolve_pages_task, hub, plan["paper_pages"])
+    titles = _outcome(
+        _submit(resolve_titles_task, arxiv, plan["arxiv_titles"]), "arxiv_titles", failed_stages
+    )
+    by_title = {m.arxiv_id for m in titles.values() if m.arxiv_id and m.status == "ok"}
+    ids = sorted(set(plan["arxiv"]) | by_title) if plan["arxiv"] else []
+    papers = _outcome(_submit(resolve_arxiv_task, arxiv, ids), "arxiv", failed_stages)
+    repos = _outcome(hub_repos, "hub", failed_stages)
+    pages = _outcome(hub_pages, "paper_pages", failed_stages)
+    # Papers reached only by title: their paper pages are asked once their IDs are known.
+    late = sorted(by_title - set(plan["paper_pages"]))
+    if late and "paper_pages" in params.resolvers and "paper_pages" not in failed_stages:
+        pages.update(_outcome(_submit(resolve_pages_task, hub, late), "paper_pages", failed_stages))
+    return _Resolved(papers, titles, repos, pages, [arxiv.stats, hub.stats])
+
+
+def _record_failure(
+    summary: RunSummary, out_dir: Path, started_at: datetime, exc: Exception
+) -> None:
+    entry = snapshot.ManifestEntry(
+        run_id=summary.run_id,
+        flow_run_id=summary.flow_run_id,
+        snapshot_date=date.fromisoformat(summary.snapshot_date),
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        status="failed",
+        status_reason=f"{type(exc).__name__}: {exc}",
+        documents=summary.documents,
+        api_stats=summary.api,
+    )
+    try:
+        snapshot.record_failed_run(out_dir, entry)
+    except Exception as record_exc:  # the original error matters more; say both
+        get_run_logger().error("could not record the failed run: %s", record_exc)
 
 
 def _plan(params: RunParameters, entities: Entities, titles: list[str]) -> dict[str, Any]:
@@ -302,17 +356,18 @@ def _submit(task_: Any, resolver: object, items: list[Any]) -> Any:
     return task_.submit(resolver, items) if items else None
 
 
-def _outcome(future: Any, stage: str, failed: list[str], empty: Any) -> Any:
-    """The task's result, or `empty` with the stage recorded as failed: a resolver that
+def _outcome(future: Any, stage: str, failed: list[str]) -> dict[Any, Any]:
+    """The task's result, or nothing with the stage recorded as failed: a resolver that
     fails entirely still lets the run publish links and entities with their statuses."""
     if future is None:
-        return empty
+        return {}
     try:
-        return future.result()
+        result: dict[Any, Any] = future.result()
     except Exception as exc:
         get_run_logger().error("stage %s failed: %s", stage, exc)
         failed.append(stage)
-        return empty
+        return {}
+    return result
 
 
 class _StageClock:
@@ -344,7 +399,7 @@ def _publish_report(summary: RunSummary) -> None:
 
 def run_once(params: RunParameters) -> tuple[RunSummary | None, State[Any]]:
     """Run the flow in this process (ephemeral Prefect when no server is configured)."""
-    state: State[Any] = mllm_papers(params, return_state=True)  # type: ignore[call-overload]
+    state: State[Any] = mllm_papers(params, return_state=True)
     summary: RunSummary | None = None
     with contextlib.suppress(Exception):
         result = state.result(raise_on_failure=False)

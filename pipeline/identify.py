@@ -79,6 +79,18 @@ Kind = Literal[
 HubRepoType = Literal["model", "dataset", "space"]
 
 
+RepoType = Literal["model", "dataset", "space", "collection"]
+"""What the Hub resolver can look up (file assets name a `HubRepoType`, never a collection)."""
+
+HUB_REPO_TYPES: dict[Kind, RepoType] = {
+    "hf_model": "model",
+    "hf_dataset": "dataset",
+    "hf_space": "space",
+    "hf_collection": "collection",
+}
+"""The kinds that name a Hub repo the resolver can look up, and the Hub's name for each."""
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """What a link destination points at."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.extract import DocumentError, Occurrence, extract_document, read_document
-from pipeline.identify import Identity, identify
+from pipeline.identify import HUB_REPO_TYPES, Identity, RepoType, identify
 from pipeline.records import ResolvedBy
 from pipeline.schemas import LINKS_SCHEMA
 
@@ -72,7 +72,8 @@ def discover_documents(paths: Sequence[Path]) -> list[tuple[str, Path]]:
             candidates = [
                 (p.relative_to(root).as_posix(), p)
                 for p in sorted(root.rglob("*"))
-                if p.is_file() and p.suffix.lower() in DOCUMENT_SUFFIXES
+                if p.is_file()
+                and p.suffix.lower() in DOCUMENT_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(root).parts)
             ]
         elif root.exists():
@@ -164,34 +165,26 @@ def links_table(links: Iterable[Link]) -> pa.Table:
     return table.sort_by([("document", "ascending"), ("position", "ascending")])
 
 
-_HUB_REPO_TYPES = {
-    "hf_model": "model",
-    "hf_dataset": "dataset",
-    "hf_space": "space",
-    "hf_collection": "collection",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Entities:
     """The distinct things a set of links asks the resolvers about, each in sorted order."""
 
     arxiv_ids: list[str]
     """Valid arXiv IDs without version (links and mentions)."""
-    hub_repos: list[tuple[str, str]]
+    hub_repos: list[tuple[RepoType, str]]
     """(repo type, repo ID as written) of valid Hub repo links."""
 
 
 def entities_of(links: Iterable[Link]) -> Entities:
     """What the resolvers are to be asked about; invalid identifiers are never included."""
     arxiv_ids: set[str] = set()
-    hub_repos: set[tuple[str, str]] = set()
+    hub_repos: set[tuple[RepoType, str]] = set()
     for link in links:
         ident = link.identity
         if not ident.valid or ident.entity_id is None:
             continue
         if ident.kind in ("arxiv", "arxiv_mention"):
             arxiv_ids.add(ident.entity_id)
-        elif ident.kind in _HUB_REPO_TYPES:
-            hub_repos.add((_HUB_REPO_TYPES[ident.kind], ident.entity_id))
+        elif ident.kind in HUB_REPO_TYPES:
+            hub_repos.add((HUB_REPO_TYPES[ident.kind], ident.entity_id))
     return Entities(sorted(arxiv_ids), sorted(hub_repos))

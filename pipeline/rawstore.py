@@ -2,7 +2,7 @@
 
 Layout under the raw root (default `raw/`):
 
-    responses/index.sqlite                      the index (responses, and which entities each answered)
+    responses/index.sqlite                      the index: responses, and the entities they answered
     responses/<api>/<YYYY-MM-DD>/<sha256>.body  one file per response body, bytes as received
 
 Why SQLite for the index: several threads record answers at once, a run may be killed at
@@ -144,7 +144,9 @@ class RawStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise RawStoreError(f"cannot open the raw store at {self.responses_dir}: {exc}") from exc
+            raise RawStoreError(
+                f"cannot open the raw store at {self.responses_dir}: {exc}"
+            ) from exc
         self._lock = threading.Lock()
 
     def close(self) -> None:

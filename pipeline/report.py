@@ -49,9 +49,9 @@ class RunSummary:
     published: bool = False
 
 
-def summarise_tables(tables: dict[str, pa.Table]) -> tuple[
-    dict[str, dict[str, int]], dict[str, list[dict[str, Any]]], dict[str, int]
-]:
+def summarise_tables(
+    tables: dict[str, pa.Table],
+) -> tuple[dict[str, dict[str, int]], dict[str, list[dict[str, Any]]], dict[str, int]]:
     """Status counts and unresolved rows of the entity tables, and change counts."""
     counts: dict[str, dict[str, int]] = {}
     unresolved: dict[str, list[dict[str, Any]]] = {}
@@ -159,8 +159,7 @@ def short_summary(summary: RunSummary) -> str:
     parts = [
         f"run {summary.run_id} {summary.status}"
         + (f" ({summary.status_reason})" if summary.status_reason else ""),
-        f"  documents: {read} read, {len(summary.documents) - read} failed;"
-        f" links: {summary.links}",
+        f"  documents: {read} read, {len(summary.documents) - read} failed; links: {summary.links}",
     ]
     for table, counts in summary.status_counts.items():
         shown = ", ".join(f"{s} {n}" for s, n in counts.items() if n)

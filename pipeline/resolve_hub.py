@@ -56,13 +56,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from pipeline.config import RefreshPolicy, Settings
+from pipeline.identify import RepoType as RepoType  # re-exported: part of this module's records
 from pipeline.identify import identify, is_valid_hub_repo_id, parse_arxiv_id
 from pipeline.rawstore import RawStore, StoredAnswer, StoredResponse
 from pipeline.records import ApiStats, Status
 
 logger = logging.getLogger(__name__)
 
-RepoType = Literal["model", "dataset", "space", "collection"]
 RepoRef = tuple[RepoType, str]
 """A repo as the documents name it: its type and its ID as written (`org/name`)."""
 

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import DEFAULT_OUT_DIR, __version__
 from pipeline.extract import Occurrence
+from pipeline.identify import HUB_REPO_TYPES
 from pipeline.links import Document, Link, apply_title_matches, links_table
 from pipeline.records import STATUSES, ApiStats, ResolvedBy, Status, utc_now
 from pipeline.resolve_arxiv import PaperRecord, TitleMatch
@@ -62,6 +63,7 @@ from pipeline.resolve_hub import (
     PaperPageRecord,
     RepoRef,
     RepoType,
+    size_label,
 )
 from pipeline.schemas import (
     MANIFEST_SCHEMA,
@@ -73,8 +75,8 @@ from pipeline.schemas import (
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-RunStatus = Literal["ok", "partial", "failed"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("ok", "partial", "failed")
+ManifestStatus = Literal["ok", "partial", "failed"]
+RUN_STATUSES: tuple[ManifestStatus, ...] = ("ok", "partial", "failed")
 
 MANIFEST_FILE = "_snapshots.parquet"
 PART_FILE = "part-0.parquet"
@@ -96,12 +98,6 @@ _STATUS_RANK: dict[str, int] = {"ok": 0, "stale": 1, "not_found": 2, "error": 3}
 definite absence beats no answer."""
 
 _ARXIV_KINDS = frozenset({"arxiv", "arxiv_mention"})
-_HUB_KINDS: dict[str, RepoType] = {
-    "hf_model": "model",
-    "hf_dataset": "dataset",
-    "hf_space": "space",
-    "hf_collection": "collection",
-}
 _OTHER_REPO_TYPES: tuple[RepoType, ...] = ("dataset", "space", "collection")
 _HEADING_SEPARATOR = " > "
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -453,22 +449,31 @@ def _carry_forward(row: Row, previous: Row | None, lookup: _Lookup) -> None:
     for column in lookup.columns:
         row[column] = previous[column]
     row[lookup.status] = "stale"
-    row[lookup.reason] = f"{row[lookup.reason] or 'lookup failed'}; values as fetched at {when}"
+    row[lookup.reason] = (
+        f"lookup failed in this run ({row[lookup.reason] or 'no reason given'}); "
+        f"values are the last good ones, fetched at {when}"
+    )
     row[lookup.fetched_at] = fetched
 
 
-def _resolution(
-    record_status: Status | None,
-    record_reason: str | None,
-    fetched_at: datetime | None,
-    invalid: str | None,
-    lookup: _Lookup,
-) -> Row:
-    if record_status is not None:
+class _Answer(Protocol):
+    """What every resolver record says about its lookup."""
+
+    @property
+    def status(self) -> Status: ...
+    @property
+    def status_reason(self) -> str | None: ...
+    @property
+    def data_fetched_at(self) -> datetime | None: ...
+
+
+def _resolution(answer: _Answer | None, what: str, invalid: str | None, lookup: _Lookup) -> Row:
+    """A lookup's status columns: the record's, else why there is none."""
+    if answer is not None:
         return {
-            lookup.status: record_status,
-            lookup.reason: record_reason,
-            lookup.fetched_at: fetched_at,
+            lookup.status: answer.status,
+            lookup.reason: answer.status_reason,
+            lookup.fetched_at: _utc(answer.data_fetched_at, what),
         }
     if invalid is not None:
         reason = f"{INVALID_ID}: {invalid}" if invalid else INVALID_ID
@@ -535,7 +540,7 @@ class _HubEntities:
             entity.written_as.add(record.requested_id)
         for link in links:
             identity = link.identity
-            repo_type = _HUB_KINDS.get(identity.kind)
+            repo_type = HUB_REPO_TYPES.get(identity.kind)
             if repo_type is None or identity.entity_id is None:
                 continue
             ref = (repo_type, identity.entity_id)
@@ -556,7 +561,8 @@ class _HubEntities:
     def sorted_items(
         self, types: tuple[RepoType, ...]
     ) -> list[tuple[tuple[RepoType, str], _HubEntity]]:
-        return sorted((k, e) for k, e in self.entities.items() if k[0] in types)
+        chosen = [(key, e) for key, e in self.entities.items() if key[0] in types]
+        return sorted(chosen, key=lambda item: item[0])
 
 
 def _hub_common(record: HubRepoRecord) -> Row:
@@ -591,10 +597,7 @@ def _model_values(record: HubRepoRecord) -> Row:
 
 
 def _size_label(params: int | None) -> str | None:
-    # TODO(lead): move to a module-level import once resolve_hub.size_label has landed.
-    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
-
-    return None if params is None else str(size_label(params))
+    return None if params is None else size_label(params)
 
 
 def _repo_values(record: HubRepoRecord) -> Row:
@@ -620,12 +623,10 @@ def _hub_row(
         "repo_id": entity.repo_id,
         "written_as": sorted(entity.written_as),
     }
-    if record is None:
-        row.update(_resolution(None, None, None, entity.invalid, lookup))
-    else:
+    if record is not None:
         row.update(values(record))
-        fetched = _utc(record.data_fetched_at, f"{entity.repo_type} {entity.repo_id}")
-        row.update(_resolution(record.status, record.status_reason, fetched, None, lookup))
+    what = f"{entity.repo_type} {entity.repo_id}"
+    row.update(_resolution(record, what, entity.invalid, lookup))
     row.update(entity.lineage.columns(previous, snapshot_date))
     _carry_forward(row, previous, lookup)
     return row
@@ -785,24 +786,8 @@ def _paper_rows(
         if page is not None:
             row.update(_page_values(page))
         bad = invalid.get(arxiv_id)
-        row.update(
-            _resolution(
-                paper.status if paper else None,
-                paper.status_reason if paper else None,
-                _utc(paper.data_fetched_at, f"paper {arxiv_id}") if paper else None,
-                bad,
-                _ARXIV_LOOKUP,
-            )
-        )
-        row.update(
-            _resolution(
-                page.status if page else None,
-                page.status_reason if page else None,
-                _utc(page.data_fetched_at, f"paper page {arxiv_id}") if page else None,
-                bad,
-                _PAGE_LOOKUP,
-            )
-        )
+        row.update(_resolution(paper, f"paper {arxiv_id}", bad, _ARXIV_LOOKUP))
+        row.update(_resolution(page, f"paper page {arxiv_id}", bad, _PAGE_LOOKUP))
         row.update(lineage[arxiv_id].columns(previous, snapshot_date))
         _carry_forward(row, previous, _ARXIV_LOOKUP)
         _carry_forward(row, previous, _PAGE_LOOKUP)
@@ -1376,7 +1361,9 @@ def _collect_garbage(out: Path, manifest: pa.Table) -> None:
 def _read_manifest(out: Path) -> pa.Table | None:
     path = out / MANIFEST_FILE
     try:
-        manifest = pq.read_table(path)
+        # Read whole, then parsed: given a path, pyarrow may open a file more than once,
+        # and a manifest replaced in between would mix two files.
+        manifest = pq.read_table(pa.BufferReader(path.read_bytes()))
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException) as exc:
@@ -1442,26 +1429,32 @@ def previous_tables(
     """Every table of the latest published snapshot dated before `before` (any date when
     None), or None when there is none. Each table's schema metadata carries its
     `snapshot_date`. A run passes `before=snapshot_date`, so that a rerun of a night is
-    built against the same baseline as the run it replaces."""
+    built against the same baseline as the run it replaces. Tables are returned as
+    written, even by an older schema version (`build_tables` reads missing columns as
+    empty)."""
     out = Path(out_dir)
     for attempt in range(_LOAD_ATTEMPTS):
         picked = _pick(_read_manifest(out), None, before)
         if picked is None:
             return None
         taken, run_id = picked
-        stamp = {b"snapshot_date": taken.isoformat().encode()}
         try:
-            return {
-                name: _read_run_table(out, run_id, name).replace_schema_metadata(
-                    {**TABLE_SCHEMAS[name].metadata, **stamp}
-                )
-                for name in TABLE_SCHEMAS
-            }
+            return _read_baseline(out, run_id, taken)
         except FileNotFoundError:
             if attempt + 1 == _LOAD_ATTEMPTS:
                 raise
             time.sleep(_RETRY_SECONDS)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_baseline(out: Path, run_id: str, taken: date) -> dict[str, pa.Table]:
+    stamp = {b"snapshot_date": taken.isoformat().encode()}
+    return {
+        name: _read_run_table(out, run_id, name, strict=False).replace_schema_metadata(
+            {**TABLE_SCHEMAS[name].metadata, **stamp}
+        )
+        for name in TABLE_SCHEMAS
+    }
 
 
 def load(
@@ -1515,13 +1508,18 @@ def _as_date(value: date | str) -> date:
         raise ValueError(f"snapshot_date {value!r}: expected YYYY-MM-DD") from None
 
 
-def _read_run_table(out: Path, run_id: str, table: str) -> pa.Table:
+def _read_run_table(out: Path, run_id: str, table: str, *, strict: bool = True) -> pa.Table:
+    """One published table. `strict`: with exactly its declared schema, else
+    `SnapshotError` (a night written by another schema version); a baseline for
+    `build_tables` need not be, since missing columns read as empty there."""
+    # Run files are never replaced, only deleted (then a reader retries), so opening the
+    # path more than once cannot mix two files.
     path = out / RUNS_DIR / run_id / f"{table}.parquet"
     data = pq.read_table(path)
-    declared = TABLE_SCHEMAS[table]
-    if not data.schema.equals(declared, check_metadata=False):
+    if strict and not data.schema.equals(TABLE_SCHEMAS[table], check_metadata=False):
+        written = (data.schema.metadata or {}).get(b"schema_version", b"?").decode()
         raise SnapshotError(
-            f"{path}: schema differs from the declared {table} schema (schema version "
-            f"{SCHEMA_VERSION}); it was written by another version of the pipeline"
+            f"{path}: written with schema version {written}, which differs from the "
+            f"{table} schema of version {SCHEMA_VERSION} this pipeline reads"
         )
     return data

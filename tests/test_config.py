@@ -19,8 +19,11 @@ def test_defaults_target_the_real_services_politely() -> None:
 
 def test_endpoints_and_token_come_from_the_environment() -> None:
     settings = Settings.from_env(
-        {"ARXIV_API_URL": "http://127.0.0.1:9/api/query", "HF_ENDPOINT": "https://hf-mirror.com/",
-         "HF_TOKEN": "hf_secret"}
+        {
+            "ARXIV_API_URL": "http://127.0.0.1:9/api/query",
+            "HF_ENDPOINT": "https://hf-mirror.com/",
+            "HF_TOKEN": "hf_secret",
+        }
     )
     assert settings.arxiv_api_url == "http://127.0.0.1:9/api/query"
     assert settings.hf_endpoint == "https://hf-mirror.com"

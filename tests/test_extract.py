@@ -815,6 +815,29 @@ CHUNKY = md(
 )
 
 
+LONG_LIST = md(
+    "- [a](https://a.example)",
+    "- [b](https://b.example) text",
+    "  continued [c](https://c.example)",
+    "- ```",
+    "  [in item fence](https://fence.example)",
+    "- [d](https://d.example)",
+    "<div>",
+    "- [in html block](https://html.example)",
+    "</div>",
+    "- [not a link either](https://html2.example)",
+    "",
+    "- [f](https://f.example)",
+    "para",
+    "2. [g](https://g.example)",
+    "- [h](https://h.example)",
+    "  ```",
+    "  - [fenced](https://fenced.example)",
+    "  ```",
+    "- [i](https://i.example)",
+)
+
+
 @pytest.mark.parametrize("chunk_chars", [1, 16, 100, 1_000])
 def test_chunked_parse_matches_whole_parse(chunk_chars: int) -> None:
     whole = occurrences(CHUNKY, chunk_chars=10**9)
@@ -827,6 +850,23 @@ def test_chunked_parse_matches_whole_parse(chunk_chars: int) -> None:
         ("https://d.example", 35),
     ]
     assert occurrences(CHUNKY, chunk_chars=chunk_chars) == whole
+
+
+@pytest.mark.parametrize("chunk_chars", [1, 16, 100, 1_000])
+def test_long_lists_are_cut_between_items_only_where_safe(chunk_chars: int) -> None:
+    # A list without blank lines is one block; chunks end between its bullet items.
+    whole = occurrences(LONG_LIST, chunk_chars=10**9)
+    assert [(o.url, o.line) for o in whole] == [
+        ("https://a.example", 1),
+        ("https://b.example", 2),
+        ("https://c.example", 3),
+        ("https://d.example", 6),
+        ("https://f.example", 12),
+        ("https://g.example", 14),
+        ("https://h.example", 15),
+        ("https://i.example", 19),
+    ]
+    assert occurrences(LONG_LIST, chunk_chars=chunk_chars) == whole
 
 
 # --- Bad and odd input -------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _params(tmp_path: Path, **changes: Any) -> RunParameters:
 
 
 def _run(params: RunParameters) -> RunSummary:
-    state = mllm_papers(params, return_state=True)  # type: ignore[call-overload]
+    state = mllm_papers(params, return_state=True)
     summary = state.result(raise_on_failure=False)
     assert isinstance(summary, RunSummary), state
     return summary
@@ -101,15 +101,15 @@ def test_a_full_run_against_the_double_publishes_a_snapshot(
 def test_a_run_whose_resolvers_all_fail_still_publishes_links_and_statuses(
     harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.flow as flow_module
+    from pipeline import resolve_arxiv, resolve_hub
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("resolver exploded")
 
-    monkeypatch.setattr(flow_module.ArxivResolver, "resolve_ids", broken)
-    monkeypatch.setattr(flow_module.ArxivResolver, "resolve_titles", broken)
-    monkeypatch.setattr(flow_module.HubResolver, "resolve_repos", broken)
-    monkeypatch.setattr(flow_module.HubResolver, "resolve_paper_pages", broken)
+    monkeypatch.setattr(resolve_arxiv.ArxivResolver, "resolve_ids", broken)
+    monkeypatch.setattr(resolve_arxiv.ArxivResolver, "resolve_titles", broken)
+    monkeypatch.setattr(resolve_hub.HubResolver, "resolve_repos", broken)
+    monkeypatch.setattr(resolve_hub.HubResolver, "resolve_paper_pages", broken)
 
     summary = _run(_params(tmp_path))
 
@@ -198,3 +198,51 @@ def test_a_run_started_through_the_api_honours_its_parameters(
     assert (papers["status"] == "ok").all()
     # Only the arXiv resolver ran: Hub repos and paper pages were not asked.
     assert papers["hf_models"].map(len).sum() == 0
+
+
+def test_a_run_that_breaks_while_building_records_the_failure_and_keeps_the_last_snapshot(
+    harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import snapshot
+
+    first = _run(_params(tmp_path, resolvers=["arxiv"]))
+    assert first.published
+    before = load("papers", tmp_path / "enriched")
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(snapshot, "build_tables", broken)
+    state = mllm_papers(
+        _params(tmp_path, resolvers=["arxiv"], snapshot_date=date(2026, 11, 21)), return_state=True
+    )
+
+    assert state.is_failed()
+    manifest = read_manifest(tmp_path / "enriched")
+    assert manifest["status"].tolist() == [first.status, "failed"]
+    assert manifest["published"].tolist() == [True, False]
+    assert "disk on fire" in str(manifest["status_reason"].iloc[-1])
+    assert load("papers", tmp_path / "enriched").equals(before)
+
+
+def test_the_cli_runs_the_flow_and_reports_the_snapshot(
+    harness: None, fast: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import EXIT_LOCKED, EXIT_OK, main
+    from pipeline.snapshot import snapshot_lock
+
+    out, raw = tmp_path / "enriched", tmp_path / "raw"
+    argv = ["run", str(SEEDS / "003_54e14ae1a516c0a7.txt"), "--sandbox", "--out", str(out)]
+    argv += ["--raw", str(raw), "--date", "2026-11-20"]
+
+    assert main(argv) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "ok" in printed and "published to" in printed
+
+    assert main(["status", "--out", str(out)]) == EXIT_OK
+    assert "2026-11-20" in capsys.readouterr().out
+
+    with snapshot_lock(out, "someone-else"):
+        assert main(argv) == EXIT_LOCKED
+    assert "someone-else" in capsys.readouterr().err
+    assert read_manifest(out)["status"].tolist() == ["ok"]

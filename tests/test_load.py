@@ -2,22 +2,24 @@
 as commit point, same-day replacement, the lock, crash safety, `load`.
 
 Building tables is tested in `test_snapshot.py`; here they are built from small
-hand-made inputs. Crash tests kill a child process (forked from a preloaded fork server,
-so each costs milliseconds) at every filesystem step of a publish and at random moments.
+hand-made inputs. Crash tests SIGKILL a forked child process that publishes, just before
+every filesystem step of a publish and at random moments of a big one.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import random
+import select
 import shutil
 import signal
 import threading
 import time
+import traceback
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.extract import Occurrence
-from pipeline.identify import Identity
+from pipeline.identify import Identity, Kind
 from pipeline.links import Document, Link
 from pipeline.records import ApiStats
 from pipeline.resolve_arxiv import PaperRecord
-from pipeline.resolve_hub import HubRepoRecord
+from pipeline.resolve_hub import CollectionItem, HubRepoRecord, RepoRef
 from pipeline.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS
 from pipeline.snapshot import (
     MANIFEST_FILE,
@@ -58,40 +60,38 @@ from pipeline.snapshot import (
 DAY1 = date(2026, 11, 19)
 DAY2 = date(2026, 11, 20)
 DAY3 = date(2026, 11, 21)
+DAY4 = date(2026, 11, 22)
+ONE_DAY = DAY2 - DAY1
 STARTED = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 Tables = dict[str, pa.Table]
+CHILD_TIMEOUT_SECONDS = 60.0
+"""Only a hung child ever waits this long; it fails the test instead of hanging it."""
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
 def night(day: date, tag: str, papers: int = 3, words: int = 5) -> Tables:
-    """A small snapshot whose contents depend on `tag` (so versions differ)."""
+    """A small snapshot with a row in every table, whose contents depend on `tag`."""
     rng = random.Random(f"{tag}-{papers}")
     vocabulary = [f"w{i}" for i in range(2000)]
     ids = [f"2409.{10000 + i}" for i in range(papers)]
-    links = [
-        Link(
-            Occurrence(
-                "list.md", i, i + 1, ("Models",), None, tag, f"item {i}", True, "u", "inline"
-            ),
-            Identity("arxiv", arxiv_id, f"https://arxiv.org/abs/{arxiv_id}", "arxiv.org"),
-            arxiv_id,
-            "id",
+
+    def link(position: int, kind: Kind, entity_id: str, item: str, resolved: bool = False) -> Link:
+        occurrence = Occurrence(
+            "list.md", position, position + 1, ("Models",), None, tag, item, True, "u", "inline"
         )
-        for i, arxiv_id in enumerate(ids)
+        identity = Identity(kind, entity_id, f"https://example.org/{entity_id}", "example.org")
+        if resolved:
+            return Link(occurrence, identity, entity_id, "id")
+        return Link(occurrence, identity)
+
+    links = [link(i, "arxiv", arxiv_id, f"item {i}", True) for i, arxiv_id in enumerate(ids)]
+    links += [
+        link(papers, "github_repo", "QwenLM/Qwen2-VL", "item 0"),  # the first paper's code
+        link(papers + 1, "hf_model", "Qwen/Qwen2-VL-7B", "models"),
+        link(papers + 2, "hf_collection", "Qwen/qwen2-vl-66cee7455501d7126940800d", "models"),
     ]
-    links.append(
-        Link(
-            Occurrence("list.md", papers, 0, (), None, "m", "m", True, "u", "inline"),
-            Identity(
-                "hf_model",
-                "Qwen/Qwen2-VL-7B",
-                "https://huggingface.co/Qwen/Qwen2-VL-7B",
-                "huggingface.co",
-            ),
-        )
-    )
     records = {
         arxiv_id: PaperRecord(
             arxiv_id,
@@ -104,19 +104,34 @@ def night(day: date, tag: str, papers: int = 3, words: int = 5) -> Tables:
         )
         for arxiv_id in ids
     }
-    repos = {
-        ("model", "Qwen/Qwen2-VL-7B"): HubRepoRecord(
-            "model",
-            "Qwen/Qwen2-VL-7B",
-            "Qwen/Qwen2-VL-7B",
-            "ok",
-            params_total=8_291_375_616,
-            arxiv_ids=(ids[0],),
-            data_fetched_at=STARTED,
-        )
+    model = HubRepoRecord(
+        "model",
+        "Qwen/Qwen2-VL-7B",
+        "Qwen/Qwen2-VL-7B",
+        "ok",
+        params_total=8_291_375_616,
+        params_by_dtype=(("BF16", 8_291_375_616),),
+        arxiv_ids=(ids[0],),
+        data_fetched_at=STARTED,
+    )
+    collection = HubRepoRecord(
+        "collection",
+        "Qwen/qwen2-vl-66cee7455501d7126940800d",
+        "Qwen/qwen2-vl-66cee7455501d7126940800d",
+        "ok",
+        title="Qwen2-VL",
+        items=(CollectionItem("model", "Qwen/Qwen2-VL-7B"), CollectionItem("paper", ids[0])),
+        data_fetched_at=STARTED,
+    )
+    repos: dict[RepoRef, HubRepoRecord] = {
+        (r.repo_type, r.requested_id): r for r in (model, collection)
     }
     given = SnapshotInputs(links, papers=records, repos=repos)
     return build_tables(given, snapshot_date=day)
+
+
+TABLE_ROWS = {"links": 6, "papers": 3, "models": 1, "repos": 1, "github_repos": 1, "changes": 6}
+"""Rows of each table of a `night` of three papers."""
 
 
 def entry(run_id: str, day: date, status: str = "ok", **kw: Any) -> ManifestEntry:
@@ -192,7 +207,7 @@ def test_publish_writes_hive_partitions_and_a_manifest_row(tmp_path: Path) -> No
     (row,) = manifest.to_dict("records")
     assert row["run_id"] == "run-1" and row["published"] and row["current"]
     assert row["status"] == "ok" and row["snapshot_date"] == DAY2
-    assert row["papers_rows"] == 3 and row["links_rows"] == 4 and row["models_rows"] == 1
+    assert {t: row[f"{t}_rows"] for t in TABLE_SCHEMAS} == TABLE_ROWS
     assert row["documents"] == [
         {"document": "list.md", "sha256": "ab" * 32, "size_bytes": 1234, "links": 4, "error": None}
     ]
@@ -213,8 +228,8 @@ def test_load_returns_declared_dtypes_and_python_lists(tmp_path: Path) -> None:
     for name, schema in TABLE_SCHEMAS.items():
         frame = load(name, out)
         assert list(frame.columns) == schema.names
-        for field in schema:
-            assert frame[field.name].dtype == pd.ArrowDtype(field.type), (name, field.name)
+        for column in schema:
+            assert frame[column.name].dtype == pd.ArrowDtype(column.type), (name, column.name)
     papers = load("papers", out)
     assert papers.attrs == {"snapshot_date": "2026-11-20", "run_id": "run-1"}
     assert papers["authors"].iloc[0] == ["A. Author"]
@@ -223,6 +238,13 @@ def test_load_returns_declared_dtypes_and_python_lists(tmp_path: Path) -> None:
     assert papers["hf_models"].map(len).tolist() == [1, 0, 0]
     models = load("models", out)
     assert models["params_total"].iloc[0] == 8_291_375_616
+    assert models["params_by_dtype"].iloc[0] == [{"dtype": "BF16", "params": 8_291_375_616}]
+    assert models["collections"].iloc[0] == ["Qwen/qwen2-vl-66cee7455501d7126940800d"]
+    assert load("repos", out)["items"].iloc[0] == [
+        {"item_type": "model", "item_id": "Qwen/Qwen2-VL-7B"},
+        {"item_type": "paper", "item_id": "2409.10000"},
+    ]
+    assert load("github_repos", out)["arxiv_ids"].iloc[0] == ["2409.10000"]
 
 
 def test_pandas_pyarrow_duckdb_and_polars_read_the_declared_types(tmp_path: Path) -> None:
@@ -244,15 +266,13 @@ def test_pandas_pyarrow_duckdb_and_polars_read_the_declared_types(tmp_path: Path
             folder, dtype_backend="pyarrow", filters=[("snapshot_date", "=", "2026-11-20")]
         )
         assert len(frame) == TABLE_ROWS[name]
-        for field in schema:
-            assert frame[field.name].dtype == pd.ArrowDtype(field.type), (name, field.name)
+        for column in schema:
+            assert frame[column.name].dtype == pd.ArrowDtype(column.type), (name, column.name)
         # DuckDB and Polars: their own type for each column equals their type for the
         # declared schema (nothing widened, nothing lost).
         glob = f"{folder}/*/*.parquet"
-        relation = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)")
-        expected = duckdb.sql("SELECT * FROM declared_empty")
-        assert dict(zip(relation.columns, map(str, relation.types), strict=True)) == {
-            **dict(zip(expected.columns, map(str, expected.types), strict=True)),
+        assert _duckdb_types(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)") == {
+            **_duckdb_types("SELECT * FROM declared", declared=declared_empty),
             "snapshot_date": "DATE",
         }, name
         lazy = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True)
@@ -263,7 +283,13 @@ def test_pandas_pyarrow_duckdb_and_polars_read_the_declared_types(tmp_path: Path
         assert lazy.collect().height == 2 * TABLE_ROWS[name]
 
 
-TABLE_ROWS = {"links": 4, "papers": 3, "models": 1, "repos": 0, "github_repos": 0, "changes": 4}
+def _duckdb_types(sql: str, **tables: pa.Table) -> dict[str, str]:
+    connection = duckdb.connect()
+    for name, table in tables.items():
+        connection.register(name, table)
+    relation = connection.sql(sql)
+    assert relation is not None
+    return dict(zip(relation.columns, map(str, relation.types), strict=True))
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -350,7 +376,7 @@ def test_a_run_with_failed_status_that_publishes_is_loadable(tmp_path: Path) -> 
     publish(out, night(DAY2, "a"), entry("run-1", DAY2, status="failed", status_reason="x"))
 
     assert read_manifest(out)["published"].tolist() == [True]
-    assert len(load("links", out, DAY2)) == 4
+    assert len(load("links", out, DAY2)) == TABLE_ROWS["links"]
 
 
 @pytest.mark.parametrize(
@@ -471,7 +497,7 @@ def test_snapshot_data_without_a_manifest_is_refused_not_emptied(tmp_path: Path)
 
 
 def test_readers_during_reruns_see_one_complete_version(tmp_path: Path) -> None:
-    versions = [night(DAY2, f"v{i}", papers=30) for i in range(6)]
+    versions = [night(DAY2, f"v{i}", papers=30) for i in range(12)]
     expected = [as_loaded(v)["papers"] for v in versions]
     publish(tmp_path, versions[0], entry("run-0", DAY2))
     seen: list[int] = []
@@ -501,11 +527,38 @@ def test_readers_during_reruns_see_one_complete_version(tmp_path: Path) -> None:
     assert seen == sorted(seen)  # never back to an older version
 
 
-def test_a_second_locker_is_told_who_holds_the_lock(
-    tmp_path: Path, fork_server: mp.context.ForkServerContext
-) -> None:
+def test_readers_never_see_a_torn_manifest(tmp_path: Path) -> None:
+    """The manifest is replaced in place (by name): a reader must read one whole file."""
+    publish(tmp_path, night(DAY1, "a"), entry("run-0", DAY1))
+    sizes: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                sizes.append(len(read_manifest(tmp_path)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 60):
+            record_failed_run(tmp_path, entry(f"run-{i}", DAY2, "failed", status_reason="x"))
+    finally:
+        done.set()
+        reader.join()
+
+    assert not errors, errors[0]
+    assert sizes == sorted(sizes) and len(set(sizes)) > 10
+
+
+def test_a_second_locker_is_told_who_holds_the_lock(tmp_path: Path) -> None:
     with snapshot_lock(tmp_path, "run-nightly"):
-        message = _in_child(fork_server, _try_lock, str(tmp_path))
+        child = Child(lambda say: say(_try_lock(tmp_path)))
+        message = child.read()
+        assert child.wait() == 0
         with pytest.raises(SnapshotLockedError, match="run run-nightly"):
             # Another thread of this process is another run too.
             _in_thread(lambda: publish(tmp_path, night(DAY2, "b"), entry("run-2", DAY2)))
@@ -519,7 +572,7 @@ def test_a_second_locker_is_told_who_holds_the_lock(
         pass
 
 
-def _try_lock(out: str) -> str:
+def _try_lock(out: Path) -> str:
     try:
         with snapshot_lock(out, "run-intruder"):
             return "acquired"
@@ -547,153 +600,202 @@ def _in_thread(call: Callable[[], Any]) -> Any:
 # ----------------------------------------------------------------------------- crashes
 
 
-@pytest.fixture(scope="module")
-def fork_server() -> mp.context.ForkServerContext:
-    """Children forked from a server that has already imported the pipeline."""
-    context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["pipeline.snapshot", __name__])
-    return context
+class Child:
+    """A forked child process running `body(say)`; `say` sends the parent a line.
+
+    Forked, not spawned: the child starts in milliseconds with everything imported. It
+    only writes Parquet and renames files, which Arrow's fork handlers make safe."""
+
+    def __init__(self, body: Callable[[Callable[[str], None]], None]) -> None:
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child never returns into pytest
+            os.close(read)
+            code = 0
+            try:
+                body(lambda line: _write_all(write, f"{line}\n".encode()))
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.pipe = os.fdopen(read, "rb")
+        self.code: int | None = None
+
+    def read(self) -> str:
+        """The child's next line; fails rather than hangs if it never comes."""
+        ready, _, _ = select.select([self.pipe], [], [], CHILD_TIMEOUT_SECONDS)
+        assert ready, "the child process did not answer"
+        return self.pipe.readline().decode().rstrip("\n")
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)  # still ours to kill: not reaped before `wait`
+
+    def wait(self) -> int:
+        """The child's exit code (negative: the signal that ended it)."""
+        if self.code is None:
+            deadline = time.monotonic() + CHILD_TIMEOUT_SECONDS
+            while (done := os.waitpid(self.pid, os.WNOHANG))[0] == 0:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise AssertionError("the child process hung")
+                time.sleep(0.001)
+            self.code = os.waitstatus_to_exitcode(done[1])
+            self.pipe.close()
+        return self.code
 
 
-def _in_child(context: mp.context.ForkServerContext, call: Callable[..., str], *args: Any) -> str:
-    parent, child = context.Pipe()
-    process = context.Process(target=_send_result, args=(child, call, *args))
-    process.start()
-    result: str = parent.recv()
-    process.join()
-    return result
-
-
-def _send_result(conn: Connection, call: Callable[..., str], *args: Any) -> None:
-    conn.send(call(*args))
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 _STEPS = ("replace", "rename", "link", "mkdir", "rmdir", "unlink")
-"""Every call that changes what a reader of the directory can see."""
+"""The calls that change a directory tree. Those that only touch `.staging` change
+nothing a reader sees (and the next run clears `.staging` whole): they are not counted,
+so that every kill point is a distinct state of the published tree."""
 
 
-def _publish_child(
-    conn: Connection, out: str, tables: Tables, manifest_entry: ManifestEntry, kill_at: int
-) -> None:
-    """Publish, dying by SIGKILL just before filesystem step `kill_at` (0: never)."""
-    steps = 0
-
-    def counted(real: Callable[..., Any]) -> Callable[..., Any]:
-        def step(*args: Any, **kwargs: Any) -> Any:
-            nonlocal steps
-            steps += 1
-            if steps == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(*args, **kwargs)
-
-        return step
-
-    for name in _STEPS:
-        setattr(os, name, counted(getattr(os, name)))
-    conn.send("publishing")
-    publish(out, tables, manifest_entry)
-    conn.send(steps)
+def _visible(args: tuple[Any, ...]) -> bool:
+    paths = [str(a) for a in args if isinstance(a, str | os.PathLike)]
+    return not all(f"{os.sep}{STAGING_DIR}" in p for p in paths)
 
 
-@pytest.fixture(scope="module")
-def published_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Tables, Tables]:
-    """Two published nights; the crash tests start from hard-linked copies of it."""
+def _publish_and_die_at(kill_at: int, out: Path, tables: Tables, run: ManifestEntry) -> Child:
+    """A child that publishes, killed by SIGKILL just before filesystem step `kill_at`
+    (0: never; then it reports how many steps a whole publish took)."""
+
+    def body(say: Callable[[str], None]) -> None:
+        steps = 0
+
+        def counted(real: Callable[..., Any]) -> Callable[..., Any]:
+            def step(*args: Any, **kwargs: Any) -> Any:
+                nonlocal steps
+                if _visible(args):
+                    steps += 1
+                    if steps == kill_at:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                return real(*args, **kwargs)
+
+            return step
+
+        for name in _STEPS:
+            setattr(os, name, counted(getattr(os, name)))
+        say("publishing")
+        publish(out, tables, run)
+        say(str(steps))
+
+    return Child(body)
+
+
+@dataclass
+class Versions:
+    """The published state crash tests start from, and what the child publishes."""
+
+    base: Path
+    nights: dict[date, Tables]
+    new: Tables
+    new_day: date
+    files: dict[date | None, dict[str, bytes]] = field(default_factory=dict)
+    """The files of each published night, and (under None) of the new one, by name."""
+
+    def __post_init__(self) -> None:
+        for day, run_id in zip(self.nights, ("run-1", "run-2"), strict=True):
+            self.files[day] = _files(self.base / RUNS_DIR / run_id)
+        self.known(self.new)
+
+    def known(self, new: Tables) -> None:
+        self.new = new
+        scratch = self.base.parent / f"scratch-{id(new)}"
+        publish(self.copy(scratch), new, entry("run-new", self.new_day))
+        self.files[None] = _files(scratch / RUNS_DIR / "run-new")
+
+    def copy(self, to: Path) -> Path:
+        # Hard links are safe: publishing never writes a file in place.
+        shutil.copytree(self.base, to, copy_function=os.link)
+        return to
+
+    def check_after_kill(self, out: Path) -> None:
+        """Every earlier night reads back as it was (or, when the kill came after the
+        commit, the new night reads back complete); the next publish succeeds and tidies."""
+        manifest = read_manifest(out)
+        runs = manifest["run_id"].tolist()
+        committed = runs == ["run-1", "run-2", "run-new"]
+        assert committed or runs == ["run-1", "run-2"], runs
+        expected: dict[date, date | None] = {day: day for day in self.nights}
+        if committed:
+            expected[self.new_day] = None
+        for day, version in expected.items():
+            tables = self.new if version is None else self.nights[day]
+            papers = load("papers", out, day)
+            assert papers.equals(tables["papers"].to_pandas(types_mapper=pd.ArrowDtype)), day
+            # Every table of the night, byte for byte, as the manifest names it.
+            published = _files(out / RUNS_DIR / papers.attrs["run_id"])
+            assert published == self.files[version], (day, committed)
+        # Hive views: never ahead of the manifest; behind it only until the next publish.
+        allowed: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+        for day in self.nights:
+            for table in TABLE_SCHEMAS:
+                allowed[table, f"snapshot_date={day}"].append(self.files[day][f"{table}.parquet"])
+        if committed:
+            for table in TABLE_SCHEMAS:
+                new = self.files[None][f"{table}.parquet"]
+                allowed[table, f"snapshot_date={self.new_day}"].append(new)
+        for key, view in hive_views(out).items():
+            assert view.read_bytes() in allowed[key], (key, committed)
+
+        publish(out, night(DAY4, "after"), entry("run-after", DAY4))
+        assert_tidy(out)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+@pytest.fixture(params=[DAY2, DAY3], ids=["rerun of a night", "new night"])
+def versions(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Versions:
     base = tmp_path_factory.mktemp("base") / "enriched"
-    first, second = night(DAY1, "a"), night(DAY2, "b")
-    publish(base, first, entry("run-1", DAY1))
-    publish(base, second, entry("run-2", DAY2))
-    return base, first, second
+    nights = {DAY1: night(DAY1, "a"), DAY2: night(DAY2, "b")}
+    for i, (day, tables) in enumerate(nights.items(), start=1):
+        publish(base, tables, entry(f"run-{i}", day))
+    new_day: date = request.param
+    return Versions(base, nights, night(new_day, "new"), new_day)
 
 
-def _copy(base: Path, to: Path) -> Path:
-    # Hard links are safe: publishing never writes a file in place.
-    shutil.copytree(base, to, copy_function=os.link)
-    return to
-
-
-def _check_after_kill(
-    out: Path, old: dict[date, Tables], new: Tables, new_day: date, new_run: str
-) -> None:
-    """Every earlier night reads back as it was (or, if the kill came after the commit,
-    the new night reads back complete), then the next publish succeeds and tidies up."""
-    manifest = read_manifest(out)
-    committed = new_run in manifest["run_id"].tolist()
-    assert manifest["run_id"].tolist()[:2] == ["run-1", "run-2"]
-    assert len(manifest) == 2 + committed
-    for day, tables in old.items():
-        want = new if committed and day == new_day else tables
-        assert same(loaded(out, day), as_loaded(want)), (day, committed)
-    if committed:
-        assert same(loaded(out, new_day), as_loaded(new))
-    for (table, _), view in hive_views(out).items():
-        got = pq.read_table(view)  # complete: readable, and one of the versions
-        assert any(got.equals(t[table]) for t in (*old.values(), new)), view
-
-    publish(out, night(DAY3, "after"), entry("run-after", DAY3))
-    assert_tidy(out)
-    assert same(loaded(out, DAY1), as_loaded(old[DAY1]))
-
-
-@pytest.mark.parametrize("new_day", [DAY2, DAY3], ids=["rerun of a night", "new night"])
+@pytest.mark.slow
 def test_killing_a_publish_at_every_step_leaves_the_previous_snapshot_intact(
-    tmp_path: Path,
-    fork_server: mp.context.ForkServerContext,
-    published_base: tuple[Path, Tables, Tables],
-    new_day: date,
+    tmp_path: Path, versions: Versions
 ) -> None:
-    base, first, second = published_base
-    new = night(new_day, "new")
-    run_id = "run-new"
+    run = entry("run-new", versions.new_day)
+    whole = _publish_and_die_at(0, versions.copy(tmp_path / "count"), versions.new, run)
+    assert whole.read() == "publishing"
+    steps = int(whole.read())
+    assert whole.wait() == 0 and steps > 10
 
-    steps = _run_child(fork_server, _copy(base, tmp_path / "count"), new, new_day, 0)
-    assert isinstance(steps, int) and steps > 10
     for kill_at in range(1, steps + 1):
-        out = _copy(base, tmp_path / f"kill-{kill_at}")
-        assert _run_child(fork_server, out, new, new_day, kill_at) == -signal.SIGKILL
-        _check_after_kill(out, {DAY1: first, DAY2: second}, new, new_day, run_id)
-
-
-def _run_child(
-    context: mp.context.ForkServerContext, out: Path, tables: Tables, day: date, kill_at: int
-) -> int | str:
-    """The number of steps of a complete publish, or the child's exit code if killed."""
-    parent, child = context.Pipe()
-    process = context.Process(
-        target=_publish_child, args=(child, str(out), tables, entry("run-new", day), kill_at)
-    )
-    process.start()
-    assert parent.recv() == "publishing"
-    process.join(timeout=60)
-    if process.exitcode == 0:
-        steps: int = parent.recv()
-        return steps
-    assert process.exitcode is not None
-    return process.exitcode
+        out = versions.copy(tmp_path / f"kill-{kill_at}")
+        child = _publish_and_die_at(kill_at, out, versions.new, run)
+        assert child.wait() == -signal.SIGKILL
+        versions.check_after_kill(out)
 
 
 @pytest.mark.slow
 def test_killing_a_big_publish_at_random_moments_leaves_the_previous_snapshot_intact(
-    tmp_path: Path,
-    fork_server: mp.context.ForkServerContext,
-    published_base: tuple[Path, Tables, Tables],
+    tmp_path: Path, versions: Versions
 ) -> None:
-    base, first, second = published_base
-    big = night(DAY2, "big", papers=3000, words=300)
-    calibration = _copy(base, tmp_path / "calibrate")
+    versions.known(night(versions.new_day, "big", papers=3000, words=300))
+    run = entry("run-new", versions.new_day)
     started = time.monotonic()
-    publish(calibration, big, entry("run-new", DAY2))
+    publish(versions.copy(tmp_path / "calibrate"), versions.new, run)
     seconds = time.monotonic() - started
     rng = random.Random(20261120)
 
-    for iteration in range(8):
-        out = _copy(base, tmp_path / f"kill-{iteration}")
-        parent, child = fork_server.Pipe()
-        process = fork_server.Process(
-            target=_publish_child, args=(child, str(out), big, entry("run-new", DAY2), 0)
-        )
-        process.start()
-        assert parent.recv() == "publishing"
+    for iteration in range(10):
+        out = versions.copy(tmp_path / f"kill-{iteration}")
+        child = _publish_and_die_at(0, out, versions.new, run)
+        assert child.read() == "publishing"
         time.sleep(rng.uniform(0, seconds * 1.2))
-        os.kill(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        process.join()
-        _check_after_kill(out, {DAY1: first, DAY2: second}, big, DAY2, "run-new")
+        child.kill()
+        assert child.wait() in (0, -signal.SIGKILL)
+        versions.check_after_kill(out)

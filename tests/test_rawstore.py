@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.rawstore import RawStore, RawStoreError, request_key
+from pipeline.rawstore import RawStore, RawStoreError, StoredResponse, request_key
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 
 
-def _record(store: RawStore, body: bytes, status: int = 200, at: datetime = T0) -> object:
+def _record(store: RawStore, body: bytes, status: int = 200, at: datetime = T0) -> StoredResponse:
     return store.record(
         api="arxiv",
         endpoint="id_list",
@@ -31,18 +31,25 @@ def test_body_is_kept_byte_for_byte_with_only_audit_headers(tmp_path: Path) -> N
         response = _record(store, body)
         (stored,) = store.responses()
     assert stored.read() == body
-    assert stored.body_sha256 == response.body_sha256  # type: ignore[attr-defined]
+    assert stored.body_sha256 == response.body_sha256
     assert dict(stored.headers) == {"content-type": "application/atom+xml"}
     assert stored.fetched_at == T0
 
 
 def test_latest_answer_wins_and_last_good_skips_not_found(tmp_path: Path) -> None:
     with RawStore(tmp_path) as store:
-        old = store.record(api="hub", endpoint="model", url="u1", status=200, body=b"{}",
-                           fetched_at=T0)
+        old = store.record(
+            api="hub", endpoint="model", url="u1", status=200, body=b"{}", fetched_at=T0
+        )
         store.mark(old, "model", ["a/b"], "ok")
-        new = store.record(api="hub", endpoint="model", url="u1", status=401, body=b"{}",
-                           fetched_at=T0 + timedelta(days=1))
+        new = store.record(
+            api="hub",
+            endpoint="model",
+            url="u1",
+            status=401,
+            body=b"{}",
+            fetched_at=T0 + timedelta(days=1),
+        )
         store.mark(new, "model", ["a/b"], "not_found")
 
         latest = store.answer("hub", "model", "a/b")
@@ -75,8 +82,13 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
 
     def write(worker: int) -> None:
         for i in range(25):
-            response = store.record(api="hub", endpoint="model", url=f"u{worker}-{i}",
-                                    status=200, body=f"{worker}-{i}".encode())
+            response = store.record(
+                api="hub",
+                endpoint="model",
+                url=f"u{worker}-{i}",
+                status=200,
+                body=f"{worker}-{i}".encode(),
+            )
             store.mark(response, "model", [f"o/{worker}-{i}"], "ok")
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]

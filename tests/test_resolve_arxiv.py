@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from fakes import FakeTime
 
 from pipeline import resolve_arxiv
 from pipeline.config import RefreshPolicy, Settings
@@ -45,21 +46,6 @@ from pipeline.sandbox.arxiv_api import (
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "api-samples"
 PAPERS = load_sample_papers()
 KNOWN = ["2409.12191", "2304.08485", "astro-ph/0601001", "2104.12255", "2410.05993"]
-
-
-class FakeTime:
-    """A clock that moves only when slept on: waits are recorded, never slept."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +108,7 @@ def _settings(box: Sandbox, **changes: Any) -> Settings:
 def _resolver(
     box: Sandbox, store: RawStore, time: FakeTime | None = None, **changes: Any
 ) -> ArxivResolver:
-    fake = time or FakeTime()
+    fake = time or FakeTime(start=1000.0)
     return ArxivResolver(_settings(box, **changes), store, sleep=fake.sleep, clock=fake.clock)
 
 
@@ -243,7 +229,7 @@ def test_transient_failures_are_retried_with_backoff(
 ) -> None:
     fault.times = failures
     sandbox.add_fault(fault)
-    time = FakeTime()
+    time = FakeTime(start=1000.0)
     resolver = _resolver(sandbox, store, time, arxiv_timeout_seconds=0.15)
     records = resolver.resolve_ids(KNOWN[:3])
     assert [r.status for r in records.values()] == ["ok"] * 3
@@ -483,7 +469,7 @@ def test_two_threads_share_one_polite_queue(sandbox: Sandbox, store: RawStore) -
 
 
 def test_waits_come_from_the_delay_and_are_recorded(sandbox: Sandbox, store: RawStore) -> None:
-    time = FakeTime()
+    time = FakeTime(start=1000.0)
     resolver = _resolver(sandbox, store, time, arxiv_batch_size=1, arxiv_delay_seconds=3.0)
     resolver.resolve_ids(KNOWN[:3])
     assert time.sleeps == [3.0, 3.0]  # none before the first request, the delay after each

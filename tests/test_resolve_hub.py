@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes import FakeTime
 
 from pipeline.config import RefreshPolicy, Settings
 from pipeline.rawstore import RawStore
@@ -341,21 +342,6 @@ def test_invalid_ids_are_never_requested(rig: Rig, ref: RepoRef) -> None:
 
 
 # -- rate limits ---------------------------------------------------------------------
-class FakeTime:
-    """A clock that only moves when the resolver sleeps: shared by the double and the resolver."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_429_with_ratelimit_header_waits_t(tmp_path: Path) -> None:
     with open_rig(tmp_path, HubDouble(window_seconds=7, clock=lambda: 0.0)) as rig:
         rig.fault("api", name="rate_limited")

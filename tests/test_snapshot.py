@@ -29,6 +29,7 @@ from pipeline.resolve_hub import (
     LinkedModel,
     PaperPageRecord,
     RepoType,
+    size_label,
 )
 from pipeline.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
 from pipeline.snapshot import (
@@ -484,8 +485,6 @@ def test_paper_lineage_lists_documents_headings_and_mentions() -> None:
 def test_hf_models_merge_the_paper_page_with_our_models_table() -> None:
     row = rows(build(rich_inputs())["papers"])[PAPER]
 
-    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
-
     assert row["hf_models"] == [
         # From the paper page only.
         {
@@ -570,6 +569,13 @@ T_OLD = FETCHED2 - timedelta(hours=5)
     [
         ([model("a/x", MODEL, "stale", downloads=1), model(MODEL, downloads=2)], 2),
         ([model("a/x", MODEL, downloads=1), model(MODEL, status="error")], 1),
+        (
+            [
+                model("a/x", MODEL, downloads=1, data_fetched_at=T_OLD),
+                model(MODEL, status="stale", downloads=2),
+            ],
+            1,
+        ),
         ([model("a/x", MODEL, downloads=1), model(MODEL, downloads=2, data_fetched_at=T_OLD)], 1),
         ([model("a/x", MODEL, downloads=1), model(MODEL, downloads=2)], 2),
         ([model("b/y", MODEL, downloads=1), model("a/x", MODEL, downloads=2)], 2),
@@ -577,6 +583,7 @@ T_OLD = FETCHED2 - timedelta(hours=5)
     ids=[
         "ok beats stale",
         "ok beats error",
+        "ok beats newer stale",
         "newest data wins",
         "then the canonical name",
         "then the first name",
@@ -594,8 +601,6 @@ def test_the_documented_winner_makes_the_row(
 
 
 def test_models_carry_sizes_and_the_collections_that_hold_them() -> None:
-    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
-
     models = rows(build(rich_inputs())["models"])
 
     internvl = models["OpenGVLab/InternVL2-8B"]
@@ -744,8 +749,6 @@ def test_changes_list_what_is_new_since_the_previous_snapshot() -> None:
         )
         for c in changes
     }
-    from pipeline.resolve_hub import size_label  # type: ignore[attr-defined]
-
     assert found == {
         ("paper", "2502.13923", "added", None): (None, None),
         ("paper", PAPER, "changed", "latest_version"): ("1", "2"),

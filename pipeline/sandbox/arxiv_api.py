@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
-from lxml import etree  # type: ignore[import-untyped]
+from lxml import etree
 
 from pipeline.sandbox.server import Request, Response
 

@@ -13,6 +13,7 @@ Faults are deterministic: each `Fault` hits the next `times` requests that match
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -193,10 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(response.body)))
         self.end_headers()
         body = response.body[: len(response.body) // 2] if cut else response.body
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         if cut:
             self.close_connection = True
 
