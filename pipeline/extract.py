@@ -413,9 +413,13 @@ class _Lines:
         self._src, self._first, self._pos, self._count = src, first, 0, 0
 
     def at(self, pos: int) -> int:
-        if pos < self._pos:  # not expected (tokens come in source order), but stay right
-            self._pos = self._count = 0
-        self._count += self._src.count("\n", self._pos, pos)
+        # Steps back happen at every bare URL (its text token is stamped at the `:`, the
+        # URL at its start): count back from here, not from the start of the block, or a
+        # paragraph of n bare URLs costs n^2.
+        if pos < self._pos:
+            self._count -= self._src.count("\n", pos, self._pos)
+        else:
+            self._count += self._src.count("\n", self._pos, pos)
         self._pos = pos
         return self._first + self._count
 

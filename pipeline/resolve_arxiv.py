@@ -223,6 +223,10 @@ def read_feed(body: bytes) -> Feed:
     The body is checked for well-formedness first, because arxiv's parser recovers from
     broken XML: a truncated answer would otherwise read as a feed with fewer entries, and
     the missing ones as "no such paper". Entries are then built by arxiv's own parser.
+
+    A document type declaration is refused: arXiv never sends one, and its entities are
+    the XML attacks (billion laughs, external entities). Left unexpanded, as both parsers
+    leave them, an entity in a title would silently cut the title short.
     """
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, huge_tree=False, recover=False
@@ -231,6 +235,8 @@ def read_feed(body: bytes) -> Feed:
         root = etree.fromstring(body, parser=parser)
     except etree.XMLSyntaxError as exc:
         raise FeedError(f"not well-formed XML ({exc})") from None
+    if root is not None and root.getroottree().docinfo.doctype:
+        raise FeedError("a document type declaration (DTD), which arXiv never sends")
     if root is None or root.tag != f"{{{_ATOM}}}feed":
         tag = "nothing" if root is None else f"<{etree.QName(root).localname}>"
         raise FeedError(f"not an Atom feed (the document holds {tag})")
@@ -683,6 +689,8 @@ class _Client(arxiv.Client):  # type: ignore[misc]
             headers={"User-Agent": self.settings.user_agent},
             timeout=(timeout, timeout),
             stream=True,
+            # Only ARXIV_API_URL is asked: a redirect is an answer, never followed.
+            allow_redirects=False,
         ) as response:
             body = bytearray()
             for chunk in response.iter_content(_CHUNK_BYTES):
@@ -870,9 +878,8 @@ class ArxivResolver:
                     # arXiv's rule and ours disagree wholesale: stop spending requests.
                     raise _Refused(f"arXiv rejected {rejected} identifiers in a row ({message})")
                 self.store.mark(exchange.stored, PAPER, [bad], "not_found")
-                done[bad] = PaperRecord(
-                    bad, "not_found", feed.not_found_reason(bad), data_fetched_at=fetched_at
-                )
+                # An ID arXiv answered before is no less valid for being refused tonight.
+                done[bad] = self._not_found(bad, feed.not_found_reason(bad), fetched_at)
                 pending.remove(bad)
                 continue
             if problem := feed.shortfall(len(pending)):
@@ -1146,6 +1153,12 @@ class ArxivResolver:
         status = exchange.status
         if status in (408, 429) or status >= 500:
             raise _Transient(f"HTTP {status} from arXiv: {_snippet(exchange.body)}")
+        if 300 <= status < 400:
+            location = exchange.stored.headers.get("location", "nowhere")
+            raise _Refused(
+                f"HTTP {status} from arXiv: redirect to {location} not followed; if arXiv has"
+                " moved, set ARXIV_API_URL to its new address"
+            )
         if status not in (200, 400):
             raise _Refused(f"HTTP {status} from arXiv: {_snippet(exchange.body)}")
         try:

@@ -565,9 +565,8 @@ class HubResolver:
         if results:
             progress.advance(len(results))
         with self._client() as client:
-            for canonical, record in self._run_pool(
-                client, list(by_canonical), self._resolve_paper
-            ):
+            ordered = self._stalest_first(list(by_canonical), lambda i: (_ENDPOINTS["paper"], i))
+            for canonical, record in self._run_pool(client, ordered, self._resolve_paper):
                 for text in by_canonical[canonical]:
                     results[text] = record
                 progress.advance(len(by_canonical[canonical]))
@@ -622,9 +621,26 @@ class HubResolver:
             else:
                 results[ref] = known
                 progress.advance()
+        todo = self._stalest_first(todo, lambda ref: (_ENDPOINTS.get(ref[0]), ref[1]))
         for ref, record in self._run_pool(client, todo, self._resolve_repo):
             results[ref] = record
             progress.advance()
+
+    def _stalest_first(
+        self, keys: list[_K], entity: Callable[[_K], tuple[_Endpoint | None, str]]
+    ) -> list[_K]:
+        """Never-answered entities first, then the oldest answers: when the request budget
+        runs out, tomorrow's run goes on where tonight's stopped instead of asking the same
+        first entities every night."""
+
+        def answered_at(key: _K) -> float:
+            endpoint, entity_id = entity(key)
+            if endpoint is None:
+                return float("-inf")
+            answer = self.store.answer("hub", endpoint.kind, entity_id)
+            return float("-inf") if answer is None else answer.answered_at.timestamp()
+
+        return sorted(keys, key=answered_at)
 
     def _resolve_repo(self, client: httpx.Client, ref: RepoRef) -> HubRepoRecord:
         repo_type, repo_id = ref
@@ -844,6 +860,12 @@ class HubResolver:
             if not location:
                 raise _Failed(f"HTTP {status} redirect without a Location header")
             return _Answer("redirect", stored, location=location)
+        if status == 401 and _token_refused(headers, body):
+            # Not an answer about the repo: every lookup tonight gets the same refusal, and
+            # calling them all not_found would blank every row.
+            raise _Failed(
+                f"HTTP 401: the Hub refused the token (HF_TOKEN): {_error_message(headers, body)}"
+            )
         if status in (401, 404) or (status == 403 and _hidden(headers)):
             reason = _not_found_reason(endpoint.kind, status, headers, body)
             return _Answer("not_found", stored, reason=reason)
@@ -1001,6 +1023,13 @@ def _hidden(headers: Mapping[str, str]) -> bool:
     code = headers.get("x-error-code", "")
     message = headers.get("x-error-message", "")
     return code == "GatedRepo" or "disabled" in message.lower()
+
+
+def _token_refused(headers: Mapping[str, str], body: bytes) -> bool:
+    """A 401 about our credentials (an expired or revoked token), not about the repo: the
+    Hub says "Invalid credentials in Authorization header", the one 401 huggingface_hub
+    does not read as RepoNotFound."""
+    return "invalid credentials" in _error_message(headers, body).lower()
 
 
 def _error_message(headers: Mapping[str, str], body: bytes) -> str:

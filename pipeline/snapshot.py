@@ -207,18 +207,12 @@ def build_tables(
     """
     _check_inputs(inputs)
     prev = _Previous.of(previous)
-    matches = {
-        text: match.arxiv_id
-        for text, match in inputs.title_matches.items()
-        if match.arxiv_id and match.status in GOOD
-    }
-    links = apply_title_matches(inputs.links, matches)
+    links = apply_title_matches(inputs.links, _title_matches(inputs.title_matches, prev))
 
     hub = _HubEntities.collect(links, inputs.repos, prev)
-    repos = [
-        _hub_row(entity, _REPO_LOOKUP, _repo_values, prev.row("repos", key), snapshot_date)
-        for key, entity in hub.sorted_items(_OTHER_REPO_TYPES)
-    ]
+    repos = _repo_rows(hub, prev, snapshot_date)
+    if hub.add_collection_items(repos, prev):
+        repos = _repo_rows(hub, prev, snapshot_date)  # items may be datasets or spaces
     models = [
         _hub_row(entity, _MODEL_LOOKUP, _model_values, prev.row("models", key[1:]), snapshot_date)
         for key, entity in hub.sorted_items(("model",))
@@ -237,6 +231,23 @@ def build_tables(
     }
     tables["changes"] = _table("changes", _change_rows(tables, prev))
     return tables
+
+
+def _title_matches(found: Mapping[str, TitleMatch], prev: _Previous) -> dict[str, str]:
+    """Link text -> arXiv ID: tonight's good title matches and, for a title whose search
+    failed tonight (or was not run), the paper the previous snapshot reached by it, so
+    that the paper keeps its row. A title arXiv now finds no paper for is not carried."""
+    matches = {
+        text: match.arxiv_id
+        for text, match in found.items()
+        if match.arxiv_id and match.status in GOOD
+    }
+    for row in prev.rows("papers").values():
+        for text in row["title_queries"]:
+            match = found.get(text)
+            if text not in matches and (match is None or match.status == "error"):
+                matches[text] = row["arxiv_id"]
+    return matches
 
 
 def _check_inputs(inputs: SnapshotInputs) -> None:
@@ -467,8 +478,15 @@ class _Answer(Protocol):
     def data_fetched_at(self) -> datetime | None: ...
 
 
-def _resolution(answer: _Answer | None, what: str, invalid: str | None, lookup: _Lookup) -> Row:
-    """A lookup's status columns: the record's, else why there is none."""
+def _resolution(
+    answer: _Answer | None,
+    what: str,
+    invalid: str | None,
+    lookup: _Lookup,
+    unresolved: str = NOT_RESOLVED,
+) -> Row:
+    """A lookup's status columns: the record's, else why there is none (`unresolved`
+    says why no resolver answered, when more is known than that)."""
     if answer is not None:
         return {
             lookup.status: answer.status,
@@ -478,7 +496,7 @@ def _resolution(answer: _Answer | None, what: str, invalid: str | None, lookup: 
     if invalid is not None:
         reason = f"{INVALID_ID}: {invalid}" if invalid else INVALID_ID
         return {lookup.status: "not_found", lookup.reason: reason, lookup.fetched_at: None}
-    return {lookup.status: "error", lookup.reason: NOT_RESOLVED, lookup.fetched_at: None}
+    return {lookup.status: "error", lookup.reason: unresolved, lookup.fetched_at: None}
 
 
 # ----- Hub repos and models
@@ -493,6 +511,8 @@ class _HubEntity:
     lineage: _Lineage = field(default_factory=_Lineage)
     invalid: str | None = None
     """Why the identifier as written is invalid ('' when the link gives no reason)."""
+    unresolved: str = NOT_RESOLVED
+    """The reason of a row no record speaks of."""
 
     def winner(self) -> HubRepoRecord | None:
         """The record the row is made of: best status, then newest data, then the record
@@ -551,6 +571,30 @@ class _HubEntities:
                 entity.invalid = identity.problem or ""
         return found
 
+    def add_collection_items(self, repos: Sequence[Row], prev: _Previous) -> bool:
+        """Give a row to every model, dataset and space of a good collection that no record
+        speaks of: the collection's lookup failed tonight (its row is the last good one),
+        so its items were not asked, and they keep their rows as the collection does.
+        True when an entity was added."""
+        aliases = prev.aliases()
+        added = False
+        for repo in repos:
+            if repo["repo_type"] != "collection" or repo["status"] not in GOOD:
+                continue
+            for item in repo["items"]:
+                repo_type = _COLLECTION_ITEM_TYPES.get(item["item_type"])
+                ref: RepoRef | None = (repo_type, item["item_id"]) if repo_type else None
+                if ref is None or not ref[1] or ref in self.canonical:
+                    continue
+                entity = self._entity(ref, aliases.get(ref, ref[1]))
+                entity.written_as.add(ref[1])
+                entity.unresolved = (
+                    f"{NOT_RESOLVED}: an item of collection {repo['repo_id']}, "
+                    "whose items could not be looked up"
+                )
+                added = True
+        return added
+
     def _entity(self, ref: RepoRef, repo_id: str) -> _HubEntity:
         self.canonical[ref] = repo_id
         key = (ref[0], repo_id)
@@ -563,6 +607,21 @@ class _HubEntities:
     ) -> list[tuple[tuple[RepoType, str], _HubEntity]]:
         chosen = [(key, e) for key, e in self.entities.items() if key[0] in types]
         return sorted(chosen, key=lambda item: item[0])
+
+
+_COLLECTION_ITEM_TYPES: dict[str, RepoType] = {
+    "model": "model",
+    "dataset": "dataset",
+    "space": "space",
+}
+"""Collection items that are Hub repos (the resolver looks these up in turn)."""
+
+
+def _repo_rows(hub: _HubEntities, prev: _Previous, snapshot_date: date) -> list[Row]:
+    return [
+        _hub_row(entity, _REPO_LOOKUP, _repo_values, prev.row("repos", key), snapshot_date)
+        for key, entity in hub.sorted_items(_OTHER_REPO_TYPES)
+    ]
 
 
 def _hub_common(record: HubRepoRecord) -> Row:
@@ -626,7 +685,7 @@ def _hub_row(
     if record is not None:
         row.update(values(record))
     what = f"{entity.repo_type} {entity.repo_id}"
-    row.update(_resolution(record, what, entity.invalid, lookup))
+    row.update(_resolution(record, what, entity.invalid, lookup, entity.unresolved))
     row.update(entity.lineage.columns(previous, snapshot_date))
     _carry_forward(row, previous, lookup)
     return row
@@ -786,8 +845,9 @@ def _paper_rows(
         if page is not None:
             row.update(_page_values(page))
         bad = invalid.get(arxiv_id)
-        row.update(_resolution(paper, f"paper {arxiv_id}", bad, _ARXIV_LOOKUP))
-        row.update(_resolution(page, f"paper page {arxiv_id}", bad, _PAGE_LOOKUP))
+        unresolved = _title_search_failure(by_title.get(arxiv_id, set()), inputs.title_matches)
+        row.update(_resolution(paper, f"paper {arxiv_id}", bad, _ARXIV_LOOKUP, unresolved))
+        row.update(_resolution(page, f"paper page {arxiv_id}", bad, _PAGE_LOOKUP, unresolved))
         row.update(lineage[arxiv_id].columns(previous, snapshot_date))
         _carry_forward(row, previous, _ARXIV_LOOKUP)
         _carry_forward(row, previous, _PAGE_LOOKUP)
@@ -798,6 +858,16 @@ def _paper_rows(
         row["hf_models"] = [merged[repo_id] for repo_id in sorted(merged)]
         rows.append(row)
     return rows
+
+
+def _title_search_failure(texts: Iterable[str], matches: Mapping[str, TitleMatch]) -> str:
+    """Why a paper reached by title has no record tonight: its title search failed (the
+    paper is then known from the raw store or the previous snapshot only)."""
+    for text in sorted(texts):
+        match = matches.get(text)
+        if match is not None and match.status in ("error", "stale") and match.status_reason:
+            return f"{NOT_RESOLVED}: its title search failed ({match.status_reason})"
+    return NOT_RESOLVED
 
 
 def _citing_model(model: Row) -> Row:

@@ -400,6 +400,33 @@ def test_a_paper_arxiv_no_longer_finds_keeps_its_last_good_answer(
     assert _answer(store, "2409.12191").outcome == "not_found"
 
 
+def test_an_id_refused_after_it_was_answered_keeps_its_last_good_answer(
+    sandbox: Sandbox, store: RawStore
+) -> None:
+    first = _resolver(sandbox, store).resolve_ids(["2409.12191"])
+    sandbox.add_fault(Fault("arxiv", "status", status=400, body=malformed_id_feed("2409.12191")))
+    second = _resolver(sandbox, store, refresh=RefreshPolicy.REFRESH).resolve_ids(["2409.12191"])
+    record = second["2409.12191"]
+    assert record.status == "stale" and record.title == first["2409.12191"].title
+    assert (record.status_reason or "").startswith(
+        "arXiv rejected the identifier: incorrect id format for 2409.12191 tonight"
+    )
+
+
+def test_a_redirect_is_answered_not_followed(sandbox: Sandbox, store: RawStore) -> None:
+    elsewhere = "http://127.0.0.1:9/api/query"  # would be refused, were it followed
+    sandbox.add_fault(
+        Fault("arxiv", "status", times=-1, status=302, headers={"location": elsewhere})
+    )
+    record = _resolver(sandbox, store).resolve_ids(["2409.12191"])["2409.12191"]
+    assert record.status == "error"
+    assert record.status_reason == (
+        f"HTTP 302 from arXiv: redirect to {elsewhere} not followed; if arXiv has moved,"
+        " set ARXIV_API_URL to its new address"
+    )
+    assert len(sandbox.requests("arxiv")) == 1  # a refusal: not retried
+
+
 def test_a_stored_body_is_read_once_per_run(
     sandbox: Sandbox, store: RawStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -884,6 +911,12 @@ def test_read_feed_finds_error_entries(name: str, rejected: str) -> None:
         b"Rate exceeded.",
         b"",
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
+        # A feed with a DTD: its entity, left unexpanded, would cut the title short.
+        b'<?xml version="1.0"?><!DOCTYPE feed [<!ENTITY a "aaaa">]>'
+        + (SAMPLES / "arxiv_id_list_unversioned_1605.08386.xml")
+        .read_bytes()
+        .split(b"?>", 1)[1]
+        .replace(b"<title>Heat", b"<title>&a; Heat"),
     ],
 )
 def test_read_feed_refuses_what_is_not_a_complete_feed(body: bytes) -> None:

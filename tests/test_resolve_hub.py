@@ -494,6 +494,20 @@ def test_budget_exhaustion_defers_the_rest(rig: Rig) -> None:
     assert len(rig.requests()) == 3
 
 
+def test_a_budget_too_small_for_one_night_covers_every_entity_over_several(rig: Rig) -> None:
+    """Each night asks the never-asked and the oldest answers first, so a list larger than
+    one night's budget is covered in turn instead of the same first entities every night."""
+    refs: list[RepoRef] = [("model", f"OpenGVLab/InternVL2_5-{s}") for s in INTERNVL_SIZES[:6]]
+    ever_ok: set[RepoRef] = set()
+    for _night in range(3):
+        records = rig.resolver(
+            refresh=RefreshPolicy.REFRESH, hub_max_requests_per_run=2
+        ).resolve_repos(refs)
+        ever_ok |= {ref for ref, record in records.items() if record.status == "ok"}
+    assert ever_ok == set(refs)
+    assert len(rig.requests()) == 6
+
+
 def test_budget_exhaustion_with_a_last_good_answer_is_stale(rig: Rig) -> None:
     first = resolve_one(rig.resolver(), QWEN)
     again = resolve_one(
@@ -571,6 +585,16 @@ def test_offline_answers_from_the_store_alone(rig: Rig) -> None:
         (
             Fault(api="hub", kind="oversize", size_bytes=20_000),
             "response body larger than max_response_bytes=10000",
+        ),
+        (  # a revoked token: an answer about us, not about the repo
+            Fault(
+                api="hub",
+                kind="status",
+                status=401,
+                times=-1,
+                headers={"x-error-message": "Invalid credentials in Authorization header"},
+            ),
+            "HTTP 401: the Hub refused the token (HF_TOKEN): Invalid credentials",
         ),
     ],
 )

@@ -714,6 +714,46 @@ def test_a_renamed_model_whose_lookup_fails_stays_under_its_known_name() -> None
     ]
 
 
+def test_a_paper_found_by_title_keeps_its_row_while_its_title_search_fails() -> None:
+    title = "Visual Instruction Tuning"
+    links = [titled(0, title)]
+    found = TitleMatch(title, "ok", PAPER, title, 1.0, data_fetched_at=FETCHED1)
+    yesterday = inputs(links, [paper(PAPER, data_fetched_at=FETCHED1)], titles=[found])
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+
+    failed = TitleMatch(title, "error", status_reason="HTTP 503 from arXiv")
+    tables = build(inputs(links, titles=[failed]), DAY2, previous)
+
+    row = rows(tables["papers"])[PAPER]
+    assert (row["status"], row["resolved_by"], row["title_queries"]) == ("stale", "title", [title])
+    assert (row["title"], row["data_fetched_at"]) == (f"Paper {PAPER}", FETCHED1)
+    assert "its title search failed (HTTP 503 from arXiv)" in row["status_reason"]
+    assert rows(tables["links"])[(DOC, 0)]["resolved_arxiv_id"] == PAPER
+    # A title arXiv now finds no paper for is an answer: the link leads nowhere tonight.
+    gone = TitleMatch(
+        title, "not_found", status_reason="arXiv has no paper whose title contains it"
+    )
+    assert PAPER not in rows(build(inputs(links, titles=[gone]), DAY2, previous)["papers"])
+
+
+def test_the_models_of_a_collection_known_from_the_previous_night_keep_their_rows() -> None:
+    items = (CollectionItem("model", MODEL),)
+    collection = model("o/c-1", repo_type="collection", items=items, data_fetched_at=FETCHED1)
+    links = [hub(0, "o/c-1", "hf_collection")]
+    yesterday = inputs(links, repos=[collection, model(MODEL, data_fetched_at=FETCHED1)])
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+
+    failed = model("o/c-1", repo_type="collection", status="error")
+    tables = build(inputs(links, repos=[failed]), DAY2, previous)
+
+    item = rows(tables["models"])[MODEL]
+    assert (item["status"], item["downloads"], item["data_fetched_at"]) == ("stale", 1000, FETCHED1)
+    assert item["collections"] == ["o/c-1"] and item["written_as"] == [MODEL]
+    assert (
+        "an item of collection o/c-1, whose items could not be looked up" in (item["status_reason"])
+    )
+
+
 def test_first_seen_is_carried_from_the_previous_snapshot() -> None:
     previous = as_previous(build(inputs([arxiv(0, PAPER)], [paper(PAPER)]), DAY1), DAY1)
 
