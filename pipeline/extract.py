@@ -21,7 +21,7 @@ next to `**`, `)` or CJK text ends where GitHub ends it (`pipeline._autolink`). 
 token walk here adds ~0.2x the parse time (target: at most 2x). Documents are parsed
 in 256 KB chunks (`pipeline._markdown`), so memory stays ~30 MB above the text itself
 whatever its size: 1 MB and 10 MB documents both peak at +28 MB (tracemalloc); a
-50 MB document takes ~62 s; a million links in one 25 MB list, 42 s and 224 MB RSS.
+50 MB document takes ~23 s; a million links in one 25 MB list, 42 s and 224 MB RSS.
 
 Decisions, for the people who read the links table:
 

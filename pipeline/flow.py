@@ -239,7 +239,8 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
                 counts, unresolved, changes = summarise_tables(tables)
                 summary.status_counts, summary.unresolved = counts, unresolved
                 summary.changes = changes
-                summary.status = run_status(counts, failed_stages)
+                unreadable = sum(1 for document in summary.documents if document.error)
+                summary.status = run_status(counts, failed_stages, unreadable)
                 if failed_stages:
                     summary.status_reason = "failed stages: " + ", ".join(failed_stages)
                 snapshot.publish(
@@ -307,7 +308,8 @@ def _resolve(
     titles = _outcome(
         _submit(resolve_titles_task, arxiv, plan["arxiv_titles"]), "arxiv_titles", failed_stages
     )
-    by_title = {m.arxiv_id for m in titles.values() if m.arxiv_id and m.status == "ok"}
+    # A stale title match (tonight's search failed) still names its paper: ask for it by ID.
+    by_title = {m.arxiv_id for m in titles.values() if m.arxiv_id and m.status in ("ok", "stale")}
     ids = sorted(set(plan["arxiv"]) | by_title) if plan["arxiv"] else []
     papers = _outcome(_submit(resolve_arxiv_task, arxiv, ids), "arxiv", failed_stages)
     repos = _outcome(hub_repos, "hub", failed_stages)

@@ -81,11 +81,14 @@ def summarise_tables(
     return counts, unresolved, changes
 
 
-def run_status(counts: dict[str, dict[str, int]], failed_stages: list[str]) -> RunStatus:
-    """failed when a stage failed outright; partial when some entity is error or stale."""
+def run_status(
+    counts: dict[str, dict[str, int]], failed_stages: list[str], unreadable_documents: int = 0
+) -> RunStatus:
+    """failed when a stage failed outright; partial when a document could not be read or
+    some entity is error or stale (the snapshot is published, but not all of it is fresh)."""
     if failed_stages:
         return "failed"
-    if any(c.get("error", 0) or c.get("stale", 0) for c in counts.values()):
+    if unreadable_documents or any(c.get("error", 0) or c.get("stale", 0) for c in counts.values()):
         return "partial"
     return "ok"
 

@@ -52,6 +52,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from pipeline._breaker import Breaker, ServiceUnreachable
 from pipeline.config import RefreshPolicy, Settings
 from pipeline.identify import parse_arxiv_id
 from pipeline.links import Link
@@ -773,6 +774,7 @@ class ArxivResolver:
         self._clock = clock
         self._client = _Client(settings)
         self._throttle = _throttle_for(settings.arxiv_api_url)
+        self._breaker = Breaker("arXiv", settings.arxiv_max_attempts)
         self._lock = threading.Lock()
         self._feeds: dict[int, Feed | None] = {}
 
@@ -1120,6 +1122,10 @@ class ArxivResolver:
         """One request in this thread's turn; the answer is recorded whatever it is."""
         url = self._client.url_for(search)
         timeout = self.settings.arxiv_timeout_seconds
+        try:
+            self._breaker.check()
+        except ServiceUnreachable as exc:
+            raise _Refused(str(exc)) from None
         with self._throttle.turn(
             self.settings.arxiv_delay_seconds, self._sleep, self._clock
         ) as waited:
@@ -1134,7 +1140,10 @@ class ArxivResolver:
                 raise _Transient(str(exc)) from None
             except requests.RequestException as exc:
                 self._stats(status=0, seconds=waited + self._clock() - started)
-                raise _Transient(f"connection to arXiv failed ({type(exc).__name__})") from None
+                reason = f"connection to arXiv failed ({type(exc).__name__})"
+                self._breaker.failure(reason)
+                raise _Transient(reason) from None
+            self._breaker.success()
             elapsed = self._clock() - started
             self._stats(status=status, seconds=waited + elapsed)
         stored = self.store.record(

@@ -55,6 +55,7 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from pipeline._breaker import Breaker, ServiceUnreachable
 from pipeline.config import RefreshPolicy, Settings
 from pipeline.identify import RepoType as RepoType  # re-exported: part of this module's records
 from pipeline.identify import identify, is_valid_hub_repo_id, parse_arxiv_id
@@ -515,6 +516,7 @@ class HubResolver:
         self._repos: dict[RepoRef, HubRepoRecord] = {}
         self._papers: dict[str, PaperPageRecord] = {}
         self._gate = _RateGate(settings.hub_backoff_max_seconds, sleep, clock)
+        self._breaker = Breaker("the Hugging Face Hub", settings.hub_max_attempts)
         self._budget = _Budget(settings.hub_max_requests_per_run)
         self._attempts = max(1, settings.hub_max_attempts)
 
@@ -815,6 +817,10 @@ class HubResolver:
         return target
 
     def _send(self, client: httpx.Client, endpoint: _Endpoint, url: httpx.URL) -> _Answer:
+        try:
+            self._breaker.check()
+        except ServiceUnreachable as exc:
+            raise _Failed(str(exc)) from None
         self._gate.wait_turn()
         self._budget.take()
         started = time.monotonic()
@@ -838,7 +844,10 @@ class HubResolver:
             ) from exc
         except httpx.TransportError as exc:
             self._count(0)
-            raise _Transient(f"connection failed: {type(exc).__name__}: {exc}") from exc
+            reason = f"connection failed: {type(exc).__name__}: {exc}"
+            self._breaker.failure(reason)
+            raise _Transient(reason) from exc
+        self._breaker.success()
         status = response.status_code
         self._count(status)
         stored = self._record(endpoint, response, body, started)

@@ -282,7 +282,9 @@ def _resolve_and_publish(run: _Run) -> Night:
                 failed,
                 {},
             )
-            found = {m.arxiv_id for m in matches.values() if m.arxiv_id and m.status == "ok"}
+            found = {
+                m.arxiv_id for m in matches.values() if m.arxiv_id and m.status in ("ok", "stale")
+            }
             ids = sorted(set(entities.arxiv_ids) | found) if entities.arxiv_ids else []
             papers: dict[str, PaperRecord] = _stage(
                 lambda: arxiv.resolve_ids(ids, progress("arxiv")), "arxiv", failed, {}
@@ -314,7 +316,8 @@ def _resolve_and_publish(run: _Run) -> Night:
             previous=previous_tables(run.out, before=run.day),
         )
         counts, unresolved, _changes = summarise_tables(tables)
-        status = run_status(counts, failed)
+        unreadable = sum(1 for document in run.extraction.documents if document.error)
+        status = run_status(counts, failed, unreadable)
         run.phase("publish")
         publish(
             run.out,
@@ -1208,7 +1211,8 @@ def test_a_flow_run_over_unreadable_documents_reads_the_others_and_names_them(
     summary, state = run_once(params)
 
     assert summary is not None and state.is_completed(), state
-    assert summary.published and summary.status == "ok"
+    # Published, but partial: part of the input could not be read.
+    assert summary.published and summary.status == "partial"
     errors = {d.name: d.error for d in summary.documents if d.error}
     assert errors == {name: reason for name, (_, reason) in UNREADABLE.items()}
     assert summary.links == len(rig.before.links)
