@@ -769,11 +769,19 @@ def _arxiv_from_path(
     parsed = _check_arxiv_match(match, today)
     remainder = rest[match.end() :]
     trailing = None if _arxiv_remainder_is_normal(remainder) else remainder
+    return _arxiv_identity("arxiv", parsed, _clean_url(parts), host, trailing)
+
+
+def _arxiv_identity(
+    kind: Kind, parsed: _ArxivParse, invalid_url: str, host: str | None, trailing: str | None
+) -> Identity:
+    """A valid ID's canonical URL is its abs page; an invalid one keeps `invalid_url`
+    (the link as cleaned, or the mention as written): no canonical URL is invented."""
     if parsed.problem is not None:
         return Identity(
-            "arxiv",
+            kind,
             parsed.written,
-            _clean_url(parts),
+            invalid_url,
             host,
             arxiv_version=parsed.version,
             valid=False,
@@ -781,7 +789,7 @@ def _arxiv_from_path(
             trailing_text=trailing,
         )
     return Identity(
-        "arxiv",
+        kind,
         parsed.canonical,
         f"https://arxiv.org/abs/{parsed.canonical}",
         host,
@@ -808,25 +816,7 @@ def _arxiv_mention(text: str, today: date | None) -> Identity | None:
     parsed = _check_arxiv_match(match, today)
     remainder = rest[match.end() :]
     trailing = None if _MENTION_TAIL_RE.fullmatch(remainder) else remainder
-    if parsed.problem is not None:
-        return Identity(
-            "arxiv_mention",
-            parsed.written,
-            text,
-            None,
-            arxiv_version=parsed.version,
-            valid=False,
-            problem=parsed.problem,
-            trailing_text=trailing,
-        )
-    return Identity(
-        "arxiv_mention",
-        parsed.canonical,
-        f"https://arxiv.org/abs/{parsed.canonical}",
-        None,
-        arxiv_version=parsed.version,
-        trailing_text=trailing,
-    )
+    return _arxiv_identity("arxiv_mention", parsed, text, None, trailing)
 
 
 def _arxiv_in_foreign_path(parts: _Parts, today: date | None) -> Identity | None:
