@@ -11,6 +11,7 @@ input-hash caching cannot express correctly.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 import uuid
@@ -51,6 +52,7 @@ from pipeline.parameters import RunParameters
 from pipeline.rawstore import RawStore
 from pipeline.records import ApiStats
 from pipeline.report import (
+    UNRESOLVED_ROWS_MAX,
     RunSummary,
     markdown_report,
     run_status,
@@ -153,8 +155,6 @@ def _endpoints(params: RunParameters) -> Iterator[Settings]:
         yield Settings.from_env().replace(refresh=params.refresh)
         return
     with Sandbox() as sandbox:
-        import os
-
         env = {**os.environ, **sandbox.env()}
         env.pop("HF_TOKEN", None)  # a real token never goes to the double
         yield Settings.from_env(env).replace(refresh=params.refresh)
@@ -393,7 +393,8 @@ def _publish_report(summary: RunSummary) -> None:
     )
     for table, rows in summary.unresolved.items():
         create_table_artifact(
-            table=rows[:500] or [{"key": "", "status": "", "reason": "all resolved"}],
+            table=rows[:UNRESOLVED_ROWS_MAX]
+            or [{"key": "", "status": "", "reason": "all resolved"}],
             key=f"{ARTIFACT_PREFIX}-unresolved-{table}",
             description=f"{table} not resolved in run {summary.run_id} ({len(rows)} rows)",
         )
