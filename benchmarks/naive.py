@@ -21,7 +21,7 @@ import arxiv
 import httpx
 import requests
 
-from pipeline.links import Link
+from pipeline.links.documents import Link
 
 ARXIV_DEFAULT_DELAY_SECONDS = 3.0
 """`arxiv.Client()`'s default, which is arXiv's rule."""

@@ -390,7 +390,7 @@ def _flow_section(f: FlowResult) -> list[str]:
 
 
 _STEP_LABELS = {
-    "parse": "bare parse (markdown-it-py as `pipeline._markdown` configures it)",
+    "parse": "bare parse (markdown-it-py as `pipeline.links._markdown` configures it)",
     "stock-parse": "stock markdown-it-py (CommonMark + tables, no GFM autolinks)",
     "extract": "`extract_document` (chunked parse + token walk)",
     "links": "**links stage**: `extract_document_links` (read, hash, extract, identify)",

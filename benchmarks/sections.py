@@ -95,10 +95,11 @@ class ResolutionResult:
 def resolution(config: ResolutionConfig) -> ResolutionResult:
     from benchmarks.naive import ARXIV_DEFAULT_DELAY_SECONDS, naive_targets, run_naive
     from pipeline.config import Settings
-    from pipeline.links import entities_of, extract_links
-    from pipeline.rawstore import RawStore
-    from pipeline.resolve_arxiv import ArxivResolver
-    from pipeline.resolve_hub import HubRepoRecord, HubResolver, RepoRef
+    from pipeline.links.documents import entities_of, extract_links
+    from pipeline.records import HubRepoRecord, RepoRef
+    from pipeline.resolve.arxiv import ArxivResolver
+    from pipeline.resolve.hub import HubResolver
+    from pipeline.resolve.rawstore import RawStore
 
     work = _fresh_dir(Path(config.work_dir))
     links = extract_links([Path(config.seeds_dir)]).links
@@ -293,7 +294,7 @@ EXTRACTION_MODES = ("timing", "links", "links-kept")
   the links table built from them (`links.links_table`), as the snapshot does."""
 
 TIMED_STEPS = ("parse", "stock-parse", "extract", "links")
-"""- parse: markdown-it-py configured as `pipeline._markdown` does, bare `parse`;
+"""- parse: markdown-it-py configured as `pipeline.links._markdown` does, bare `parse`;
 - stock-parse: markdown-it-py with stock CommonMark + tables (no GFM autolink rules);
 - extract: `extract_document` (chunked parse and token walk), occurrences dropped;
 - links: `extract_document_links` (read, hash, extract, identify), links dropped.
@@ -374,7 +375,7 @@ def extraction(config: ExtractionConfig) -> ExtractionResult:
         steps=timings if config.mode == "timing" else {},
     )
     if kept:
-        from pipeline.links import links_table
+        from pipeline.snapshot.build import links_table
 
         started = time.perf_counter()
         table = links_table(kept)
@@ -398,13 +399,13 @@ def _step(name: str) -> _Step:
 
         return parse_only
     if name == "extract":
-        from pipeline.extract import extract_document
+        from pipeline.links.extract import extract_document
 
         def extract(path: Path, kept: list[Any] | None) -> int:
             return sum(1 for _ in extract_document(path.read_text("utf-8"), path.name))
 
         return extract
-    from pipeline.links import extract_document_links
+    from pipeline.links.documents import extract_document_links
 
     def links(path: Path, kept: list[Any] | None) -> int:
         document, found = extract_document_links(path.name, path)
@@ -418,7 +419,7 @@ def _step(name: str) -> _Step:
 
 
 def _configured_parser() -> MarkdownIt:
-    from pipeline._markdown import parser
+    from pipeline.links._markdown import parser
 
     return parser(front_matter=True)
 
@@ -475,9 +476,9 @@ class ScaleResult:
 def scale(config: ScaleConfig) -> ScaleResult:
     from benchmarks.corpus import synthetic_arxiv_ids, synthetic_model_ids
     from pipeline.config import Settings
-    from pipeline.rawstore import RawStore
-    from pipeline.resolve_arxiv import ArxivResolver
-    from pipeline.resolve_hub import HubResolver
+    from pipeline.resolve.arxiv import ArxivResolver
+    from pipeline.resolve.hub import HubResolver
+    from pipeline.resolve.rawstore import RawStore
 
     store_dir = Path(config.store_dir)
     if config.fresh_store:

@@ -4,6 +4,6 @@ The public surface is small: `load` for analysts, the `pipeline` command for eve
 """
 
 from pipeline.config import __version__
-from pipeline.snapshot import load
+from pipeline.snapshot.read import load
 
 __all__ = ["__version__", "load"]

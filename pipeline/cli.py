@@ -23,7 +23,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
 def _cmd_extract(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from pipeline.links import extract_links, links_table
+    from pipeline.links.documents import extract_links
+    from pipeline.snapshot.build import links_table
 
     try:
         extraction = extract_links(args.paths)
@@ -75,7 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from pipeline.flow import run_once
     from pipeline.report import short_summary
-    from pipeline.snapshot import SnapshotLockedError
+    from pipeline.snapshot.store import SnapshotLockedError
 
     summary, state = run_once(params)
     if summary is not None:
@@ -95,7 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.snapshot import read_manifest
+    from pipeline.snapshot.read import read_manifest
 
     manifest = read_manifest(args.out)
     if manifest.empty:

@@ -97,6 +97,12 @@ class Settings:
     max_response_bytes: int = 32 * 1024 * 1024
     """Larger answers are refused, so a hostile or broken server cannot exhaust memory."""
 
+    run_deadline_seconds: float = 6 * HOUR_SECONDS
+    """How long one run may take, waits included. Rate-limit resets and backoffs are waited
+    out, however long, while they end before it: a nightly job has hours, and a spent Hub
+    quota resets within five minutes. What is still unanswered then falls back on its last
+    good answer."""
+
     refresh: RefreshPolicy = RefreshPolicy.TTL
     """Which stored answers may be reused; see `RefreshPolicy`."""
 

@@ -37,20 +37,24 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from pipeline import snapshot
 from pipeline.config import Settings
-from pipeline.links import (
-    Document,
+from pipeline.links.documents import (
     Entities,
     Link,
-    apply_title_matches,
     discover_documents,
     entities_of,
     extract_document_links,
 )
 from pipeline.parameters import RunParameters
-from pipeline.rawstore import RawStore
-from pipeline.records import ApiStats
+from pipeline.records import (
+    ApiStats,
+    Document,
+    HubRepoRecord,
+    PaperPageRecord,
+    PaperRecord,
+    RepoRef,
+    TitleMatch,
+)
 from pipeline.report import (
     UNRESOLVED_ROWS_MAX,
     RunSummary,
@@ -59,9 +63,14 @@ from pipeline.report import (
     short_summary,
     summarise_tables,
 )
-from pipeline.resolve_arxiv import ArxivResolver, PaperRecord, TitleMatch, title_candidates
-from pipeline.resolve_hub import HubRepoRecord, HubResolver, PaperPageRecord, RepoRef
+from pipeline.resolve.arxiv import ArxivResolver, title_candidates
+from pipeline.resolve.hub import HubResolver
+from pipeline.resolve.rawstore import RawStore
 from pipeline.sandbox import Sandbox
+from pipeline.snapshot import build as snapshot
+from pipeline.snapshot import read as snapshot_read
+from pipeline.snapshot import store as snapshot_store
+from pipeline.snapshot.build import apply_title_matches
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -216,7 +225,7 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
 
     failed_stages: list[str] = []
     with contextlib.ExitStack() as stack:
-        stack.enter_context(snapshot.snapshot_lock(out_dir, run_id))
+        stack.enter_context(snapshot_store.snapshot_lock(out_dir, run_id))
         try:
             settings = stack.enter_context(_endpoints(params))
             store = stack.enter_context(RawStore(Path(params.resolved_raw_dir)))
@@ -234,7 +243,7 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
                         paper_pages=resolved.pages,
                     ),
                     snapshot_date=snapshot_date,
-                    previous=snapshot.previous_tables(out_dir, before=snapshot_date),
+                    previous=snapshot_read.previous_tables(out_dir, before=snapshot_date),
                 )
                 counts, unresolved, changes = summarise_tables(tables)
                 summary.status_counts, summary.unresolved = counts, unresolved
@@ -243,10 +252,10 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
                 summary.status = run_status(counts, failed_stages, unreadable)
                 if failed_stages:
                     summary.status_reason = "failed stages: " + ", ".join(failed_stages)
-                snapshot.publish(
+                snapshot_store.publish(
                     out_dir,
                     tables,
-                    snapshot.ManifestEntry(
+                    snapshot_store.ManifestEntry(
                         run_id=run_id,
                         flow_run_id=flow_run_id,
                         snapshot_date=snapshot_date,
@@ -324,7 +333,7 @@ def _resolve(
 def _record_failure(
     summary: RunSummary, out_dir: Path, started_at: datetime, exc: Exception
 ) -> None:
-    entry = snapshot.ManifestEntry(
+    entry = snapshot_store.ManifestEntry(
         run_id=summary.run_id,
         flow_run_id=summary.flow_run_id,
         snapshot_date=date.fromisoformat(summary.snapshot_date),
@@ -336,7 +345,7 @@ def _record_failure(
         api_stats=summary.api,
     )
     try:
-        snapshot.record_failed_run(out_dir, entry)
+        snapshot_store.record_failed_run(out_dir, entry)
     except Exception as record_exc:  # the original error matters more; say both
         get_run_logger().error("could not record the failed run: %s", record_exc)
 

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from pipeline.links import Document
-from pipeline.records import STATUSES, ApiStats
+from pipeline.records import STATUSES, ApiStats, Document
 
 RunStatus = Literal["ok", "partial", "failed", "dry_run"]
 

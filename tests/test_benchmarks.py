@@ -58,9 +58,9 @@ from benchmarks.sections import (
     extraction,
     scale,
 )
-from pipeline.extract import extract_document
-from pipeline.identify import is_valid_hub_repo_id, parse_arxiv_id
-from pipeline.links import link_for
+from pipeline.links.documents import link_for
+from pipeline.links.extract import extract_document
+from pipeline.links.identify import is_valid_hub_repo_id, parse_arxiv_id
 from pipeline.sandbox import Sandbox
 
 TINY = CorpusSpec(documents=4, total_bytes=64 * 1024, seed=7)

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from fakes import FakeTime
 
-from pipeline._breaker import Breaker, ServiceUnreachable
 from pipeline.config import Settings
-from pipeline.rawstore import RawStore
-from pipeline.resolve_arxiv import ArxivResolver
-from pipeline.resolve_hub import HubResolver, RepoRef
+from pipeline.records import RepoRef
+from pipeline.resolve.arxiv import ArxivResolver
+from pipeline.resolve.common import Breaker, ServiceUnreachable
+from pipeline.resolve.hub import HubResolver
+from pipeline.resolve.rawstore import RawStore
 
 
 def test_the_breaker_opens_after_a_run_of_failures_and_closes_on_any_answer() -> None:

@@ -1,4 +1,4 @@
-"""Tests for pipeline.extract: what a markdown document's links are, and their context.
+"""Tests for pipeline.links.extract: what a markdown document's links are, and their context.
 
 Expected values are read off the markdown by hand, as GitHub renders it.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.extract import DocumentError, Occurrence, extract_document, read_document
+from pipeline.links.extract import DocumentError, Occurrence, extract_document, read_document
 
 Row = tuple[str, str, int, str, tuple[str, ...], str | None, bool, str]
 """(url, syntax, line, link_text, heading_path, item_date, is_main_link, annotation)"""

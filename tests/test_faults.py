@@ -47,38 +47,32 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.identify import HUB_REPO_TYPES
-from pipeline.links import (
-    Document,
-    Extraction,
-    Link,
-    apply_title_matches,
-    entities_of,
-    extract_links,
-)
+from pipeline.links.documents import Extraction, Link, entities_of, extract_links
+from pipeline.links.identify import HUB_REPO_TYPES
 from pipeline.parameters import RunParameters
-from pipeline.rawstore import RawStore
-from pipeline.records import STATUSES, ApiStats, utc_now
+from pipeline.records import (
+    GOOD,
+    STATUSES,
+    ApiStats,
+    Document,
+    HubRepoRecord,
+    PaperPageRecord,
+    PaperRecord,
+    RepoRef,
+    TitleMatch,
+    utc_now,
+)
 from pipeline.report import run_status, summarise_tables
-from pipeline.resolve_arxiv import ArxivResolver, PaperRecord, TitleMatch, title_candidates
-from pipeline.resolve_hub import HubRepoRecord, HubResolver, PaperPageRecord, RepoRef
+from pipeline.resolve.arxiv import ArxivResolver, title_candidates
+from pipeline.resolve.hub import HubResolver
+from pipeline.resolve.rawstore import RawStore
 from pipeline.sandbox import Fault, Request, Response, Sandbox
 from pipeline.sandbox.arxiv_api import ArxivDouble, error_feed, malformed_id_feed
 from pipeline.sandbox.hub_api import HubDouble
-from pipeline.sandbox.server import ApiDouble
-from pipeline.snapshot import (
-    GOOD,
-    ManifestEntry,
-    SnapshotInputs,
-    build_tables,
-    latest_snapshot,
-    load,
-    previous_tables,
-    publish,
-    read_manifest,
-    record_failed_run,
-    snapshot_lock,
-)
+from pipeline.sandbox.wire import ApiDouble
+from pipeline.snapshot.build import SnapshotInputs, apply_title_matches, build_tables
+from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
+from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
@@ -1084,7 +1078,8 @@ def test_a_flow_run_whose_resolvers_crash_keeps_every_row_of_the_night_before(
     """A resolver that raises fails its stage; the run still publishes, and the previous
     snapshot carries every entity: papers found by title and the models of a collection
     included, though tonight nothing asked about them."""
-    from pipeline import resolve_arxiv, resolve_hub
+    from pipeline.resolve import arxiv as resolve_arxiv
+    from pipeline.resolve import hub as resolve_hub
 
     def crash(*args: object, **kwargs: object) -> object:
         raise RuntimeError("resolver exploded")

@@ -31,8 +31,8 @@ from test_faults import (
     write_reading_list,
 )
 
-from pipeline.extract import _Lines
-from pipeline.snapshot import read_manifest
+from pipeline.links.extract import _Lines
+from pipeline.snapshot.read import read_manifest
 
 TESTS = Path(__file__).resolve().parent
 

@@ -40,7 +40,7 @@ from pipeline.config import RefreshPolicy, Settings
 from pipeline.sandbox import Sandbox
 from pipeline.sandbox.arxiv_api import ArxivDouble
 from pipeline.sandbox.hub_api import HubDouble
-from pipeline.snapshot import load, read_manifest
+from pipeline.snapshot.read import load, read_manifest
 
 TESTS = Path(__file__).resolve().parent
 KILLS = 16

@@ -23,7 +23,7 @@ from pipeline.deploy import DEFAULT_CRON, build_deployment
 from pipeline.flow import FLOW_NAME, mllm_papers
 from pipeline.parameters import RunParameters
 from pipeline.report import RunSummary
-from pipeline.snapshot import load, read_manifest
+from pipeline.snapshot.read import load, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "raw" / "seeds"
@@ -101,7 +101,8 @@ def test_a_full_run_against_the_double_publishes_a_snapshot(
 def test_a_run_whose_resolvers_all_fail_still_publishes_links_and_statuses(
     harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import resolve_arxiv, resolve_hub
+    from pipeline.resolve import arxiv as resolve_arxiv
+    from pipeline.resolve import hub as resolve_hub
 
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("resolver exploded")
@@ -203,7 +204,7 @@ def test_a_run_started_through_the_api_honours_its_parameters(
 def test_a_run_that_breaks_while_building_records_the_failure_and_keeps_the_last_snapshot(
     harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import snapshot
+    from pipeline.snapshot import build as snapshot
 
     first = _run(_params(tmp_path, resolvers=["arxiv"]))
     assert first.published
@@ -229,7 +230,7 @@ def test_the_cli_runs_the_flow_and_reports_the_snapshot(
     harness: None, fast: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pipeline.cli import EXIT_LOCKED, EXIT_OK, main
-    from pipeline.snapshot import snapshot_lock
+    from pipeline.snapshot.store import snapshot_lock
 
     out, raw = tmp_path / "enriched", tmp_path / "raw"
     argv = ["run", str(SEEDS / "003_54e14ae1a516c0a7.txt"), "--sandbox", "--out", str(out)]

@@ -1,4 +1,4 @@
-"""Tests for `pipeline.identify`: every link form the reading lists use, and then some.
+"""Tests for `pipeline.links.identify`: every link form the reading lists use, and then some.
 
 The big table states, per URL, what a careful reader says it points at; the smaller
 tables pin the naming rules, the cut of glued text, the problems reported, and the
@@ -14,7 +14,7 @@ from typing import NamedTuple, get_args
 
 import pytest
 
-from pipeline.identify import (
+from pipeline.links.identify import (
     Identity,
     Kind,
     arxiv_id_problem,

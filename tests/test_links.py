@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.links import (
-    apply_title_matches,
-    discover_documents,
-    entities_of,
-    extract_links,
-    links_table,
-)
-from pipeline.schemas import LINKS_SCHEMA
+from pipeline.links.documents import discover_documents, entities_of, extract_links
+from pipeline.snapshot.build import apply_title_matches, links_table
+from pipeline.snapshot.schemas import LINKS_SCHEMA
 
 LIST = """# Papers
 

@@ -31,28 +31,22 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.extract import Occurrence
-from pipeline.identify import Identity, Kind
-from pipeline.links import Document, Link
-from pipeline.records import ApiStats
-from pipeline.resolve_arxiv import PaperRecord
-from pipeline.resolve_hub import CollectionItem, HubRepoRecord, RepoRef
-from pipeline.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS
-from pipeline.snapshot import (
+from pipeline.links.documents import Link
+from pipeline.links.extract import Occurrence
+from pipeline.links.identify import Identity, Kind
+from pipeline.records import ApiStats, CollectionItem, Document, HubRepoRecord, PaperRecord, RepoRef
+from pipeline.snapshot.build import SnapshotInputs, build_tables
+from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
+from pipeline.snapshot.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS
+from pipeline.snapshot.store import (
     MANIFEST_FILE,
     RUNS_DIR,
     STAGING_DIR,
     ManifestEntry,
     SnapshotError,
-    SnapshotInputs,
     SnapshotIntegrityError,
     SnapshotLockedError,
-    build_tables,
-    latest_snapshot,
-    load,
-    previous_tables,
     publish,
-    read_manifest,
     record_failed_run,
     snapshot_lock,
 )
@@ -444,7 +438,7 @@ def test_tables_that_break_their_contract_are_never_published(tmp_path: Path) ->
 def test_a_write_that_fails_midway_leaves_the_published_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.snapshot as snapshot
+    import pipeline.snapshot.store as snapshot
 
     first = night(DAY2, "a")
     publish(tmp_path, first, entry("run-1", DAY2))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.rawstore import RawStore, RawStoreError, StoredResponse, request_key
+from pipeline.resolve.rawstore import RawStore, RawStoreError, StoredResponse, request_key
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.links import Document
-from pipeline.records import ApiStats
+from pipeline.records import ApiStats, Document
 from pipeline.report import (
     RunSummary,
     markdown_report,

@@ -16,23 +16,19 @@ from urllib.parse import parse_qs
 import pytest
 from fakes import FakeTime
 
-from pipeline import resolve_arxiv
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.extract import Occurrence
-from pipeline.identify import Identity, Kind
-from pipeline.links import Link
-from pipeline.rawstore import RawStore, StoredAnswer
-from pipeline.resolve_arxiv import (
-    ArxivResolver,
-    FeedError,
-    PaperRecord,
-    code_urls,
+from pipeline.links.documents import Link
+from pipeline.links.extract import Occurrence
+from pipeline.links.identify import Identity, Kind
+from pipeline.records import PaperRecord
+from pipeline.resolve import arxiv as resolve_arxiv
+from pipeline.resolve.arxiv import ArxivResolver, title_candidates
+from pipeline.resolve.arxiv_feed import Feed, FeedError, code_urls, paper_record, read_feed
+from pipeline.resolve.rawstore import RawStore, StoredAnswer
+from pipeline.resolve.titles import (
     looks_like_paper_title,
     match_title,
     normalise_title,
-    paper_record,
-    read_feed,
-    title_candidates,
     title_phrase,
 )
 from pipeline.sandbox import Fault, LoggedRequest, Request, Response, Sandbox
@@ -432,9 +428,9 @@ def test_a_stored_body_is_read_once_per_run(
 ) -> None:
     _resolver(sandbox, store).resolve_ids(KNOWN)
     reads: list[bytes] = []
-    original = resolve_arxiv.read_feed
+    original = read_feed
 
-    def counting(body: bytes) -> resolve_arxiv.Feed:
+    def counting(body: bytes) -> Feed:
         reads.append(body)
         return original(body)
 

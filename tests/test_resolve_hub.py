@@ -13,15 +13,10 @@ import pytest
 from fakes import FakeTime
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.rawstore import RawStore
-from pipeline.resolve_hub import (
-    CollectionItem,
-    HubRepoRecord,
-    HubResolver,
-    RepoRef,
-    params_from_name,
-    size_label,
-)
+from pipeline.records import CollectionItem, HubRepoRecord, RepoRef, size_label
+from pipeline.resolve.hub import HubResolver
+from pipeline.resolve.hub_bodies import params_from_name
+from pipeline.resolve.rawstore import RawStore
 from pipeline.sandbox import Fault, LoggedRequest, Sandbox
 from pipeline.sandbox.hub_api import HubDouble
 

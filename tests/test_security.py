@@ -46,10 +46,11 @@ from test_faults import (
 )
 
 from pipeline.config import Settings
-from pipeline.identify import parse_arxiv_id
-from pipeline.rawstore import RawStore
-from pipeline.resolve_arxiv import ArxivResolver, FeedError, read_feed
-from pipeline.resolve_hub import HubResolver
+from pipeline.links.identify import parse_arxiv_id
+from pipeline.resolve.arxiv import ArxivResolver
+from pipeline.resolve.arxiv_feed import FeedError, read_feed
+from pipeline.resolve.hub import HubResolver
+from pipeline.resolve.rawstore import RawStore
 from pipeline.sandbox import Sandbox
 
 # The rig of the fault suite: its double, night 1, and a copy of night 1 per test.

@@ -18,8 +18,8 @@ from typing import TypedDict, cast
 
 import pytest
 
-from pipeline.identify import Kind
-from pipeline.links import Extraction, Link, extract_links
+from pipeline.links.documents import Extraction, Link, extract_links
+from pipeline.links.identify import Kind
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "raw" / "seeds"

@@ -18,28 +18,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.extract import Occurrence
-from pipeline.identify import Identity, Kind
-from pipeline.links import Document, Link
-from pipeline.records import Status
-from pipeline.resolve_arxiv import PaperRecord, TitleMatch
-from pipeline.resolve_hub import (
+from pipeline.links.documents import Link
+from pipeline.links.extract import Occurrence
+from pipeline.links.identify import Identity, Kind
+from pipeline.records import (
     CollectionItem,
+    Document,
     HubRepoRecord,
     LinkedModel,
     PaperPageRecord,
+    PaperRecord,
     RepoType,
+    Status,
+    TitleMatch,
     size_label,
 )
-from pipeline.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
-from pipeline.snapshot import (
-    INVALID_ID,
-    NOT_RESOLVED,
-    SnapshotInputs,
-    SnapshotIntegrityError,
-    build_tables,
-    check_tables,
-)
+from pipeline.snapshot.build import INVALID_ID, NOT_RESOLVED, SnapshotInputs, build_tables
+from pipeline.snapshot.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
+from pipeline.snapshot.store import SnapshotIntegrityError, check_tables
 
 DAY1 = date(2026, 11, 19)
 DAY2 = date(2026, 11, 20)

@@ -4,6 +4,7 @@ Used by the tests, the benchmarks and `pipeline run --sandbox`. Its data is samp
 it follows the real services' wire formats, not the real papers' and models' contents.
 """
 
-from pipeline.sandbox.server import Fault, LoggedRequest, Request, Response, Sandbox
+from pipeline.sandbox.server import Sandbox
+from pipeline.sandbox.wire import Fault, LoggedRequest, Request, Response
 
 __all__ = ["Fault", "LoggedRequest", "Request", "Response", "Sandbox"]

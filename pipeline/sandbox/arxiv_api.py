@@ -46,7 +46,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
-from pipeline.sandbox.server import Request, Response
+from pipeline.sandbox.wire import Request, Response
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ARXIV_NS = "http://arxiv.org/schemas/atom"
@@ -62,7 +62,7 @@ DATA_FILE = "arxiv_papers.json"
 
 # The server's own rule (arxiv.identifier.parse_arxiv_id as the 2026 backend applies it):
 # looser than the pipeline's validation, e.g. `0000.0000` and `0808.05394` are accepted
-# and simply not found. Kept separate from pipeline.identify on purpose: the double plays
+# and simply not found. Kept separate from pipeline.links.identify on purpose: the double plays
 # the server, and the resolver must cope when the two disagree.
 _SERVER_ID = re.compile(
     r"^(?P<base>\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]{2})?/\d{7})(?:v(?P<version>\d+))?$"

@@ -40,7 +40,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
-from pipeline.sandbox.server import Request, Response
+from pipeline.sandbox.wire import Request, Response
 
 JsonObject = dict[str, Any]
 

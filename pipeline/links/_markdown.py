@@ -2,7 +2,7 @@
 
 The parser is markdown-it-py (CommonMark) with GitHub's additions: tables,
 strikethrough, task lists, alerts (`> [!NOTE]`), footnotes, YAML front matter, and
-bare-URL autolinks as cmark-gfm finds them (`pipeline._autolink`). Every inline token
+bare-URL autolinks as cmark-gfm finds them (`pipeline.links._autolink`). Every inline token
 carries the offset where it stands in its block's inline source (`token.meta[POS]`),
 so a link's line is exact wherever it sits in a paragraph.
 
@@ -36,7 +36,7 @@ from markdown_it.utils import EnvType
 from mdit_py_plugins.footnote import footnote_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
-from pipeline._autolink import match_scheme_url, match_www, scheme_start, www_preceder_ok
+from pipeline.links._autolink import match_scheme_url, match_www, scheme_start, www_preceder_ok
 
 POS = "pos"
 """`token.meta` key: offset of the token in its block's inline source."""

@@ -26,13 +26,14 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from pipeline.config import RefreshPolicy
 from pipeline.records import utc_now
 
 Outcome = Literal["ok", "not_found"]
@@ -278,6 +279,24 @@ class RawStore:
             outcome=outcome_value,
             answered_at=datetime.fromisoformat(answered_at),
         )
+
+    def reusable_answer(
+        self,
+        api: str,
+        entity_kind: str,
+        entity_id: str,
+        policy: RefreshPolicy,
+        ttl_seconds: Callable[[Outcome], float],
+    ) -> StoredAnswer | None:
+        """The stored answer a run with this refresh policy may reuse instead of asking:
+        none under `refresh`, any under `offline`, under `ttl` one younger than the
+        time-to-live of its outcome (a "not found" may be kept for less than a find)."""
+        if policy is RefreshPolicy.REFRESH:
+            return None
+        answer = self.answer(api, entity_kind, entity_id)
+        if answer is None or policy is RefreshPolicy.OFFLINE:
+            return answer
+        return answer if answer.age_seconds() < ttl_seconds(answer.outcome) else None
 
     def last_good(self, api: str, entity_kind: str, entity_id: str) -> StoredAnswer | None:
         """The latest answer that found the entity: what a failed lookup falls back on."""

@@ -37,286 +37,61 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from pipeline._breaker import Breaker, ServiceUnreachable
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.identify import RepoType as RepoType  # re-exported: part of this module's records
-from pipeline.identify import identify, is_valid_hub_repo_id, parse_arxiv_id
-from pipeline.rawstore import RawStore, StoredAnswer, StoredResponse
-from pipeline.records import ApiStats, Status
+from pipeline.links.identify import is_valid_hub_repo_id, parse_arxiv_id
+from pipeline.records import (
+    ApiStats,
+    HubRepoRecord,
+    PaperPageRecord,
+    RepoRef,
+    RepoType,
+    Status,
+)
+from pipeline.resolve.common import (
+    Breaker,
+    LookupFailure,
+    PermanentFailure,
+    RateLimited,
+    ServiceUnreachable,
+    TooLarge,
+    TransientFailure,
+    read_capped,
+)
+from pipeline.resolve.hub_bodies import (
+    _B,
+    _Body,
+    _CollectionBody,
+    _DatasetBody,
+    _ModelBody,
+    _paper_record,
+    _PaperBody,
+    _repo_record,
+    _Resolution,
+    _SpaceBody,
+    _validate,
+)
+from pipeline.resolve.rawstore import RawStore, StoredAnswer, StoredResponse
 
 logger = logging.getLogger(__name__)
 
-RepoRef = tuple[RepoType, str]
-"""A repo as the documents name it: its type and its ID as written (`org/name`)."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (entities done, entities to do) as lookups finish."""
 
 
-@dataclass(frozen=True, slots=True)
-class CollectionItem:
-    item_type: str
-    """`model`, `dataset`, `space`, `paper` or `collection`, as the Hub says."""
-    item_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class HubRepoRecord:
-    """What the Hub says about one repo, or why we do not know."""
-
-    repo_type: RepoType
-    requested_id: str
-    """The ID as written in the documents (or as listed by a collection)."""
-    repo_id: str
-    """Canonical ID after renames; equal to `requested_id` when unknown."""
-    status: Status
-    status_reason: str | None = None
-    author: str | None = None
-    created_at: datetime | None = None
-    last_modified: datetime | None = None
-    private: bool | None = None
-    gated: str | None = None
-    """`auto`, `manual`, or None when not gated."""
-    downloads: int | None = None
-    """Last 30 days, as the Hub counts."""
-    likes: int | None = None
-    license: str | None = None
-    pipeline_tag: str | None = None
-    library_name: str | None = None
-    tags: tuple[str, ...] = ()
-    params_total: int | None = None
-    params_by_dtype: tuple[tuple[str, int], ...] = ()
-    params_source: Literal["safetensors", "gguf", "name"] | None = None
-    arxiv_ids: tuple[str, ...] = ()
-    """Papers the repo cites (the Hub's `arxiv:` tags)."""
-    title: str | None = None
-    """Collections and spaces have titles."""
-    items: tuple[CollectionItem, ...] = ()
-    """Collections: their items, in order."""
-    sdk: str | None = None
-    data_fetched_at: datetime | None = None
-    upvotes: int | None = None
-    """Collections: upvotes (they have no likes or downloads)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LinkedModel:
-    """A model that cites a paper, as the paper page lists it."""
-
-    repo_id: str
-    params_total: int | None = None
-    pipeline_tag: str | None = None
-    downloads: int | None = None
-    likes: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PaperPageRecord:
-    """A paper's Hugging Face paper page (`/api/papers/{id}`)."""
-
-    arxiv_id: str
-    status: Status
-    status_reason: str | None = None
-    upvotes: int | None = None
-    github_repo: str | None = None
-    github_stars: int | None = None
-    project_page: str | None = None
-    linked_models: tuple[LinkedModel, ...] = ()
-    num_total_models: int | None = None
-    data_fetched_at: datetime | None = None
-
-
-# -- parameter counts (pure) -------------------------------------------------------------
-_UNITS: tuple[tuple[str, int], ...] = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
-_UNIT_SCALE = {unit.lower(): scale for unit, scale in _UNITS if unit != "K"}
-
-# A size written in a repo name: "72B", "7.6B", "968M", "1.5b", "8x7B" (experts x size).
-# It must stand alone between separators, so that "Qwen2.5", "v1.5", "A3B" (active
-# parameters) and "4bit" are not read as sizes. "K" is left out: "128k" is a context length.
-_SIZE_IN_NAME = re.compile(
-    r"(?<![A-Za-z0-9.])(?:(?P<experts>\d+)x)?(?P<number>\d+(?:\.\d+)?)(?P<unit>[bmt])(?![A-Za-z0-9])",
-    re.IGNORECASE,
-)
-
-
-def size_label(params: int) -> str:
-    """A parameter count as people write it: 72B, 7.6B, 968M, 1.1T (two significant digits
-    below ten units, whole units above)."""
-    if params < 0:
-        raise ValueError(f"a parameter count cannot be negative: {params}")
-    if params < 1000:
-        return str(params)
-    for index, (unit, scale) in enumerate(_UNITS):
-        if params >= scale:
-            value = params / scale
-            text = f"{value:.1f}".removesuffix(".0") if value < 10 else str(math.floor(value + 0.5))
-            if text == "1000" and index > 0:  # 999.6M rounds up to the next unit: 1B
-                return f"1{_UNITS[index - 1][0]}"
-            return f"{text}{unit}"
-    raise AssertionError("unreachable: params >= 1000 matches the K unit")
-
-
-def params_from_name(repo_id: str) -> int | None:
-    """The parameter count a repo name states ("Qwen2-VL-72B" -> 72e9), if it states one.
-
-    Only the name after the namespace is read. When several sizes appear
-    ("Qwen2.5-7B-Instruct-1M"), the largest is the model's; "1M" there is a context length.
-    """
-    name = repo_id.rsplit("/", 1)[-1]
-    sizes = []
-    for match in _SIZE_IN_NAME.finditer(name):
-        value = Decimal(match["number"]) * _UNIT_SCALE[match["unit"].lower()]
-        if match["experts"]:
-            value *= int(match["experts"])
-        sizes.append(int(value))
-    return max(sizes) if sizes else None
-
-
-# -- response bodies (validated; only what the records keep) -----------------------------
-Count = Annotated[int, Field(ge=0)]
-
-
-def _gated_value(value: object) -> object:
-    if value is None or isinstance(value, bool) or value in ("auto", "manual"):
-        return value
-    raise ValueError("expected false, 'auto' or 'manual'")
-
-
-def _license_value(value: object) -> object:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return value
-    raise ValueError("expected a licence identifier or a list of them")
-
-
-# Hand-written checks where the Hub allows two shapes: one clear message, not one per shape.
-Gated = Annotated[bool | str | None, PlainValidator(_gated_value)]
-LicenseValue = Annotated[str | list[str] | None, PlainValidator(_license_value)]
-
-
-class _Body(BaseModel):
-    # Strict, validated from the JSON text: "many" is not a count, 1 is not a boolean, and a
-    # date must be an ISO 8601 string with its time zone. Unknown keys are the Hub's to add.
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    def canonical_id(self) -> str:
-        raise NotImplementedError
-
-
-class _CardData(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    license: LicenseValue = None
-    title: str | None = None
-
-
-class _RepoBody(_Body):
-    id: str
-    author: str | None = None
-    createdAt: AwareDatetime | None = None
-    lastModified: AwareDatetime | None = None
-    private: bool | None = None
-    gated: Gated = None
-    downloads: Count | None = None
-    likes: Count | None = None
-    tags: list[str] = []
-    cardData: _CardData | None = None
-
-    def canonical_id(self) -> str:
-        return self.id
-
-
-class _Safetensors(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    parameters: dict[str, Count] = {}
-    total: Count | None = None
-
-
-class _Gguf(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    total: Count | None = None
-
-
-class _ModelBody(_RepoBody):
-    pipeline_tag: str | None = None
-    library_name: str | None = None
-    safetensors: _Safetensors | None = None
-    gguf: _Gguf | None = None
-
-
-class _DatasetBody(_RepoBody):
-    pass
-
-
-class _SpaceBody(_RepoBody):
-    sdk: str | None = None
-
-
-class _ItemBody(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    type: str
-    id: str
-
-
-class _OwnerBody(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    name: str | None = None
-
-
-class _CollectionBody(_Body):
-    slug: str
-    title: str | None = None
-    lastUpdated: AwareDatetime | None = None
-    private: bool | None = None
-    upvotes: Count | None = None
-    owner: _OwnerBody | None = None
-    items: list[_ItemBody]
-
-    def canonical_id(self) -> str:
-        return self.slug
-
-
-class _LinkedModelBody(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-    id: str
-    numParameters: Count | None = None
-    pipeline_tag: str | None = None
-    downloads: Count | None = None
-    likes: Count | None = None
-
-
-class _PaperBody(_Body):
-    id: str
-    upvotes: Count | None = None
-    githubRepo: str | None = None
-    githubStars: Count | None = None
-    projectPage: str | None = None
-    linkedModels: list[_LinkedModelBody] = []
-    numTotalModels: Count | None = None
-
-    def canonical_id(self) -> str:
-        return self.id
-
-
-_B = TypeVar("_B", bound=_Body)
 _K = TypeVar("_K")
 _R = TypeVar("_R")
 
@@ -396,29 +171,6 @@ _EXPANDED_ITEM_TYPES: dict[str, RepoType] = {
 followed, so that one collection cannot pull in an unbounded graph)."""
 
 
-# -- failures ----------------------------------------------------------------------------
-class _Failure(Exception):
-    """A lookup that gave no answer; `reason` goes into the record."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Transient(_Failure):
-    """Worth another try: 5xx, 408, timeouts, resets, truncated or non-JSON bodies."""
-
-
-class _RateLimited(_Transient):
-    def __init__(self, reason: str, wait_seconds: float | None) -> None:
-        super().__init__(reason)
-        self.wait_seconds = wait_seconds
-
-
-class _Failed(_Failure):
-    """Not worth another try tonight."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Answer:
     outcome: Literal["ok", "not_found", "redirect"]
@@ -426,14 +178,6 @@ class _Answer:
     body: bytes = b""
     reason: str | None = None
     location: str | None = None
-
-
-@dataclass(frozen=True)
-class _Resolution(Generic[_B]):
-    status: Status
-    reason: str | None = None
-    body: _B | None = None
-    fetched_at: datetime | None = None
 
 
 class _RateGate:
@@ -459,7 +203,7 @@ class _RateGate:
         if delay <= 0:
             return
         if delay > self._cap_seconds:
-            raise _Failed(
+            raise PermanentFailure(
                 f"rate limited: the Hub's window resets in {delay:.0f} s, more than"
                 f" hub_backoff_max_seconds={self._cap_seconds:g}"
             )
@@ -478,7 +222,7 @@ class _Budget:
     def take(self) -> None:
         with self._lock:
             if self._used >= self._limit:
-                raise _Failed(_BUDGET_EXHAUSTED)
+                raise PermanentFailure(_BUDGET_EXHAUSTED)
             self._used += 1
 
 
@@ -711,9 +455,9 @@ class HubResolver:
                     fetched_at=answer.response.fetched_at,
                 )
             body = _validate(body_type, answer.body)
-        except _Transient as exc:
+        except TransientFailure as exc:
             failure = f"{exc.reason} (gave up after {self._attempts} attempts)"
-        except _Failure as exc:
+        except LookupFailure as exc:
             failure = exc.reason
         else:
             ids = list(dict.fromkeys([entity_id, body.canonical_id()]))
@@ -761,7 +505,7 @@ class HubResolver:
     def _load_stored(self, stored: StoredAnswer, body_type: type[_B]) -> _B | None:
         try:
             return _validate(body_type, stored.response.read())
-        except (OSError, _Failure) as exc:
+        except (OSError, LookupFailure) as exc:
             # An unreadable body, or one tonight's rules reject: ask again rather than trust it.
             logger.warning(
                 "raw store answer %s (%s) unusable: %s",
@@ -781,7 +525,7 @@ class HubResolver:
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=self._backoff,
-            retry=retry_if_exception_type(_Transient),
+            retry=retry_if_exception_type(TransientFailure),
             sleep=self._retry_sleep,
             before_sleep=self._note_retry,
             reraise=True,
@@ -800,9 +544,9 @@ class HubResolver:
             url = self._redirect_target(client, url, answer.location or "")
             if url in visited:
                 chain = " -> ".join(u.path for u in [*visited, url])
-                raise _Failed(f"redirect loop: {chain}")
+                raise PermanentFailure(f"redirect loop: {chain}")
             visited.append(url)
-        raise _Failed(f"more than {_MAX_REDIRECTS} redirects from {visited[0].path}")
+        raise PermanentFailure(f"more than {_MAX_REDIRECTS} redirects from {visited[0].path}")
 
     @staticmethod
     def _redirect_target(client: httpx.Client, url: httpx.URL, location: str) -> httpx.URL:
@@ -810,7 +554,7 @@ class HubResolver:
         base = client.base_url
         if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
             # Never carry the token (or our budget) to another host.
-            raise _Failed(f"redirect to another host refused: {target.host}")
+            raise PermanentFailure(f"redirect to another host refused: {target.host}")
         if not httpx.URL(location).query:
             # The Hub's rename redirects give the new path only; keep what we asked for.
             target = target.copy_with(query=url.query)
@@ -820,7 +564,7 @@ class HubResolver:
         try:
             self._breaker.check()
         except ServiceUnreachable as exc:
-            raise _Failed(str(exc)) from None
+            raise PermanentFailure(str(exc)) from None
         self._gate.wait_turn()
         self._budget.take()
         started = time.monotonic()
@@ -828,25 +572,25 @@ class HubResolver:
         try:
             with client.stream("GET", url) as response:
                 try:
-                    body = _read_capped(response, limit)
-                except _TooLarge as exc:
+                    body = read_capped(response, limit)
+                except TooLarge as exc:
                     self._count(response.status_code)
                     # The refused body is not kept: only its status and headers, for the audit.
                     self._record(endpoint, response, b"", started)
-                    raise _Failed(
+                    raise PermanentFailure(
                         f"response body larger than max_response_bytes={limit}"
                         f" ({exc.size} bytes or more); refused"
                     ) from None
         except httpx.TimeoutException as exc:
             self._count(0)
-            raise _Transient(
+            raise TransientFailure(
                 f"timed out after {self.settings.hub_timeout_seconds:g} s ({type(exc).__name__})"
             ) from exc
         except httpx.TransportError as exc:
             self._count(0)
             reason = f"connection failed: {type(exc).__name__}: {exc}"
             self._breaker.failure(reason)
-            raise _Transient(reason) from exc
+            raise TransientFailure(reason) from exc
         self._breaker.success()
         status = response.status_code
         self._count(status)
@@ -860,19 +604,19 @@ class HubResolver:
                 json.loads(body)
             except ValueError:
                 kind = headers.get("content-type", "no content type")
-                raise _Transient(
+                raise TransientFailure(
                     f"HTTP 200 with a truncated or non-JSON body ({len(body)} bytes, {kind})"
                 ) from None
             return _Answer("ok", stored, body=body)
         if status in _REDIRECT_STATUSES:
             location = headers.get("location")
             if not location:
-                raise _Failed(f"HTTP {status} redirect without a Location header")
+                raise PermanentFailure(f"HTTP {status} redirect without a Location header")
             return _Answer("redirect", stored, location=location)
         if status == 401 and _token_refused(headers, body):
             # Not an answer about the repo: every lookup tonight gets the same refusal, and
             # calling them all not_found would blank every row.
-            raise _Failed(
+            raise PermanentFailure(
                 f"HTTP 401: the Hub refused the token (HF_TOKEN): {_error_message(headers, body)}"
             )
         if status in (401, 404) or (status == 403 and _hidden(headers)):
@@ -887,10 +631,10 @@ class HubResolver:
                 # says t=0; retrying at once would only be refused again.
                 wait = max(wait, 1.0)
                 self._gate.hold(wait)
-            raise _RateLimited(f"HTTP 429 rate limited{detail}", wait)
+            raise RateLimited(f"HTTP 429 rate limited{detail}", wait)
         if status == 408 or status >= 500:
-            raise _Transient(f"HTTP {status}{detail}")
-        raise _Failed(f"HTTP {status}{detail}")
+            raise TransientFailure(f"HTTP {status}{detail}")
+        raise PermanentFailure(f"HTTP {status}{detail}")
 
     def _record(
         self, endpoint: _Endpoint, response: httpx.Response, body: bytes, started: float
@@ -912,7 +656,7 @@ class HubResolver:
 
     def _backoff(self, state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(failure, _RateLimited) and failure.wait_seconds is not None:
+        if isinstance(failure, RateLimited) and failure.wait_seconds is not None:
             return 0.0  # the rate gate waits, and holds every other worker back too
         ceiling = min(
             self.settings.hub_backoff_seconds * float(2 ** (state.attempt_number - 1)),
@@ -955,53 +699,6 @@ def _sendable(repo_id: str) -> bool:
     if any(segment in ("", ".", "..") for segment in repo_id.split("/")):
         return False
     return is_valid_hub_repo_id(repo_id)
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
-
-
-def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(int(declared))
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(size)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _validate(body_type: type[_B], body: bytes) -> _B:
-    try:
-        return body_type.model_validate_json(body)
-    except ValidationError as exc:
-        raise _Failed(_describe_invalid(exc)) from None
-
-
-def _describe_invalid(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    problems = []
-    for error in errors[:3]:
-        where = ".".join(str(part) for part in error["loc"]) or "(body)"
-        if error["type"] == "missing":
-            problems.append(f"field '{where}' is missing")
-        elif error["type"] == "json_invalid":
-            problems.append(f"not JSON: {error['msg']}")
-        else:
-            problems.append(f"field '{where}': {error['msg']} (got {_short(error.get('input'))})")
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return "invalid response: " + "; ".join(problems) + more
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _parse_ratelimit(header: str | None) -> tuple[int | None, float | None]:
@@ -1076,143 +773,3 @@ def _collection_item_refs(records: Iterable[HubRepoRecord]) -> list[RepoRef]:
             if item_type is not None:
                 refs[(item_type, item.item_id)] = None
     return list(refs)
-
-
-def _license(body: _RepoBody) -> str | None:
-    card = body.cardData.license if body.cardData is not None else None
-    if isinstance(card, str) and card:
-        return card
-    if isinstance(card, list) and card:
-        return ", ".join(card)
-    for tag in body.tags:
-        if tag.startswith("license:"):
-            return tag.removeprefix("license:")
-    return None
-
-
-def _arxiv_ids(tags: Iterable[str]) -> tuple[str, ...]:
-    ids: dict[str, None] = {}
-    for tag in tags:
-        if tag.startswith("arxiv:"):
-            parsed = parse_arxiv_id(tag.removeprefix("arxiv:"))
-            if parsed is not None:
-                ids[parsed[0]] = None
-    return tuple(ids)
-
-
-def _params(
-    body: _ModelBody,
-) -> tuple[int | None, tuple[tuple[str, int], ...], Literal["safetensors", "gguf", "name"] | None]:
-    weights = body.safetensors
-    if weights is not None:
-        total = weights.total if weights.total is not None else sum(weights.parameters.values())
-        if total > 0:
-            return total, tuple(weights.parameters.items()), "safetensors"
-    if body.gguf is not None and body.gguf.total:
-        return body.gguf.total, (), "gguf"
-    from_name = params_from_name(body.id)
-    if from_name is not None:
-        return from_name, (), "name"
-    return None, (), None
-
-
-def _gated(value: bool | str | None) -> str | None:
-    if value is None or value is False:
-        return None
-    return "true" if value is True else str(value)
-
-
-def _repo_record(
-    repo_type: RepoType, requested_id: str, resolution: _Resolution[Any]
-) -> HubRepoRecord:
-    body = resolution.body
-    base = HubRepoRecord(
-        repo_type=repo_type,
-        requested_id=requested_id,
-        repo_id=requested_id,
-        status=resolution.status,
-        status_reason=resolution.reason,
-        data_fetched_at=resolution.fetched_at,
-    )
-    if isinstance(body, _CollectionBody):
-        return replace(
-            base,
-            repo_id=body.slug,
-            author=body.owner.name if body.owner is not None else None,
-            last_modified=body.lastUpdated,
-            private=body.private,
-            title=body.title,
-            items=tuple(CollectionItem(item.type, item.id) for item in body.items),
-            upvotes=body.upvotes,
-        )
-    if not isinstance(body, _RepoBody):
-        return base
-    record = replace(
-        base,
-        repo_id=body.id,
-        author=body.author,
-        created_at=body.createdAt,
-        last_modified=body.lastModified,
-        private=body.private,
-        gated=_gated(body.gated),
-        downloads=body.downloads,
-        likes=body.likes,
-        license=_license(body),
-        tags=tuple(body.tags),
-        arxiv_ids=_arxiv_ids(body.tags),
-    )
-    if isinstance(body, _ModelBody):
-        total, by_dtype, source = _params(body)
-        record = replace(
-            record,
-            pipeline_tag=body.pipeline_tag,
-            library_name=body.library_name,
-            params_total=total,
-            params_by_dtype=by_dtype,
-            params_source=source,
-        )
-    elif isinstance(body, _SpaceBody):
-        title = body.cardData.title if body.cardData is not None else None
-        record = replace(record, sdk=body.sdk, title=title)
-    return record
-
-
-def _github_repo(url: str | None) -> str | None:
-    if not url:
-        return None
-    identity = identify(url)
-    if identity.kind == "github_repo":
-        return identity.entity_id
-    if identity.kind == "github_asset":
-        return identity.asset_repo
-    return None
-
-
-def _paper_record(arxiv_id: str, resolution: _Resolution[_PaperBody]) -> PaperPageRecord:
-    record = PaperPageRecord(
-        arxiv_id=arxiv_id,
-        status=resolution.status,
-        status_reason=resolution.reason,
-        data_fetched_at=resolution.fetched_at,
-    )
-    body = resolution.body
-    if body is None:
-        return record
-    return replace(
-        record,
-        upvotes=body.upvotes,
-        github_repo=_github_repo(body.githubRepo),
-        github_stars=body.githubStars,
-        project_page=body.projectPage,
-        linked_models=tuple(
-            LinkedModel(
-                repo_id=model.id,
-                params_total=model.numParameters,
-                pipeline_tag=model.pipeline_tag,
-                downloads=model.downloads,
-                likes=model.likes,
-            )
-            for model in body.linkedModels
-        ),
-        num_total_models=body.numTotalModels,
-    )

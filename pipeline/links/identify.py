@@ -58,6 +58,8 @@ from functools import lru_cache
 from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
+from pipeline.records import RepoType
+
 Kind = Literal[
     # a link to an arXiv paper (arxiv.org in all its forms, ar5iv, alphaxiv, HF papers, mirrors)
     "arxiv",
@@ -78,9 +80,6 @@ Kind = Literal[
 
 HubRepoType = Literal["model", "dataset", "space"]
 
-
-RepoType = Literal["model", "dataset", "space", "collection"]
-"""What the Hub resolver can look up (file assets name a `HubRepoType`, never a collection)."""
 
 HUB_REPO_TYPES: dict[Kind, RepoType] = {
     "hf_model": "model",

@@ -28,46 +28,38 @@ never depends on them.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import math
-import os
-import re
-import shutil
-import socket
-import tempfile
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipeline.config import DEFAULT_OUT_DIR, __version__
-from pipeline.extract import Occurrence
-from pipeline.identify import HUB_REPO_TYPES
-from pipeline.links import Document, Link, apply_title_matches, links_table
-from pipeline.records import STATUSES, ApiStats, ResolvedBy, Status, utc_now
-from pipeline.resolve_arxiv import PaperRecord, TitleMatch
-from pipeline.resolve_hub import (
+from pipeline.links.documents import Link
+from pipeline.links.extract import Occurrence
+from pipeline.links.identify import HUB_REPO_TYPES
+from pipeline.records import (
+    GOOD,
+    STATUSES,
+    Document,
     HubRepoRecord,
     LinkedModel,
     PaperPageRecord,
+    PaperRecord,
     RepoRef,
     RepoType,
+    ResolvedBy,
+    Status,
+    TitleMatch,
+    _utc,
     size_label,
 )
-from pipeline.schemas import (
-    MANIFEST_SCHEMA,
-    SCHEMA_VERSION,
+from pipeline.snapshot.schemas import (
+    LINKS_SCHEMA,
     TABLE_KEYS,
     TABLE_SCHEMAS,
 )
@@ -75,22 +67,13 @@ from pipeline.schemas import (
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-ManifestStatus = Literal["ok", "partial", "failed"]
-RUN_STATUSES: tuple[ManifestStatus, ...] = ("ok", "partial", "failed")
 
-MANIFEST_FILE = "_snapshots.parquet"
-PART_FILE = "part-0.parquet"
-RUNS_DIR = ".runs"
-STAGING_DIR = ".staging"
-LOCK_FILE = ".lock"
-PARTITION_PREFIX = "snapshot_date="
 
 NOT_RESOLVED = "not resolved in this run"
 """Reason of an entity no resolver record speaks of (resolver skipped, failed or limited)."""
 INVALID_ID = "invalid identifier, never sent"
 """Reason prefix of an entity whose identifier breaks its naming rules."""
 
-GOOD: frozenset[str] = frozenset({"ok", "stale"})
 """Statuses whose row carries data worth keeping when a later lookup fails."""
 
 _STATUS_RANK: dict[str, int] = {"ok": 0, "stale": 1, "not_found": 2, "error": 3}
@@ -100,38 +83,6 @@ definite absence beats no answer."""
 _ARXIV_KINDS = frozenset({"arxiv", "arxiv_mention"})
 _OTHER_REPO_TYPES: tuple[RepoType, ...] = ("dataset", "space", "collection")
 _HEADING_SEPARATOR = " > "
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_LOAD_ATTEMPTS = 3
-"""Reads retried when a rerun of the same night replaced the files between reading the
-manifest and opening them (the replaced run's files are deleted after the commit)."""
-_RETRY_SECONDS = 0.05
-
-
-class SnapshotError(Exception):
-    """A snapshot cannot be published or read; the message says which and why."""
-
-
-class SnapshotIntegrityError(SnapshotError):
-    """Tables that break their declared schema or key: a bug upstream; nothing is published."""
-
-
-class SnapshotLockedError(SnapshotError):
-    """Another run holds the output directory's lock."""
-
-    def __init__(self, out_dir: Path, holder: Mapping[str, Any] | None) -> None:
-        self.out_dir = out_dir
-        self.holder = dict(holder or {})
-        if self.holder:
-            who = (
-                f"run {self.holder.get('run_id', '?')} (pid {self.holder.get('pid', '?')}"
-                f" on {self.holder.get('host', '?')}, since {self.holder.get('started_at', '?')})"
-            )
-        else:
-            who = "a run that has not yet said who it is"
-        super().__init__(
-            f"{out_dir} is being written by {who}; wait for it to finish. The lock is "
-            f"released when that process exits, so there is nothing to clean up by hand."
-        )
 
 
 # --------------------------------------------------------------------------- records
@@ -153,40 +104,6 @@ class SnapshotInputs:
     """`HubResolver.resolve_repos`: (type, ID as written) -> record."""
     paper_pages: Mapping[str, PaperPageRecord] = field(default_factory=dict)
     """`HubResolver.resolve_paper_pages`: arXiv ID -> paper page."""
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """What the manifest records about one run (row counts are added by `publish`)."""
-
-    run_id: str
-    """Unique per run; letters, digits, `.`, `_`, `-` (it names a directory)."""
-    snapshot_date: date
-    started_at: datetime
-    status: str = "ok"
-    """ok | partial | failed: how the run went (`publish` accepts all three: a run whose
-    resolvers failed still publishes its links and statuses)."""
-    status_reason: str | None = None
-    flow_run_id: str | None = None
-    finished_at: datetime | None = None
-    """Defaults to the time the manifest row is written."""
-    documents: Sequence[Document] = ()
-    api_stats: Sequence[ApiStats] = ()
-    arxiv_api_url: str | None = None
-    hf_endpoint: str | None = None
-
-
-@dataclass(frozen=True)
-class PublishedSnapshot:
-    """One night as the manifest publishes it."""
-
-    run_id: str
-    snapshot_date: date
-    status: str
-    finished_at: datetime
-    files: dict[str, Path]
-    """Table name -> its immutable Parquet file."""
-    rows: dict[str, int]
 
 
 # --------------------------------------------------------------------------- building
@@ -280,15 +197,6 @@ def _check_inputs(inputs: SnapshotInputs) -> None:
 def _check_status(status: str, what: str) -> None:
     if status not in STATUSES:
         raise ValueError(f"{what}: status {status!r} is not one of {', '.join(STATUSES)}")
-
-
-def _utc(value: datetime | None, what: str) -> datetime | None:
-    """A timestamp in UTC; a naive one is refused rather than guessed."""
-    if value is None:
-        return None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what}: {value.isoformat()} has no timezone; timestamps must be aware")
-    return value.astimezone(UTC)
 
 
 def _unique(values: Iterable[str]) -> list[str]:
@@ -1015,581 +923,64 @@ def _table(name: str, rows: list[Row]) -> pa.Table:
 # --------------------------------------------------------------------------- checking
 
 
-def check_tables(tables: Mapping[str, pa.Table]) -> None:
-    """Every declared table present, with its exact schema, no null where the schema
-    forbids one, valid statuses and unique keys; `SnapshotIntegrityError` otherwise."""
-    missing = sorted(set(TABLE_SCHEMAS) - set(tables))
-    unknown = sorted(set(tables) - set(TABLE_SCHEMAS))
-    if missing or unknown:
-        raise SnapshotIntegrityError(f"tables missing: {missing}; tables not declared: {unknown}")
-    for name, schema in TABLE_SCHEMAS.items():
-        table = tables[name]
-        if not table.schema.equals(schema, check_metadata=False):
-            raise SnapshotIntegrityError(
-                f"table {name}: schema differs from the declared one:\n"
-                f"got:\n{table.schema.to_string(show_schema_metadata=False)}\n"
-                f"declared:\n{schema.to_string(show_schema_metadata=False)}"
-            )
-        for f in schema:
-            nulls = table.column(f.name).null_count
-            if not f.nullable and nulls:
-                raise SnapshotIntegrityError(f"table {name}: {nulls} nulls in column {f.name}")
-        if "status" in schema.names:
-            bad = set(table.column("status").to_pylist()) - set(STATUSES)
-            if bad:
-                raise SnapshotIntegrityError(f"table {name}: unknown statuses {sorted(bad)}")
-        _check_keys(name, table)
-
-
-def _check_keys(name: str, table: pa.Table) -> None:
-    columns = [table.column(k).to_pylist() for k in TABLE_KEYS[name]]
-    seen: set[tuple[Any, ...]] = set()
-    duplicates: list[tuple[Any, ...]] = []
-    for key in zip(*columns, strict=True):
-        if key in seen:
-            duplicates.append(key)
-        seen.add(key)
-    if duplicates:
-        raise SnapshotIntegrityError(
-            f"table {name}: key {TABLE_KEYS[name]} not unique; "
-            f"{len(duplicates)} duplicates, first: {duplicates[:5]}"
-        )
-
-
 # --------------------------------------------------------------------------- locking
-
-_held_lock = threading.Lock()
-_held: dict[Path, int] = {}
-"""Output directories whose lock this process holds -> the holding thread."""
-
-
-@contextlib.contextmanager
-def snapshot_lock(out_dir: Path | str, run_id: str) -> Iterator[None]:
-    """Hold the output directory's exclusive lock, or raise `SnapshotLockedError` at once
-    naming the holder. `publish` and `record_failed_run` take it themselves unless this
-    thread already holds it, so a run holds it from its first lookup to its publish."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    key = out.resolve()
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SnapshotLockedError(out, _lock_holder(fd)) from None
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "run_id": run_id,
-            "started_at": utc_now().isoformat(timespec="seconds"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        with _held_lock:
-            _held[key] = threading.get_ident()
-        try:
-            yield
-        finally:
-            with _held_lock:
-                _held.pop(key, None)
-            os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def _lock_holder(fd: int) -> dict[str, Any] | None:
-    try:
-        text = os.pread(fd, 4096, 0).decode()
-        holder = json.loads(text) if text else None
-    except (OSError, ValueError):
-        return None
-    return holder if isinstance(holder, dict) else None
-
-
-@contextlib.contextmanager
-def _locked(out: Path, run_id: str) -> Iterator[None]:
-    with _held_lock:
-        mine = _held.get(out.resolve()) == threading.get_ident()
-    if mine:
-        yield
-        return
-    with snapshot_lock(out, run_id):
-        yield
 
 
 # --------------------------------------------------------------------------- publishing
 
 
-def publish(
-    out_dir: Path | str, tables: Mapping[str, pa.Table], manifest_entry: ManifestEntry
-) -> PublishedSnapshot:
-    """Publish one snapshot: write every table, then commit it with one manifest row.
-
-    A rerun of a night replaces that night. Readers see the previous state or the new
-    one, never a mix; a run killed at any moment leaves every published snapshot as it
-    was (the next publish clears what it left). Raises `SnapshotIntegrityError` before
-    writing anything if a table breaks its schema or key, `SnapshotLockedError` if
-    another run holds the lock.
-    """
-    out = Path(out_dir)
-    entry = manifest_entry
-    _check_entry(entry)
-    check_tables(tables)
-    rows = {name: tables[name].num_rows for name in TABLE_SCHEMAS}
-    finished_at = _utc(entry.finished_at, "finished_at") or utc_now()
-    row = _manifest_row(entry, finished_at, published=True, rows=rows)
-    with _locked(out, entry.run_id):
-        manifest = _manifest_for_update(out)
-        if entry.run_id in manifest.column("run_id").to_pylist():
-            raise SnapshotError(f"run {entry.run_id} is already in {out / MANIFEST_FILE}")
-        _recover(out, manifest)
-        staged = out / STAGING_DIR / entry.run_id
-        final = out / RUNS_DIR / entry.run_id
-        try:
-            staged.mkdir(parents=True)
-            for name in TABLE_SCHEMAS:
-                _write_parquet(tables[name], staged / f"{name}.parquet")
-            _fsync_dir(staged)
-            final.parent.mkdir(exist_ok=True)
-            os.replace(staged, final)
-            _fsync_dir(final.parent)
-            manifest = _append(manifest, row)
-            _write_manifest(out, manifest)  # the commit point
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            _discard_unless_committed(out, entry.run_id)
-            raise
-        try:
-            _sync_views(out, manifest)
-            _collect_garbage(out, manifest)
-        except OSError as exc:
-            # Published all the same: `load` reads the manifest; the next run repairs.
-            log.warning("snapshot %s published; Hive view not updated: %s", entry.run_id, exc)
-    return PublishedSnapshot(
-        run_id=entry.run_id,
-        snapshot_date=entry.snapshot_date,
-        status=entry.status,
-        finished_at=finished_at,
-        files={name: final / f"{name}.parquet" for name in TABLE_SCHEMAS},
-        rows=rows,
-    )
-
-
-def _discard_unless_committed(out: Path, run_id: str) -> None:
-    """After a failed publish: remove the run's files unless the manifest names them (the
-    failure came after the commit). If even that cannot be told, the next run's garbage
-    collection decides."""
-    with contextlib.suppress(Exception):
-        if run_id not in _current_runs(_read_manifest(out)).values():
-            shutil.rmtree(out / RUNS_DIR / run_id, ignore_errors=True)
-
-
-def record_failed_run(out_dir: Path | str, manifest_entry: ManifestEntry) -> None:
-    """Add a manifest row for a run that published nothing (status failed); tables and
-    published snapshots are not touched. The entry's `status_reason` must say why."""
-    out = Path(out_dir)
-    entry = manifest_entry
-    if not entry.status_reason:
-        raise ValueError(f"run {entry.run_id}: a failed run needs a status_reason")
-    _check_entry(entry)
-    with _locked(out, entry.run_id):
-        manifest = _manifest_for_update(out)
-        if entry.run_id in manifest.column("run_id").to_pylist():
-            raise SnapshotError(f"run {entry.run_id} is already in {out / MANIFEST_FILE}")
-        finished_at = _utc(entry.finished_at, "finished_at") or utc_now()
-        failed = replace(entry, status="failed")
-        row = _manifest_row(failed, finished_at, published=False, rows=None)
-        _write_manifest(out, _append(manifest, row))
-
-
-def _check_entry(entry: ManifestEntry) -> None:
-    if not _RUN_ID.fullmatch(entry.run_id):
-        raise ValueError(
-            f"run id {entry.run_id!r}: use 1-128 letters, digits, '.', '_' or '-' "
-            "(it names a directory)"
-        )
-    if entry.status not in RUN_STATUSES:
-        raise ValueError(f"run {entry.run_id}: status {entry.status!r} not in {RUN_STATUSES}")
-    _utc(entry.started_at, f"run {entry.run_id} started_at")
-    _utc(entry.finished_at, f"run {entry.run_id} finished_at")
-
-
-def _manifest_row(
-    entry: ManifestEntry, finished_at: datetime, *, published: bool, rows: dict[str, int] | None
-) -> Row:
-    row: Row = {
-        "run_id": entry.run_id,
-        "flow_run_id": entry.flow_run_id,
-        "snapshot_date": entry.snapshot_date,
-        "started_at": _utc(entry.started_at, "started_at"),
-        "finished_at": finished_at,
-        "status": entry.status,
-        "status_reason": entry.status_reason,
-        "published": published,
-        "schema_version": SCHEMA_VERSION,
-        "pipeline_version": __version__,
-        "documents": [
-            {
-                "document": d.name,
-                "sha256": d.sha256,
-                "size_bytes": d.size_bytes,
-                "links": d.links,
-                "error": d.error,
-            }
-            for d in sorted(entry.documents, key=lambda d: d.name)
-        ],
-        "api_stats": [
-            {
-                "api": s.api,
-                "requests": s.requests,
-                "from_store": s.from_store,
-                "retries": s.retries,
-                "seconds": s.seconds,
-                "by_status": [
-                    {"http_status": code, "responses": n} for code, n in sorted(s.by_status.items())
-                ],
-            }
-            for s in sorted(entry.api_stats, key=lambda s: s.api)
-        ],
-        "arxiv_api_url": entry.arxiv_api_url,
-        "hf_endpoint": entry.hf_endpoint,
-    }
-    for name in TABLE_SCHEMAS:
-        row[f"{name}_rows"] = None if rows is None else rows[name]
-    return row
-
-
-def _append(manifest: pa.Table, row: Row) -> pa.Table:
-    return pa.concat_tables([manifest, pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA)])
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    with path.open("wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _write_manifest(out: Path, manifest: pa.Table) -> None:
-    """Replace the manifest atomically: readers see the old one or the new one."""
-    staging = out / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=staging, prefix="manifest-", suffix=".parquet")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(manifest, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out / MANIFEST_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(out)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _manifest_for_update(out: Path) -> pa.Table:
-    """The manifest to append to; an empty one only for a directory without snapshots.
-
-    Partitions and run files that the manifest does not name are deleted as leftovers of
-    killed runs, so a directory that holds snapshot data but lost its manifest is refused
-    rather than emptied."""
-    manifest = _read_manifest(out)
-    if manifest is not None:
-        return manifest
-    runs = out / RUNS_DIR
-    data = [p for p in (runs, *(out / t for t in TABLE_SCHEMAS)) if p.is_dir() and any(p.iterdir())]
-    if data:
-        raise SnapshotError(
-            f"{out} holds snapshot data ({', '.join(p.name for p in data)}) but no "
-            f"{MANIFEST_FILE}: restore the manifest, or move the directory away"
-        )
-    return MANIFEST_SCHEMA.empty_table()
-
-
-def _recover(out: Path, manifest: pa.Table) -> None:
-    """Clear what a killed run left: staging files, unpublished run files and partitions,
-    and Hive views that lag behind the manifest. Only ever called under the lock."""
-    staging = out / STAGING_DIR
-    if staging.is_dir():
-        for leftover in staging.iterdir():
-            _remove(leftover)
-    _sync_views(out, manifest)
-    _collect_garbage(out, manifest)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _current_runs(manifest: pa.Table | None) -> dict[date, str]:
-    """Snapshot date -> the run whose tables are that date's snapshot (the last published)."""
-    current: dict[date, str] = {}
-    if manifest is None:
-        return current
-    for row in manifest.select(["run_id", "snapshot_date", "published"]).to_pylist():
-        if row["published"]:
-            current[row["snapshot_date"]] = row["run_id"]
-    return current
-
-
-def _partition(out: Path, table: str, snapshot_date: date) -> Path:
-    return out / table / f"{PARTITION_PREFIX}{snapshot_date.isoformat()}"
-
-
-def _sync_views(out: Path, manifest: pa.Table) -> None:
-    """Make every Hive partition a link to the run file the manifest publishes for its
-    date, and remove partitions of dates that no run published."""
-    current = _current_runs(manifest)
-    staging = out / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=staging, prefix="views-"))
-    try:
-        for table in TABLE_SCHEMAS:
-            for snapshot_date, run_id in sorted(current.items()):
-                source = out / RUNS_DIR / run_id / f"{table}.parquet"
-                if source.is_file():
-                    _install(source, _partition(out, table, snapshot_date), work)
-            table_dir = out / table
-            if not table_dir.is_dir():
-                continue
-            for partition in sorted(table_dir.iterdir()):
-                taken = _partition_date(partition.name)
-                if taken is not None and taken not in current:
-                    shutil.rmtree(partition)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _partition_date(name: str) -> date | None:
-    if not name.startswith(PARTITION_PREFIX):
-        return None
-    try:
-        return date.fromisoformat(name.removeprefix(PARTITION_PREFIX))
-    except ValueError:
-        return None
-
-
-def _install(source: Path, partition: Path, work: Path) -> None:
-    """Make `partition/part-0.parquet` the file `source`, in one atomic rename."""
-    target = partition / PART_FILE
-    if target.is_file() and _same_file(source, target):
-        return
-    tmp = work / f"{partition.parent.name}-{partition.name}"
-    tmp.mkdir()
-    try:
-        os.link(source, tmp / PART_FILE)
-    except OSError:  # a filesystem without hard links: a copy does, at twice the space
-        shutil.copyfile(source, tmp / PART_FILE)
-        with (tmp / PART_FILE).open("rb") as handle:
-            os.fsync(handle.fileno())
-    if partition.is_dir():
-        os.replace(tmp / PART_FILE, target)
-    else:
-        partition.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, partition)
-    _fsync_dir(partition.parent)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """One inode, or (where the partition had to be a copy) the same bytes."""
-    if os.path.samefile(a, b):
-        return True
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with a.open("rb") as left, b.open("rb") as right:
-        while chunk := left.read(1 << 20):
-            if chunk != right.read(len(chunk)):
-                return False
-    return True
-
-
-def _collect_garbage(out: Path, manifest: pa.Table) -> None:
-    """Delete run files no date publishes: replaced reruns and runs killed before commit."""
-    runs = out / RUNS_DIR
-    if not runs.is_dir():
-        return
-    keep = set(_current_runs(manifest).values())
-    for run in runs.iterdir():
-        if run.name not in keep:
-            _remove(run)
-
-
 # --------------------------------------------------------------------------- reading
 
 
-def _read_manifest(out: Path) -> pa.Table | None:
-    path = out / MANIFEST_FILE
-    try:
-        # Read whole, then parsed: given a path, pyarrow may open a file more than once,
-        # and a manifest replaced in between would mix two files.
-        manifest = pq.read_table(pa.BufferReader(path.read_bytes()))
-    except FileNotFoundError:
-        return None
-    except (OSError, pa.ArrowException) as exc:
-        raise SnapshotError(f"cannot read the manifest {path}: {exc}") from exc
-    if not manifest.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
-        raise SnapshotError(
-            f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION}"
-        )
-    return manifest
+def apply_title_matches(links: Iterable[Link], matches: Mapping[str, str]) -> list[Link]:
+    """Links whose text resolved to a paper by title (`matches`: link text -> arXiv ID)
+    lead to that paper; links that already lead to one by ID keep it."""
+    out = []
+    for link in links:
+        arxiv_id = matches.get(link.occurrence.link_text)
+        if link.resolved_arxiv_id is None and arxiv_id is not None:
+            link = replace(link, resolved_arxiv_id=arxiv_id, resolved_by="title")
+        out.append(link)
+    return out
 
 
-def read_manifest(out_dir: Path | str = DEFAULT_OUT_DIR) -> pd.DataFrame:
-    """Every run recorded under `out_dir`, oldest first (empty when none), with a derived
-    `current` column: True for the run whose tables are its date's snapshot."""
-    manifest = _read_manifest(Path(out_dir))
-    if manifest is None:
-        manifest = MANIFEST_SCHEMA.empty_table()
-    current = set(_current_runs(manifest).values())
-    flags = [run_id in current for run_id in manifest.column("run_id").to_pylist()]
-    manifest = manifest.append_column("current", pa.array(flags, pa.bool_()))
-    frame: pd.DataFrame = manifest.to_pandas(types_mapper=pd.ArrowDtype)
-    return frame
-
-
-def _pick(
-    manifest: pa.Table | None, snapshot_date: date | None, before: date | None
-) -> tuple[date, str] | None:
-    """(date, run) of the snapshot of `snapshot_date`, else the latest one dated before
-    `before` (or the latest of all); None when there is no such snapshot."""
-    current = _current_runs(manifest)
-    if snapshot_date is not None:
-        run_id = current.get(snapshot_date)
-        return None if run_id is None else (snapshot_date, run_id)
-    eligible = [d for d in current if before is None or d < before]
-    if not eligible:
-        return None
-    latest = max(eligible)
-    return latest, current[latest]
-
-
-def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot | None:
-    """The published snapshot with the latest date, or None when there is none."""
-    out = Path(out_dir)
-    manifest = _read_manifest(out)
-    picked = _pick(manifest, None, None)
-    if manifest is None or picked is None:
-        return None
-    taken, run_id = picked
-    row = next(r for r in manifest.to_pylist() if r["run_id"] == run_id)
-    return PublishedSnapshot(
-        run_id=run_id,
-        snapshot_date=taken,
-        status=row["status"],
-        finished_at=row["finished_at"],
-        files={t: out / RUNS_DIR / run_id / f"{t}.parquet" for t in TABLE_SCHEMAS},
-        rows={t: row[f"{t}_rows"] for t in TABLE_SCHEMAS},
-    )
-
-
-def previous_tables(
-    out_dir: Path | str = DEFAULT_OUT_DIR, before: date | None = None
-) -> dict[str, pa.Table] | None:
-    """Every table of the latest published snapshot dated before `before` (any date when
-    None), or None when there is none. Each table's schema metadata carries its
-    `snapshot_date`. A run passes `before=snapshot_date`, so that a rerun of a night is
-    built against the same baseline as the run it replaces. Tables are returned as
-    written, even by an older schema version (`build_tables` reads missing columns as
-    empty)."""
-    out = Path(out_dir)
-    for attempt in range(_LOAD_ATTEMPTS):
-        picked = _pick(_read_manifest(out), None, before)
-        if picked is None:
-            return None
-        taken, run_id = picked
-        try:
-            return _read_baseline(out, run_id, taken)
-        except FileNotFoundError:
-            if attempt + 1 == _LOAD_ATTEMPTS:
-                raise
-            time.sleep(_RETRY_SECONDS)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _read_baseline(out: Path, run_id: str, taken: date) -> dict[str, pa.Table]:
-    stamp = {b"snapshot_date": taken.isoformat().encode()}
-    return {
-        name: _read_run_table(out, run_id, name, strict=False).replace_schema_metadata(
-            {**TABLE_SCHEMAS[name].metadata, **stamp}
-        )
-        for name in TABLE_SCHEMAS
-    }
-
-
-def load(
-    table: str, out_dir: Path | str = DEFAULT_OUT_DIR, snapshot_date: date | str | None = None
-) -> pd.DataFrame:
-    """One table of the latest published snapshot (or of `snapshot_date`) as a DataFrame.
-
-    Columns keep their declared Arrow types (`pd.ArrowDtype`): nullable integers stay
-    integers, timestamps are UTC, list columns hold Python lists. The snapshot's date
-    and run are in `df.attrs["snapshot_date"]` and `df.attrs["run_id"]`. Raises
-    `FileNotFoundError` when nothing was ever published under `out_dir`, `SnapshotError`
-    (naming the published dates) when `snapshot_date` was not.
-    """
-    if table not in TABLE_SCHEMAS:
-        raise ValueError(f"no table {table!r}; tables: {', '.join(TABLE_SCHEMAS)}")
-    out = Path(out_dir)
-    wanted = _as_date(snapshot_date) if snapshot_date is not None else None
-    for attempt in range(_LOAD_ATTEMPTS):
-        manifest = _read_manifest(out)
-        if manifest is None:
-            raise FileNotFoundError(
-                f"no snapshot under {out}: {out / MANIFEST_FILE} does not exist"
-            )
-        picked = _pick(manifest, wanted, None)
-        if picked is None:
-            dates = ", ".join(d.isoformat() for d in sorted(_current_runs(manifest))) or "none"
-            asked = f"of {wanted.isoformat()} " if wanted else ""
-            raise SnapshotError(f"no snapshot {asked}under {out} (published: {dates})")
-        taken, run_id = picked
-        try:
-            data = _read_run_table(out, run_id, table)
-        except FileNotFoundError:
-            if attempt + 1 == _LOAD_ATTEMPTS:
-                raise
-            time.sleep(_RETRY_SECONDS)
-            continue
-        frame: pd.DataFrame = data.to_pandas(types_mapper=pd.ArrowDtype)
-        frame.attrs.update(snapshot_date=taken.isoformat(), run_id=run_id)
-        return frame
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _as_date(value: date | str) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"snapshot_date {value!r}: expected YYYY-MM-DD") from None
-
-
-def _read_run_table(out: Path, run_id: str, table: str, *, strict: bool = True) -> pa.Table:
-    """One published table. `strict`: with exactly its declared schema, else
-    `SnapshotError` (a night written by another schema version); a baseline for
-    `build_tables` need not be, since missing columns read as empty there."""
-    # Run files are never replaced, only deleted (then a reader retries), so opening the
-    # path more than once cannot mix two files.
-    path = out / RUNS_DIR / run_id / f"{table}.parquet"
-    data = pq.read_table(path)
-    if strict and not data.schema.equals(TABLE_SCHEMAS[table], check_metadata=False):
-        written = (data.schema.metadata or {}).get(b"schema_version", b"?").decode()
-        raise SnapshotError(
-            f"{path}: written with schema version {written}, which differs from the "
-            f"{table} schema of version {SCHEMA_VERSION} this pipeline reads"
-        )
-    return data
+def links_table(links: Iterable[Link]) -> pa.Table:
+    """The links table, in document order, with its declared schema."""
+    columns: dict[str, list[object]] = {name: [] for name in LINKS_SCHEMA.names}
+    in_order = True
+    last: tuple[str, int] | None = None
+    for link in links:
+        occ, ident = link.occurrence, link.identity
+        key = (occ.document, occ.position)
+        in_order = in_order and (last is None or last < key)
+        last = key
+        row: dict[str, object] = {
+            "document": occ.document,
+            "position": occ.position,
+            "line": occ.line,
+            "heading_path": list(occ.heading_path),
+            "item_date": occ.item_date,
+            "link_text": occ.link_text,
+            "annotation": occ.annotation,
+            "is_main_link": occ.is_main_link,
+            "syntax": occ.syntax,
+            "url": occ.url,
+            "url_normalized": ident.url_normalized,
+            "host": ident.host,
+            "kind": ident.kind,
+            "entity_id": ident.entity_id,
+            "arxiv_version": ident.arxiv_version,
+            "asset_repo": ident.asset_repo,
+            "id_valid": ident.valid,
+            "id_problem": ident.problem,
+            "resolved_arxiv_id": link.resolved_arxiv_id,
+            "resolved_by": link.resolved_by,
+        }
+        for name in LINKS_SCHEMA.names:
+            columns[name].append(row[name])
+    table = pa.table(columns, schema=LINKS_SCHEMA)
+    if in_order:
+        # As extraction gives them. Sorting copies every column, and a document whose
+        # links share one long paragraph holds its ~2 kB annotation once per link.
+        return table
+    return table.sort_by([("document", "ascending"), ("position", "ascending")])

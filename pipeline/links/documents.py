@@ -8,16 +8,13 @@ stopping the others.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-
-from pipeline.extract import DocumentError, Occurrence, extract_document, read_document
-from pipeline.identify import HUB_REPO_TYPES, Identity, RepoType, identify
-from pipeline.records import ResolvedBy
-from pipeline.schemas import LINKS_SCHEMA
+from pipeline.links.extract import DocumentError, Occurrence, extract_document, read_document
+from pipeline.links.identify import HUB_REPO_TYPES, Identity, identify
+from pipeline.records import Document, RepoType, ResolvedBy
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".txt")
 """What a folder scan reads; the seeds are markdown saved as `.txt`."""
@@ -32,18 +29,6 @@ class Link:
     resolved_arxiv_id: str | None = None
     """The paper this link leads to, by its URL or by its text (title resolution)."""
     resolved_by: ResolvedBy | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """One input document as the run saw it."""
-
-    name: str
-    path: Path
-    sha256: str | None = None
-    size_bytes: int | None = None
-    links: int = 0
-    error: str | None = None
 
 
 @dataclass
@@ -118,60 +103,6 @@ def extract_links(paths: Sequence[Path]) -> Extraction:
         result.documents.append(document)
         result.links.extend(links)
     return result
-
-
-def apply_title_matches(links: Iterable[Link], matches: Mapping[str, str]) -> list[Link]:
-    """Links whose text resolved to a paper by title (`matches`: link text -> arXiv ID)
-    lead to that paper; links that already lead to one by ID keep it."""
-    out = []
-    for link in links:
-        arxiv_id = matches.get(link.occurrence.link_text)
-        if link.resolved_arxiv_id is None and arxiv_id is not None:
-            link = replace(link, resolved_arxiv_id=arxiv_id, resolved_by="title")
-        out.append(link)
-    return out
-
-
-def links_table(links: Iterable[Link]) -> pa.Table:
-    """The links table, in document order, with its declared schema."""
-    columns: dict[str, list[object]] = {name: [] for name in LINKS_SCHEMA.names}
-    in_order = True
-    last: tuple[str, int] | None = None
-    for link in links:
-        occ, ident = link.occurrence, link.identity
-        key = (occ.document, occ.position)
-        in_order = in_order and (last is None or last < key)
-        last = key
-        row: dict[str, object] = {
-            "document": occ.document,
-            "position": occ.position,
-            "line": occ.line,
-            "heading_path": list(occ.heading_path),
-            "item_date": occ.item_date,
-            "link_text": occ.link_text,
-            "annotation": occ.annotation,
-            "is_main_link": occ.is_main_link,
-            "syntax": occ.syntax,
-            "url": occ.url,
-            "url_normalized": ident.url_normalized,
-            "host": ident.host,
-            "kind": ident.kind,
-            "entity_id": ident.entity_id,
-            "arxiv_version": ident.arxiv_version,
-            "asset_repo": ident.asset_repo,
-            "id_valid": ident.valid,
-            "id_problem": ident.problem,
-            "resolved_arxiv_id": link.resolved_arxiv_id,
-            "resolved_by": link.resolved_by,
-        }
-        for name in LINKS_SCHEMA.names:
-            columns[name].append(row[name])
-    table = pa.table(columns, schema=LINKS_SCHEMA)
-    if in_order:
-        # As extraction gives them. Sorting copies every column, and a document whose
-        # links share one long paragraph holds its ~2 kB annotation once per link.
-        return table
-    return table.sort_by([("document", "ascending"), ("position", "ascending")])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Extraction: markdown reading lists in, link occurrences with their context out.
 
 Documents are read as GitHub renders them, by a real CommonMark/GFM parser
-(`pipeline._markdown`), never by line regexes: nothing inside code blocks, code
+(`pipeline.links._markdown`), never by line regexes: nothing inside code blocks, code
 spans, HTML comments, YAML front matter or Liquid/Jekyll template tags counts, and a
 link is where GitHub would show one.
 
@@ -17,9 +17,9 @@ Parser choice. Measured here on the five seeds repeated to 4.9 MB (Python 3.11):
 
 markdown-it-py is fast enough for reading lists (the five seeds: ~90 ms) and its rule
 API lets the bare-URL rules run inside the inline parser, where GitHub's do, so a URL
-next to `**`, `)` or CJK text ends where GitHub ends it (`pipeline._autolink`). The
+next to `**`, `)` or CJK text ends where GitHub ends it (`pipeline.links._autolink`). The
 token walk here adds ~0.2x the parse time (target: at most 2x). Documents are parsed
-in 256 KB chunks (`pipeline._markdown`), so memory stays ~30 MB above the text itself
+in 256 KB chunks (`pipeline.links._markdown`), so memory stays ~30 MB above the text itself
 whatever its size: 1 MB and 10 MB documents both peak at +28 MB (tracemalloc); a
 50 MB document takes ~23 s; a million links in one 25 MB list, 42 s and 224 MB RSS.
 
@@ -64,8 +64,8 @@ from typing import Literal
 
 from markdown_it.token import Token
 
-from pipeline._html_links import Tag, Text, scan
-from pipeline._markdown import BARE_URL, CHUNK_CHARS, HREF, POS, parse_chunks
+from pipeline.links._html_links import Tag, Text, scan
+from pipeline.links._markdown import BARE_URL, CHUNK_CHARS, HREF, POS, parse_chunks
 
 Syntax = Literal["inline", "image", "reference", "autolink", "bare", "html", "mention"]
 """How the link is written: `[t](u)`, `![a](u)`, `[t][ref]`, `<u>`, a GFM bare URL,

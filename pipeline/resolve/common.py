@@ -1,0 +1,155 @@
+"""A circuit breaker for a service that cannot be reached at all.
+
+When a run cannot connect to a service (its name does not resolve, the connection is
+refused or reset), every lookup would otherwise go through all its retries and backoffs:
+with arXiv's politeness that is half an hour of waiting for nothing. After `threshold`
+connection failures in a row the breaker opens, and each later request of the run is
+refused at once with the reason, so its entities fall back on their last good answers
+(stale) straight away. Any answer from the service, whatever its status, closes it again.
+Timeouts and HTTP errors do not count: they are answers from a service that is there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from pipeline.resolve.rawstore import RawStore, StoredAnswer
+
+T = TypeVar("T")
+
+
+class ServiceUnreachable(Exception):
+    """Raised instead of a request while the breaker is open; says why."""
+
+
+class Breaker:
+    def __init__(self, service: str, threshold: int) -> None:
+        self.service = service
+        self.threshold = max(1, threshold)
+        self._failures = 0
+        self._last_reason = ""
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raise `ServiceUnreachable` when the service is known to be out of reach."""
+        with self._lock:
+            if self._failures >= self.threshold:
+                raise ServiceUnreachable(
+                    f"{self.service} unreachable ({self._last_reason}, {self._failures}"
+                    " connection failures in a row); not asked in this run"
+                )
+
+    def failure(self, reason: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self._last_reason = reason
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+
+
+ProgressCallback = Callable[[int, int], None]
+"""(done, total): called as lookups complete, so that a flow can show progress."""
+
+
+class Refused(Exception):
+    """A failure another try would repeat (a 4xx arXiv explains, or does not)."""
+
+
+@dataclass
+class Progress:
+    callback: ProgressCallback | None
+    total: int
+    done: int = 0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.callback is not None and count:
+            self.callback(self.done, self.total)
+
+
+# -- failures ----------------------------------------------------------------------------
+class LookupFailure(Exception):
+    """A lookup that gave no answer; `reason` goes into the record."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientFailure(LookupFailure):
+    """Worth another try: 5xx, 408, timeouts, resets, truncated or non-JSON bodies."""
+
+
+class RateLimited(TransientFailure):
+    def __init__(self, reason: str, wait_seconds: float | None) -> None:
+        super().__init__(reason)
+        self.wait_seconds = wait_seconds
+
+
+class PermanentFailure(LookupFailure):
+    """Not worth another try tonight."""
+
+
+class TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def read_capped(response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def last_good_answer(
+    store: RawStore,
+    api: str,
+    entity_kind: str,
+    entity_id: str,
+    read: Callable[[StoredAnswer], T | None],
+) -> tuple[T, StoredAnswer] | None:
+    """What a failed lookup falls back on: the last answer that found the entity, read
+    by tonight's rules (`read` returns None for one that no longer reads or validates)."""
+    last = store.last_good(api, entity_kind, entity_id)
+    if last is None:
+        return None
+    value = read(last)
+    return None if value is None else (value, last)
+
+
+def stale_reason(reason: str, last: StoredAnswer) -> str:
+    """Tonight's failure, and when the values a stale row carries were fetched."""
+    return f"{reason}; last good answer from {last.response.fetched_at:%Y-%m-%d %H:%M} UTC"
+
+
+class Deadline:
+    """The moment a run must be done by, shared by every resolver of the run: a wait
+    (rate-limit reset, backoff) is taken only when it ends before the deadline."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._at = clock() + seconds
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self._at - self._clock())
+
+    def allows(self, wait_seconds: float) -> bool:
+        """Whether a wait of this long ends before the deadline."""
+        return wait_seconds < self.remaining_seconds()

@@ -1,0 +1,183 @@
+"""The read path: `load()` and the manifest, for analysts and for the next run."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import DEFAULT_OUT_DIR
+from pipeline.snapshot.schemas import (
+    MANIFEST_SCHEMA,
+    SCHEMA_VERSION,
+    TABLE_SCHEMAS,
+)
+from pipeline.snapshot.store import (
+    MANIFEST_FILE,
+    RUNS_DIR,
+    PublishedSnapshot,
+    SnapshotError,
+    _current_runs,
+    _read_manifest,
+)
+
+_LOAD_ATTEMPTS = 3
+"""Reads retried when a rerun of the same night replaced the files between reading the
+manifest and opening them (the replaced run's files are deleted after the commit)."""
+
+
+_RETRY_SECONDS = 0.05
+
+
+def read_manifest(out_dir: Path | str = DEFAULT_OUT_DIR) -> pd.DataFrame:
+    """Every run recorded under `out_dir`, oldest first (empty when none), with a derived
+    `current` column: True for the run whose tables are its date's snapshot."""
+    manifest = _read_manifest(Path(out_dir))
+    if manifest is None:
+        manifest = MANIFEST_SCHEMA.empty_table()
+    current = set(_current_runs(manifest).values())
+    flags = [run_id in current for run_id in manifest.column("run_id").to_pylist()]
+    manifest = manifest.append_column("current", pa.array(flags, pa.bool_()))
+    frame: pd.DataFrame = manifest.to_pandas(types_mapper=pd.ArrowDtype)
+    return frame
+
+
+def _pick(
+    manifest: pa.Table | None, snapshot_date: date | None, before: date | None
+) -> tuple[date, str] | None:
+    """(date, run) of the snapshot of `snapshot_date`, else the latest one dated before
+    `before` (or the latest of all); None when there is no such snapshot."""
+    current = _current_runs(manifest)
+    if snapshot_date is not None:
+        run_id = current.get(snapshot_date)
+        return None if run_id is None else (snapshot_date, run_id)
+    eligible = [d for d in current if before is None or d < before]
+    if not eligible:
+        return None
+    latest = max(eligible)
+    return latest, current[latest]
+
+
+def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot | None:
+    """The published snapshot with the latest date, or None when there is none."""
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
+    picked = _pick(manifest, None, None)
+    if manifest is None or picked is None:
+        return None
+    taken, run_id = picked
+    row = next(r for r in manifest.to_pylist() if r["run_id"] == run_id)
+    return PublishedSnapshot(
+        run_id=run_id,
+        snapshot_date=taken,
+        status=row["status"],
+        finished_at=row["finished_at"],
+        files={t: out / RUNS_DIR / run_id / f"{t}.parquet" for t in TABLE_SCHEMAS},
+        rows={t: row[f"{t}_rows"] for t in TABLE_SCHEMAS},
+    )
+
+
+def previous_tables(
+    out_dir: Path | str = DEFAULT_OUT_DIR, before: date | None = None
+) -> dict[str, pa.Table] | None:
+    """Every table of the latest published snapshot dated before `before` (any date when
+    None), or None when there is none. Each table's schema metadata carries its
+    `snapshot_date`. A run passes `before=snapshot_date`, so that a rerun of a night is
+    built against the same baseline as the run it replaces. Tables are returned as
+    written, even by an older schema version (`build_tables` reads missing columns as
+    empty)."""
+    out = Path(out_dir)
+    for attempt in range(_LOAD_ATTEMPTS):
+        picked = _pick(_read_manifest(out), None, before)
+        if picked is None:
+            return None
+        taken, run_id = picked
+        try:
+            return _read_baseline(out, run_id, taken)
+        except FileNotFoundError:
+            if attempt + 1 == _LOAD_ATTEMPTS:
+                raise
+            time.sleep(_RETRY_SECONDS)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_baseline(out: Path, run_id: str, taken: date) -> dict[str, pa.Table]:
+    stamp = {b"snapshot_date": taken.isoformat().encode()}
+    return {
+        name: _read_run_table(out, run_id, name, strict=False).replace_schema_metadata(
+            {**TABLE_SCHEMAS[name].metadata, **stamp}
+        )
+        for name in TABLE_SCHEMAS
+    }
+
+
+def load(
+    table: str, out_dir: Path | str = DEFAULT_OUT_DIR, snapshot_date: date | str | None = None
+) -> pd.DataFrame:
+    """One table of the latest published snapshot (or of `snapshot_date`) as a DataFrame.
+
+    Columns keep their declared Arrow types (`pd.ArrowDtype`): nullable integers stay
+    integers, timestamps are UTC, list columns hold Python lists. The snapshot's date
+    and run are in `df.attrs["snapshot_date"]` and `df.attrs["run_id"]`. Raises
+    `FileNotFoundError` when nothing was ever published under `out_dir`, `SnapshotError`
+    (naming the published dates) when `snapshot_date` was not.
+    """
+    if table not in TABLE_SCHEMAS:
+        raise ValueError(f"no table {table!r}; tables: {', '.join(TABLE_SCHEMAS)}")
+    out = Path(out_dir)
+    wanted = _as_date(snapshot_date) if snapshot_date is not None else None
+    for attempt in range(_LOAD_ATTEMPTS):
+        manifest = _read_manifest(out)
+        if manifest is None:
+            raise FileNotFoundError(
+                f"no snapshot under {out}: {out / MANIFEST_FILE} does not exist"
+            )
+        picked = _pick(manifest, wanted, None)
+        if picked is None:
+            dates = ", ".join(d.isoformat() for d in sorted(_current_runs(manifest))) or "none"
+            asked = f"of {wanted.isoformat()} " if wanted else ""
+            raise SnapshotError(f"no snapshot {asked}under {out} (published: {dates})")
+        taken, run_id = picked
+        try:
+            data = _read_run_table(out, run_id, table)
+        except FileNotFoundError:
+            if attempt + 1 == _LOAD_ATTEMPTS:
+                raise
+            time.sleep(_RETRY_SECONDS)
+            continue
+        frame: pd.DataFrame = data.to_pandas(types_mapper=pd.ArrowDtype)
+        frame.attrs.update(snapshot_date=taken.isoformat(), run_id=run_id)
+        return frame
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _as_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"snapshot_date {value!r}: expected YYYY-MM-DD") from None
+
+
+def _read_run_table(out: Path, run_id: str, table: str, *, strict: bool = True) -> pa.Table:
+    """One published table. `strict`: with exactly its declared schema, else
+    `SnapshotError` (a night written by another schema version); a baseline for
+    `build_tables` need not be, since missing columns read as empty there."""
+    # Run files are never replaced, only deleted (then a reader retries), so opening the
+    # path more than once cannot mix two files.
+    path = out / RUNS_DIR / run_id / f"{table}.parquet"
+    data = pq.read_table(path)
+    if strict and not data.schema.equals(TABLE_SCHEMAS[table], check_metadata=False):
+        written = (data.schema.metadata or {}).get(b"schema_version", b"?").decode()
+        raise SnapshotError(
+            f"{path}: written with schema version {written}, which differs from the "
+            f"{table} schema of version {SCHEMA_VERSION} this pipeline reads"
+        )
+    return data

@@ -1,0 +1,552 @@
+"""The output directory: lock, atomic publish, manifest, Hive views, garbage collection."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import __version__
+from pipeline.records import (
+    STATUSES,
+    ApiStats,
+    Document,
+    _utc,
+    utc_now,
+)
+from pipeline.snapshot.schemas import (
+    MANIFEST_SCHEMA,
+    SCHEMA_VERSION,
+    TABLE_KEYS,
+    TABLE_SCHEMAS,
+)
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+ManifestStatus = Literal["ok", "partial", "failed"]
+
+
+RUN_STATUSES: tuple[ManifestStatus, ...] = ("ok", "partial", "failed")
+
+
+MANIFEST_FILE = "_snapshots.parquet"
+
+
+PART_FILE = "part-0.parquet"
+
+
+RUNS_DIR = ".runs"
+
+
+STAGING_DIR = ".staging"
+
+
+LOCK_FILE = ".lock"
+
+
+PARTITION_PREFIX = "snapshot_date="
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class SnapshotError(Exception):
+    """A snapshot cannot be published or read; the message says which and why."""
+
+
+class SnapshotIntegrityError(SnapshotError):
+    """Tables that break their declared schema or key: a bug upstream; nothing is published."""
+
+
+class SnapshotLockedError(SnapshotError):
+    """Another run holds the output directory's lock."""
+
+    def __init__(self, out_dir: Path, holder: Mapping[str, Any] | None) -> None:
+        self.out_dir = out_dir
+        self.holder = dict(holder or {})
+        if self.holder:
+            who = (
+                f"run {self.holder.get('run_id', '?')} (pid {self.holder.get('pid', '?')}"
+                f" on {self.holder.get('host', '?')}, since {self.holder.get('started_at', '?')})"
+            )
+        else:
+            who = "a run that has not yet said who it is"
+        super().__init__(
+            f"{out_dir} is being written by {who}; wait for it to finish. The lock is "
+            f"released when that process exits, so there is nothing to clean up by hand."
+        )
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """What the manifest records about one run (row counts are added by `publish`)."""
+
+    run_id: str
+    """Unique per run; letters, digits, `.`, `_`, `-` (it names a directory)."""
+    snapshot_date: date
+    started_at: datetime
+    status: str = "ok"
+    """ok | partial | failed: how the run went (`publish` accepts all three: a run whose
+    resolvers failed still publishes its links and statuses)."""
+    status_reason: str | None = None
+    flow_run_id: str | None = None
+    finished_at: datetime | None = None
+    """Defaults to the time the manifest row is written."""
+    documents: Sequence[Document] = ()
+    api_stats: Sequence[ApiStats] = ()
+    arxiv_api_url: str | None = None
+    hf_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishedSnapshot:
+    """One night as the manifest publishes it."""
+
+    run_id: str
+    snapshot_date: date
+    status: str
+    finished_at: datetime
+    files: dict[str, Path]
+    """Table name -> its immutable Parquet file."""
+    rows: dict[str, int]
+
+
+def check_tables(tables: Mapping[str, pa.Table]) -> None:
+    """Every declared table present, with its exact schema, no null where the schema
+    forbids one, valid statuses and unique keys; `SnapshotIntegrityError` otherwise."""
+    missing = sorted(set(TABLE_SCHEMAS) - set(tables))
+    unknown = sorted(set(tables) - set(TABLE_SCHEMAS))
+    if missing or unknown:
+        raise SnapshotIntegrityError(f"tables missing: {missing}; tables not declared: {unknown}")
+    for name, schema in TABLE_SCHEMAS.items():
+        table = tables[name]
+        if not table.schema.equals(schema, check_metadata=False):
+            raise SnapshotIntegrityError(
+                f"table {name}: schema differs from the declared one:\n"
+                f"got:\n{table.schema.to_string(show_schema_metadata=False)}\n"
+                f"declared:\n{schema.to_string(show_schema_metadata=False)}"
+            )
+        for f in schema:
+            nulls = table.column(f.name).null_count
+            if not f.nullable and nulls:
+                raise SnapshotIntegrityError(f"table {name}: {nulls} nulls in column {f.name}")
+        if "status" in schema.names:
+            bad = set(table.column("status").to_pylist()) - set(STATUSES)
+            if bad:
+                raise SnapshotIntegrityError(f"table {name}: unknown statuses {sorted(bad)}")
+        _check_keys(name, table)
+
+
+def _check_keys(name: str, table: pa.Table) -> None:
+    columns = [table.column(k).to_pylist() for k in TABLE_KEYS[name]]
+    seen: set[tuple[Any, ...]] = set()
+    duplicates: list[tuple[Any, ...]] = []
+    for key in zip(*columns, strict=True):
+        if key in seen:
+            duplicates.append(key)
+        seen.add(key)
+    if duplicates:
+        raise SnapshotIntegrityError(
+            f"table {name}: key {TABLE_KEYS[name]} not unique; "
+            f"{len(duplicates)} duplicates, first: {duplicates[:5]}"
+        )
+
+
+_held_lock = threading.Lock()
+
+
+_held: dict[Path, int] = {}
+"""Output directories whose lock this process holds -> the holding thread."""
+
+
+@contextlib.contextmanager
+def snapshot_lock(out_dir: Path | str, run_id: str) -> Iterator[None]:
+    """Hold the output directory's exclusive lock, or raise `SnapshotLockedError` at once
+    naming the holder. `publish` and `record_failed_run` take it themselves unless this
+    thread already holds it, so a run holds it from its first lookup to its publish."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SnapshotLockedError(out, _lock_holder(fd)) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "run_id": run_id,
+            "started_at": utc_now().isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        with _held_lock:
+            _held[key] = threading.get_ident()
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held.pop(key, None)
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock_holder(fd: int) -> dict[str, Any] | None:
+    try:
+        text = os.pread(fd, 4096, 0).decode()
+        holder = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+@contextlib.contextmanager
+def _locked(out: Path, run_id: str) -> Iterator[None]:
+    with _held_lock:
+        mine = _held.get(out.resolve()) == threading.get_ident()
+    if mine:
+        yield
+        return
+    with snapshot_lock(out, run_id):
+        yield
+
+
+def publish(
+    out_dir: Path | str, tables: Mapping[str, pa.Table], manifest_entry: ManifestEntry
+) -> PublishedSnapshot:
+    """Publish one snapshot: write every table, then commit it with one manifest row.
+
+    A rerun of a night replaces that night. Readers see the previous state or the new
+    one, never a mix; a run killed at any moment leaves every published snapshot as it
+    was (the next publish clears what it left). Raises `SnapshotIntegrityError` before
+    writing anything if a table breaks its schema or key, `SnapshotLockedError` if
+    another run holds the lock.
+    """
+    out = Path(out_dir)
+    entry = manifest_entry
+    _check_entry(entry)
+    check_tables(tables)
+    rows = {name: tables[name].num_rows for name in TABLE_SCHEMAS}
+    finished_at = _utc(entry.finished_at, "finished_at") or utc_now()
+    row = _manifest_row(entry, finished_at, published=True, rows=rows)
+    with _locked(out, entry.run_id):
+        manifest = _manifest_for_update(out)
+        if entry.run_id in manifest.column("run_id").to_pylist():
+            raise SnapshotError(f"run {entry.run_id} is already in {out / MANIFEST_FILE}")
+        _recover(out, manifest)
+        staged = out / STAGING_DIR / entry.run_id
+        final = out / RUNS_DIR / entry.run_id
+        try:
+            staged.mkdir(parents=True)
+            for name in TABLE_SCHEMAS:
+                _write_parquet(tables[name], staged / f"{name}.parquet")
+            _fsync_dir(staged)
+            final.parent.mkdir(exist_ok=True)
+            os.replace(staged, final)
+            _fsync_dir(final.parent)
+            manifest = _append(manifest, row)
+            _write_manifest(out, manifest)  # the commit point
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            _discard_unless_committed(out, entry.run_id)
+            raise
+        try:
+            _sync_views(out, manifest)
+            _collect_garbage(out, manifest)
+        except OSError as exc:
+            # Published all the same: `load` reads the manifest; the next run repairs.
+            log.warning("snapshot %s published; Hive view not updated: %s", entry.run_id, exc)
+    return PublishedSnapshot(
+        run_id=entry.run_id,
+        snapshot_date=entry.snapshot_date,
+        status=entry.status,
+        finished_at=finished_at,
+        files={name: final / f"{name}.parquet" for name in TABLE_SCHEMAS},
+        rows=rows,
+    )
+
+
+def _discard_unless_committed(out: Path, run_id: str) -> None:
+    """After a failed publish: remove the run's files unless the manifest names them (the
+    failure came after the commit). If even that cannot be told, the next run's garbage
+    collection decides."""
+    with contextlib.suppress(Exception):
+        if run_id not in _current_runs(_read_manifest(out)).values():
+            shutil.rmtree(out / RUNS_DIR / run_id, ignore_errors=True)
+
+
+def record_failed_run(out_dir: Path | str, manifest_entry: ManifestEntry) -> None:
+    """Add a manifest row for a run that published nothing (status failed); tables and
+    published snapshots are not touched. The entry's `status_reason` must say why."""
+    out = Path(out_dir)
+    entry = manifest_entry
+    if not entry.status_reason:
+        raise ValueError(f"run {entry.run_id}: a failed run needs a status_reason")
+    _check_entry(entry)
+    with _locked(out, entry.run_id):
+        manifest = _manifest_for_update(out)
+        if entry.run_id in manifest.column("run_id").to_pylist():
+            raise SnapshotError(f"run {entry.run_id} is already in {out / MANIFEST_FILE}")
+        finished_at = _utc(entry.finished_at, "finished_at") or utc_now()
+        failed = replace(entry, status="failed")
+        row = _manifest_row(failed, finished_at, published=False, rows=None)
+        _write_manifest(out, _append(manifest, row))
+
+
+def _check_entry(entry: ManifestEntry) -> None:
+    if not _RUN_ID.fullmatch(entry.run_id):
+        raise ValueError(
+            f"run id {entry.run_id!r}: use 1-128 letters, digits, '.', '_' or '-' "
+            "(it names a directory)"
+        )
+    if entry.status not in RUN_STATUSES:
+        raise ValueError(f"run {entry.run_id}: status {entry.status!r} not in {RUN_STATUSES}")
+    _utc(entry.started_at, f"run {entry.run_id} started_at")
+    _utc(entry.finished_at, f"run {entry.run_id} finished_at")
+
+
+def _manifest_row(
+    entry: ManifestEntry, finished_at: datetime, *, published: bool, rows: dict[str, int] | None
+) -> Row:
+    row: Row = {
+        "run_id": entry.run_id,
+        "flow_run_id": entry.flow_run_id,
+        "snapshot_date": entry.snapshot_date,
+        "started_at": _utc(entry.started_at, "started_at"),
+        "finished_at": finished_at,
+        "status": entry.status,
+        "status_reason": entry.status_reason,
+        "published": published,
+        "schema_version": SCHEMA_VERSION,
+        "pipeline_version": __version__,
+        "documents": [
+            {
+                "document": d.name,
+                "sha256": d.sha256,
+                "size_bytes": d.size_bytes,
+                "links": d.links,
+                "error": d.error,
+            }
+            for d in sorted(entry.documents, key=lambda d: d.name)
+        ],
+        "api_stats": [
+            {
+                "api": s.api,
+                "requests": s.requests,
+                "from_store": s.from_store,
+                "retries": s.retries,
+                "seconds": s.seconds,
+                "by_status": [
+                    {"http_status": code, "responses": n} for code, n in sorted(s.by_status.items())
+                ],
+            }
+            for s in sorted(entry.api_stats, key=lambda s: s.api)
+        ],
+        "arxiv_api_url": entry.arxiv_api_url,
+        "hf_endpoint": entry.hf_endpoint,
+    }
+    for name in TABLE_SCHEMAS:
+        row[f"{name}_rows"] = None if rows is None else rows[name]
+    return row
+
+
+def _append(manifest: pa.Table, row: Row) -> pa.Table:
+    return pa.concat_tables([manifest, pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA)])
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    with path.open("wb") as handle:
+        pq.write_table(table, handle, compression="zstd")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_manifest(out: Path, manifest: pa.Table) -> None:
+    """Replace the manifest atomically: readers see the old one or the new one."""
+    staging = out / STAGING_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=staging, prefix="manifest-", suffix=".parquet")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pq.write_table(manifest, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out / MANIFEST_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(out)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _manifest_for_update(out: Path) -> pa.Table:
+    """The manifest to append to; an empty one only for a directory without snapshots.
+
+    Partitions and run files that the manifest does not name are deleted as leftovers of
+    killed runs, so a directory that holds snapshot data but lost its manifest is refused
+    rather than emptied."""
+    manifest = _read_manifest(out)
+    if manifest is not None:
+        return manifest
+    runs = out / RUNS_DIR
+    data = [p for p in (runs, *(out / t for t in TABLE_SCHEMAS)) if p.is_dir() and any(p.iterdir())]
+    if data:
+        raise SnapshotError(
+            f"{out} holds snapshot data ({', '.join(p.name for p in data)}) but no "
+            f"{MANIFEST_FILE}: restore the manifest, or move the directory away"
+        )
+    return MANIFEST_SCHEMA.empty_table()
+
+
+def _recover(out: Path, manifest: pa.Table) -> None:
+    """Clear what a killed run left: staging files, unpublished run files and partitions,
+    and Hive views that lag behind the manifest. Only ever called under the lock."""
+    staging = out / STAGING_DIR
+    if staging.is_dir():
+        for leftover in staging.iterdir():
+            _remove(leftover)
+    _sync_views(out, manifest)
+    _collect_garbage(out, manifest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _current_runs(manifest: pa.Table | None) -> dict[date, str]:
+    """Snapshot date -> the run whose tables are that date's snapshot (the last published)."""
+    current: dict[date, str] = {}
+    if manifest is None:
+        return current
+    for row in manifest.select(["run_id", "snapshot_date", "published"]).to_pylist():
+        if row["published"]:
+            current[row["snapshot_date"]] = row["run_id"]
+    return current
+
+
+def _partition(out: Path, table: str, snapshot_date: date) -> Path:
+    return out / table / f"{PARTITION_PREFIX}{snapshot_date.isoformat()}"
+
+
+def _sync_views(out: Path, manifest: pa.Table) -> None:
+    """Make every Hive partition a link to the run file the manifest publishes for its
+    date, and remove partitions of dates that no run published."""
+    current = _current_runs(manifest)
+    staging = out / STAGING_DIR
+    staging.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=staging, prefix="views-"))
+    try:
+        for table in TABLE_SCHEMAS:
+            for snapshot_date, run_id in sorted(current.items()):
+                source = out / RUNS_DIR / run_id / f"{table}.parquet"
+                if source.is_file():
+                    _install(source, _partition(out, table, snapshot_date), work)
+            table_dir = out / table
+            if not table_dir.is_dir():
+                continue
+            for partition in sorted(table_dir.iterdir()):
+                taken = _partition_date(partition.name)
+                if taken is not None and taken not in current:
+                    shutil.rmtree(partition)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _partition_date(name: str) -> date | None:
+    if not name.startswith(PARTITION_PREFIX):
+        return None
+    try:
+        return date.fromisoformat(name.removeprefix(PARTITION_PREFIX))
+    except ValueError:
+        return None
+
+
+def _install(source: Path, partition: Path, work: Path) -> None:
+    """Make `partition/part-0.parquet` the file `source`, in one atomic rename."""
+    target = partition / PART_FILE
+    if target.is_file() and _same_file(source, target):
+        return
+    tmp = work / f"{partition.parent.name}-{partition.name}"
+    tmp.mkdir()
+    try:
+        os.link(source, tmp / PART_FILE)
+    except OSError:  # a filesystem without hard links: a copy does, at twice the space
+        shutil.copyfile(source, tmp / PART_FILE)
+        with (tmp / PART_FILE).open("rb") as handle:
+            os.fsync(handle.fileno())
+    if partition.is_dir():
+        os.replace(tmp / PART_FILE, target)
+    else:
+        partition.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, partition)
+    _fsync_dir(partition.parent)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One inode, or (where the partition had to be a copy) the same bytes."""
+    if os.path.samefile(a, b):
+        return True
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as left, b.open("rb") as right:
+        while chunk := left.read(1 << 20):
+            if chunk != right.read(len(chunk)):
+                return False
+    return True
+
+
+def _collect_garbage(out: Path, manifest: pa.Table) -> None:
+    """Delete run files no date publishes: replaced reruns and runs killed before commit."""
+    runs = out / RUNS_DIR
+    if not runs.is_dir():
+        return
+    keep = set(_current_runs(manifest).values())
+    for run in runs.iterdir():
+        if run.name not in keep:
+            _remove(run)
+
+
+def _read_manifest(out: Path) -> pa.Table | None:
+    path = out / MANIFEST_FILE
+    try:
+        # Read whole, then parsed: given a path, pyarrow may open a file more than once,
+        # and a manifest replaced in between would mix two files.
+        manifest = pq.read_table(pa.BufferReader(path.read_bytes()))
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:
+        raise SnapshotError(f"cannot read the manifest {path}: {exc}") from exc
+    if not manifest.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
+        raise SnapshotError(
+            f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION}"
+        )
+    return manifest
