@@ -27,7 +27,6 @@ from typing import Any
 
 import httpx
 
-import pipeline.sandbox.server as server_module
 from pipeline.sandbox import Sandbox
 from pipeline.sandbox.arxiv_api import ArxivDouble
 from pipeline.sandbox.hub_api import HubDouble
@@ -45,10 +44,10 @@ class DoubleOptions:
     """Hub requests per window before 429: the real anonymous quota by default."""
     hub_window_seconds: int = 300
     nagle: bool = False
-    """Leave Nagle's algorithm on in the double's server, as `pipeline.sandbox` does today.
-    Off by default: the server writes headers and body separately, so with Nagle on every
-    answer waits for the client's delayed ACK (~40 ms on Linux), a cost no real service
-    adds and `latency_seconds` does not account for."""
+    """Leave Nagle's algorithm on in the double's server (`Sandbox(nagle=True)`). Off by
+    default: the server writes headers and body separately, so with Nagle on every answer
+    waits for the client's delayed ACK, a cost no real service adds and `latency_seconds`
+    does not account for."""
 
     def argv(self) -> list[str]:
         args = [
@@ -183,11 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub-window-seconds", type=int, default=300)
     parser.add_argument("--nagle", action="store_true")
     args = parser.parse_args(argv)
-    # TCP_NODELAY on the double's sockets (see DoubleOptions.nagle); a class attribute of
-    # socketserver's handler, set in this child process only.
-    server_module._Handler.disable_nagle_algorithm = not args.nagle
     sandbox = Sandbox(
         latency_seconds=args.latency_seconds,
+        nagle=args.nagle,
         arxiv=ArxivDouble(synthesize_unknown=args.synthesize),
         hub=HubDouble(
             synthesize_unknown=args.synthesize,

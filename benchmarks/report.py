@@ -481,7 +481,7 @@ def _scale_section(points: list[ScaleResult]) -> list[str]:
         "Synthetic arXiv IDs and Hub model IDs (`benchmarks/corpus.py`) resolved against the"
         " double with `synthesize_unknown=True`. **Politeness scaled down** to see our own"
         f" cost: latency {first.latency_seconds * 1000:.0f} ms, arXiv delay"
-        f" {first.arxiv_delay_seconds:g} s (real: 3 s), Hub quota and per-run budget lifted"
+        f" {first.arxiv_delay_seconds:g} s (real: 3 s), Hub quota lifted"
         f" (real: 500 per 5 min, 450 per run); Hub concurrency {first.hub_concurrency}. arXiv"
         " first, then the Hub, in one process per row; *cold* starts from an empty raw"
         " store, *warm* reruns on the store the cold row of that size filled, *new on* asks"

@@ -95,7 +95,8 @@ class ResolutionResult:
 def resolution(config: ResolutionConfig) -> ResolutionResult:
     from benchmarks.naive import ARXIV_DEFAULT_DELAY_SECONDS, naive_targets, run_naive
     from pipeline.config import Settings
-    from pipeline.links.documents import entities_of, extract_links
+    from pipeline.links.documents import extract_links
+    from pipeline.night import entities_of
     from pipeline.records import HubRepoRecord, RepoRef
     from pipeline.resolve.arxiv import ArxivResolver
     from pipeline.resolve.hub import HubResolver
@@ -493,7 +494,7 @@ def scale(config: ScaleConfig) -> ScaleResult:
     with DoubleProcess(options) as double:
         settings = Settings.from_env(
             {**double.env, "PIPELINE_ARXIV_DELAY_SECONDS": str(config.arxiv_delay_seconds)}
-        ).replace(hub_max_requests_per_run=10**9)
+        )
         before = peak_rss_mb()
         cpu = time.process_time()
         with RawStore(store_dir) as store:

@@ -9,41 +9,78 @@ the snapshot lock.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import signal
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy, __version__
 
+if TYPE_CHECKING:
+    from pipeline.parameters import RunParameters
+    from pipeline.report import RunSummary
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+
+def printable(text: str) -> str:
+    from pipeline.links.documents import printable as escape
+
+    return escape(text)
+
+
+def printable_path(path: Path) -> str:
+    return printable(str(path))
+
+
+class UsageError(Exception):
+    """Bad arguments or input, found before anything runs (exit 2)."""
+
+
+def _output_file(path: Path) -> Path:
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name such as {path / 'links.parquet'}")
+    return path
+
+
+def _output_dir(path: Path, what: str) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder")
+    return path
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from pipeline.links.documents import extract_links
+    from pipeline.links.documents import extract_links, printable
     from pipeline.snapshot.build import links_table
 
+    out = _output_file(args.output)
     try:
         extraction = extract_links(args.paths)
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     for doc in extraction.errors:
-        print(f"error: {doc.name}: {doc.error}", file=sys.stderr)
-    out: Path = args.output
+        print(f"error: {printable(doc.name)}: {printable(doc.error or '')}", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     pq.write_table(links_table(extraction.links), tmp)
     tmp.replace(out)
     read = len(extraction.documents) - len(extraction.errors)
-    print(f"{len(extraction.links)} links from {read} documents -> {out}")
+    print(f"{len(extraction.links)} links from {read} documents -> {printable(str(out))}")
     return EXIT_FAILED if extraction.errors else EXIT_OK
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_parameters(args: argparse.Namespace) -> RunParameters:
     from pydantic import ValidationError
 
     from pipeline.parameters import ALL_RESOLVERS, RunParameters
@@ -63,44 +100,115 @@ def _cmd_run(args: argparse.Namespace) -> int:
             resolvers=args.resolvers or list(ALL_RESOLVERS),
             limit=args.limit,
             snapshot_date=args.date,
+            deadline_minutes=args.deadline_minutes,
+            sandbox_faults=args.faults or "",
             dry_run=args.dry_run,
             sandbox=args.sandbox,
         )
     except ValidationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise UsageError(problems) from None
     for path in params.documents:
         if not Path(path).exists():
-            print(f"error: no such document or folder: {path}", file=sys.stderr)
-            return EXIT_USAGE
+            raise UsageError(f"no such document or folder: {path}")
+    _output_dir(Path(params.resolved_out_dir), "--out")
+    _output_dir(Path(params.resolved_raw_dir), "--raw")
+    return params
 
-    from pipeline.flow import run_once
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    params = _run_parameters(args)
+    if args.prefect or os.environ.get("PREFECT_API_URL"):
+        summary = _run_with_prefect(params)
+    else:
+        summary = _run_directly(params)
     from pipeline.report import short_summary
-    from pipeline.snapshot.store import SnapshotLockedError
 
-    summary, state = run_once(params)
-    if summary is not None:
-        print(short_summary(summary))
-    if state.is_failed() or state.is_crashed():
-        try:
-            state.result()
-        except SnapshotLockedError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_LOCKED
-        except Exception as exc:
-            print(f"error: the run failed: {exc}", file=sys.stderr)
+    print(short_summary(summary))
+    if summary.status == "failed":
         return EXIT_FAILED
-    if summary is not None and summary.status == "partial":
+    if summary.status == "partial":
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _run_directly(params: RunParameters) -> RunSummary:
+    """The night in this process, no Prefect: starts at once, nothing to outlive it."""
+    from pipeline.night import run_night
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s | %(levelname)-7s | %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+    return run_night(params).summary
+
+
+def _run_with_prefect(params: RunParameters) -> RunSummary:
+    """The night as a Prefect flow run: reported to PREFECT_API_URL, or to a temporary
+    server started for this run. The lock is checked before Prefect starts, so a second
+    run is refused at once."""
+    from pipeline.snapshot.store import snapshot_lock
+
+    if not params.dry_run:
+        with snapshot_lock(Path(params.resolved_out_dir), "lock-check"):
+            pass
+    from pipeline.prefect_server import quiet_prefect_environment
+
+    quiet_prefect_environment()
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("PREFECT_API_URL"):
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            from pipeline.prefect_server import temporary_server
+
+            url = stack.enter_context(temporary_server())
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        from pipeline.flow import run_once
+
+        summary, state = run_once(params)
+        _drain_prefect_clients()
+        if state.is_failed() or state.is_crashed():
+            try:
+                state.result()
+            except Exception as exc:
+                raise RunFailed(exc, summary) from exc
+        if summary is None:
+            raise RunFailed(RuntimeError(f"the flow run ended {state.type.value}"), None)
+        return summary
+
+
+def _drain_prefect_clients() -> None:
+    """Send the logs and events still queued while the server is there to take them
+    (the temporary server stops right after the run)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    EventsWorker.drain_all(timeout=5)
+
+
+class RunFailed(Exception):
+    """The run failed; `cause` says why, `summary` what it did before."""
+
+    def __init__(self, cause: BaseException, summary: RunSummary | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.summary = summary
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.snapshot.read import read_manifest
 
-    manifest = read_manifest(args.out)
+    out = _output_dir(args.out, "--out")
+    manifest = read_manifest(out)
     if manifest.empty:
-        print(f"no snapshots under {args.out}")
+        print(f"no snapshots under {printable_path(out)}")
         return EXIT_OK
     columns = [
         c
@@ -125,19 +233,36 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.deploy import serve
+    from pipeline.parameters import RunParameters
+    from pipeline.prefect_server import quiet_prefect_environment
 
+    documents = [p.resolve().as_posix() for p in args.paths]
+    for path in args.paths:
+        if not path.exists():
+            raise UsageError(f"no such document or folder: {path}")
+    values: dict[str, object] = {"sandbox": args.sandbox}
+    if documents:
+        values["documents"] = documents
+    if args.out:
+        values["out_dir"] = _output_dir(args.out, "--out").resolve().as_posix()
+    if args.raw:
+        values["raw_dir"] = _output_dir(args.raw, "--raw").resolve().as_posix()
+    quiet_prefect_environment()
     try:
-        serve(cron=args.cron, timezone=args.timezone)
+        serve(cron=args.cron, timezone=args.timezone, params=RunParameters.model_validate(values))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     return EXIT_OK
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from pipeline.sandbox import Sandbox
+    from pipeline.sandbox import Sandbox, faults_from_spec
 
-    with Sandbox(latency_seconds=args.latency_ms / 1000) as sandbox:
+    try:
+        faults = faults_from_spec(args.faults or "")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with Sandbox(latency_seconds=args.latency_ms / 1000, faults=faults) as sandbox:
         print("Loopback API double serving SAMPLE data. Point the pipeline at it with:")
         for name, value in sandbox.env().items():
             print(f"  export {name}={value}")
@@ -157,9 +282,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error, not one line"
+    )
+    # What a night reads and writes: `run` runs one, `serve` makes them its runs' defaults.
+    night_inputs = argparse.ArgumentParser(add_help=False)
+    night_inputs.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="markdown documents or folders (default: raw/seeds/)",
+    )
+    night_inputs.add_argument(
+        "--out", type=Path, metavar="DIR", help="snapshot root (default: enriched/)"
+    )
+    night_inputs.add_argument(
+        "--raw", type=Path, metavar="DIR", help="raw-response store (default: raw/)"
+    )
+    night_inputs.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use the loopback API double with sample data (default dirs: raw/sandbox/, "
+        "enriched/sandbox/)",
+    )
 
     extract = commands.add_parser(
-        "extract", help="write the links table of markdown files or folders to one Parquet file"
+        "extract",
+        parents=[common],
+        help="write the links table of markdown files or folders to one Parquet file",
     )
     extract.add_argument(
         "paths",
@@ -179,21 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.set_defaults(func=_cmd_extract)
 
-    run = commands.add_parser("run", help="run the whole pipeline once, in the foreground")
-    run.add_argument(
-        "paths",
-        nargs="*",
-        type=Path,
-        metavar="PATH",
-        help="markdown documents or folders (default: raw/seeds/)",
-    )
-    run.add_argument("--out", type=Path, metavar="DIR", help="snapshot root (default: enriched/)")
-    run.add_argument("--raw", type=Path, metavar="DIR", help="raw-response store (default: raw/)")
-    run.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="use the loopback API double with sample data (default dirs: raw/sandbox/, "
-        "enriched/sandbox/)",
+    run = commands.add_parser(
+        "run",
+        parents=[common, night_inputs],
+        help="run the whole pipeline once, in the foreground",
     )
     policy = run.add_mutually_exclusive_group()
     policy.add_argument(
@@ -220,9 +361,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the documents and report what would be asked; ask and write nothing",
     )
+    run.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="with --sandbox: faults for the double to inject (see `pipeline sandbox --faults`)",
+    )
+    run.add_argument(
+        "--deadline-minutes",
+        type=float,
+        metavar="N",
+        help="how long the run may wait on rate limits and backoffs in all (default 360)",
+    )
+    run.add_argument(
+        "--prefect",
+        action="store_true",
+        help="run as a Prefect flow run (also when PREFECT_API_URL is set); without a server "
+        "configured, a temporary one is started for the run",
+    )
     run.set_defaults(func=_cmd_run)
 
-    status = commands.add_parser("status", help="print the latest snapshots from the manifest")
+    status = commands.add_parser(
+        "status", parents=[common], help="print the latest snapshots from the manifest"
+    )
     status.add_argument(
         "--out",
         type=Path,
@@ -234,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     serve = commands.add_parser(
-        "serve", help="register the nightly deployment and run its scheduled and UI runs"
+        "serve",
+        parents=[common, night_inputs],
+        help="register the nightly deployment and run its scheduled and UI runs",
     )
     serve.add_argument("--cron", default="0 3 * * *", help="cron schedule (default: 0 3 * * *)")
     serve.add_argument(
@@ -243,17 +405,94 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     sandbox = commands.add_parser(
-        "sandbox", help="serve the loopback API double (sample data) until interrupted"
+        "sandbox",
+        parents=[common],
+        help="serve the loopback API double (sample data) until interrupted",
     )
     sandbox.add_argument(
         "--latency-ms", type=float, default=0.0, help="added to every answer (default 0)"
+    )
+    sandbox.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="faults to inject, e.g. arxiv:503:0.25,hub:quota:150,seed:7 (see README)",
     )
     sandbox.set_defaults(func=_cmd_sandbox)
     return parser
 
 
+INTERRUPT_GRACE_SECONDS = 10.0
+"""After Ctrl-C, how long the run may take to record itself as interrupted and let go
+of the lock before the process ends regardless."""
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted() -> None:
+    print("error: interrupted; nothing was published by this run", file=sys.stderr, flush=True)
+    # Resolver threads may be mid-request; they hold nothing that outlives the process
+    # (the lock is a file lock, raw answers are written atomically), so end now rather
+    # than wait for them.
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """First Ctrl-C (or SIGTERM): unwind the run, bounded by a grace period; second: end."""
+    if getattr(_on_signal, "armed", False):
+        _interrupted()
+    _on_signal.armed = True  # type: ignore[attr-defined]
+    timer = threading.Timer(INTERRUPT_GRACE_SECONDS, _interrupted)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
+def _exit_code(exc: BaseException) -> int:
+    from pipeline.snapshot.store import SnapshotLockedError
+
+    if isinstance(exc, RunFailed):
+        return _exit_code(exc.cause)
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, SnapshotLockedError):
+        return EXIT_LOCKED
+    return EXIT_FAILED
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.cause if isinstance(exc, RunFailed) else exc
+    from pipeline.snapshot.store import SnapshotError
+
+    known = isinstance(cause, UsageError | SnapshotError | OSError) or type(
+        cause
+    ).__module__.startswith("pipeline")
+    text = str(cause) if known and str(cause) else f"{type(cause).__name__}: {cause}"
+    return printable(" ".join(text.split()))[:ERROR_MAX_CHARS]
+
+
+ERROR_MAX_CHARS = 500
+"""An error is one line, however large the message it carries."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.func(args)
+    if args.command == "run" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        _interrupted()
+        raise  # unreachable: _interrupted ends the process
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        summary = exc.summary if isinstance(exc, RunFailed) else None
+        if summary is not None:
+            from pipeline.report import short_summary
+
+            print(short_summary(summary))
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        code = _exit_code(exc)
+        print(f"error: {_describe(exc)}" + (hint if code == EXIT_FAILED else ""), file=sys.stderr)
     return code

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_RAW_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy
 
@@ -54,7 +54,9 @@ class RunParameters(BaseModel):
         description=(
             "Which lookups to run: arxiv (papers by ID), arxiv_titles (papers by link text), "
             "hub (Hugging Face repos and collections), paper_pages (HF paper pages and the "
-            "models citing each paper). Entities of a resolver left out get status error."
+            "models citing each paper). Entities of a resolver left out keep their last "
+            "values (stale, or not_found), or are error when they have none, with the "
+            "reason 'not asked in this run'."
         ),
     )
     limit: int | None = Field(
@@ -62,7 +64,16 @@ class RunParameters(BaseModel):
         ge=1,
         description=(
             "Trial runs: ask each resolver about at most this many entities (the first in "
-            "sorted order); the others are listed with status error."
+            "sorted order); the others keep their last values, as for resolvers left out."
+        ),
+    )
+    deadline_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "How long the run may take, waits on rate limits and backoffs included; what is "
+            "still unanswered then keeps its last good values. Default: 360 (6 hours; the "
+            "PIPELINE_RUN_DEADLINE_SECONDS setting)."
         ),
     )
     snapshot_date: date | None = Field(
@@ -82,6 +93,30 @@ class RunParameters(BaseModel):
             "(a demo without internet)."
         ),
     )
+
+    sandbox_faults: str = Field(
+        default="",
+        description=(
+            "Sandbox runs only: faults for the loopback double to inject, e.g. "
+            "`arxiv:503:0.25,hub:5xx:0.2,hub:quota:150,seed:7` (grammar: "
+            "pipeline/sandbox/faults.py). Empty: none."
+        ),
+    )
+
+    @field_validator("sandbox_faults")
+    @classmethod
+    def _faults_parse(cls, spec: str) -> str:
+        if spec:
+            from pipeline.sandbox.faults import faults_from_spec
+
+            faults_from_spec(spec)  # a FaultSpecError (a ValueError) names the bad item
+        return spec
+
+    @model_validator(mode="after")
+    def _faults_need_the_sandbox(self) -> RunParameters:
+        if self.sandbox_faults and not self.sandbox:
+            raise ValueError("sandbox_faults apply to sandbox runs only (sandbox: true)")
+        return self
 
     @property
     def resolved_out_dir(self) -> str:

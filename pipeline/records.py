@@ -196,7 +196,7 @@ class PaperPageRecord:
 
 
 # -- parameter counts (pure) -------------------------------------------------------------
-_UNITS: tuple[tuple[str, int], ...] = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
+UNITS: tuple[tuple[str, int], ...] = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
 
 
 def size_label(params: int) -> str:
@@ -206,17 +206,17 @@ def size_label(params: int) -> str:
         raise ValueError(f"a parameter count cannot be negative: {params}")
     if params < 1000:
         return str(params)
-    for index, (unit, scale) in enumerate(_UNITS):
+    for index, (unit, scale) in enumerate(UNITS):
         if params >= scale:
             value = params / scale
             text = f"{value:.1f}".removesuffix(".0") if value < 10 else str(math.floor(value + 0.5))
             if text == "1000" and index > 0:  # 999.6M rounds up to the next unit: 1B
-                return f"1{_UNITS[index - 1][0]}"
+                return f"1{UNITS[index - 1][0]}"
             return f"{text}{unit}"
     raise AssertionError("unreachable: params >= 1000 matches the K unit")
 
 
-def _utc(value: datetime | None, what: str) -> datetime | None:
+def as_utc(value: datetime | None, what: str) -> datetime | None:
     """A timestamp in UTC; a naive one is refused rather than guessed."""
     if value is None:
         return None

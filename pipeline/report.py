@@ -11,36 +11,70 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from pipeline.records import STATUSES, ApiStats, Document
+from pipeline.records import STATUSES, ApiStats, Document, Status
 
 RunStatus = Literal["ok", "partial", "failed", "dry_run"]
 
-ENTITY_TABLES = ("papers", "models", "repos")
-"""Tables with one row per resolved entity and a `status` column."""
-
-_KEY_COLUMNS = {"papers": "arxiv_id", "models": "repo_id", "repos": "repo_id"}
 UNRESOLVED_ROWS_MAX = 500
 """Table artifacts are for reading; a run with more unresolved rows says how many more."""
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """One lookup's status columns in an entity table (papers have two lookups)."""
+
+    name: str
+    """Its key in `RunSummary.status_counts` and `RunSummary.unresolved`."""
+    label: str
+    """How the report and the run's status reason name it."""
+    table: str
+    key: str
+    """The column that names the entity in `RunSummary.unresolved`."""
+    status: str
+    reason: str
+
+
+LOOKUPS: tuple[Lookup, ...] = (
+    Lookup("papers", "papers", "papers", "arxiv_id", "status", "status_reason"),
+    Lookup(
+        "paper_pages",
+        "papers (paper pages)",
+        "papers",
+        "arxiv_id",
+        "hf_page_status",
+        "hf_page_status_reason",
+    ),
+    Lookup("models", "models", "models", "repo_id", "status", "status_reason"),
+    Lookup("repos", "repos", "repos", "repo_id", "status", "status_reason"),
+)
+"""Every lookup whose statuses a run's status counts."""
+
+_LABELS = {lookup.name: lookup.label for lookup in LOOKUPS}
+_PARTIAL: tuple[Status, ...] = ("stale", "error")
+"""Statuses that make a run partial: what it publishes is not all fresh."""
+
+
 @dataclass
 class RunSummary:
-    """Everything the report shows about one run."""
+    """Everything the report shows about one run. Its repr leaves out the per-document
+    and per-entity lists, which grow with the reading lists."""
 
     run_id: str
     snapshot_date: str
     status: RunStatus = "ok"
     status_reason: str | None = None
+    failed_stages: list[str] = field(default_factory=list)
+    """Resolver stages that failed outright (their entities fell back on last good)."""
     flow_run_id: str | None = None
     out_dir: str = ""
-    documents: list[Document] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list, repr=False)
     links: int = 0
     entities_asked: dict[str, int] = field(default_factory=dict)
     """Distinct entities per resolver (arxiv IDs, titles, hub repos, paper pages)."""
     status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per entity table: rows per status."""
-    unresolved: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Per entity table: rows whose status is not ok (key, status, reason)."""
+    """Per lookup (`LOOKUPS`, by name): rows per status."""
+    unresolved: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    """Per lookup (`LOOKUPS`, by name): rows whose status is not ok (key, status, reason)."""
     api: list[ApiStats] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)
@@ -51,19 +85,19 @@ class RunSummary:
 def summarise_tables(
     tables: dict[str, pa.Table],
 ) -> tuple[dict[str, dict[str, int]], dict[str, list[dict[str, Any]]], dict[str, int]]:
-    """Status counts and unresolved rows of the entity tables, and change counts."""
+    """Status counts and unresolved rows of every lookup (`LOOKUPS`), and change counts."""
     counts: dict[str, dict[str, int]] = {}
     unresolved: dict[str, list[dict[str, Any]]] = {}
-    for name in ENTITY_TABLES:
-        table = tables.get(name)
+    for lookup in LOOKUPS:
+        table = tables.get(lookup.table)
         if table is None:
             continue
-        statuses = table.column("status").to_pylist()
+        statuses = table.column(lookup.status).to_pylist()
         tally = Counter(statuses)
-        counts[name] = {status: tally.get(status, 0) for status in STATUSES}
-        keys = table.column(_KEY_COLUMNS[name]).to_pylist()
-        reasons = table.column("status_reason").to_pylist()
-        unresolved[name] = [
+        counts[lookup.name] = {status: tally.get(status, 0) for status in STATUSES}
+        keys = table.column(lookup.key).to_pylist()
+        reasons = table.column(lookup.reason).to_pylist()
+        unresolved[lookup.name] = [
             {"key": key, "status": status, "reason": reason or ""}
             for key, status, reason in zip(keys, statuses, reasons, strict=True)
             if status != "ok"
@@ -84,12 +118,38 @@ def run_status(
     counts: dict[str, dict[str, int]], failed_stages: list[str], unreadable_documents: int = 0
 ) -> RunStatus:
     """failed when a stage failed outright; partial when a document could not be read or
-    some entity is error or stale (the snapshot is published, but not all of it is fresh)."""
+    some lookup is error or stale (the snapshot is published, but not all of it is fresh)."""
     if failed_stages:
         return "failed"
-    if unreadable_documents or any(c.get("error", 0) or c.get("stale", 0) for c in counts.values()):
+    if unreadable_documents or any(c.get(s, 0) for c in counts.values() for s in _PARTIAL):
         return "partial"
     return "ok"
+
+
+def run_status_reason(
+    counts: dict[str, dict[str, int]],
+    failed_stages: list[str],
+    unreadable_documents: int = 0,
+    restriction: str | None = None,
+) -> str | None:
+    """Why `run_status` is not ok, in one bounded line; None when it is ok:
+    `failed stages: hub; papers: 3 stale, 1 error; papers (paper pages): 22 error;
+    documents: 1 unreadable`. `restriction` (what restricted the run, e.g.
+    `restricted run: --resolvers arxiv hub`) comes first when the run is not ok."""
+    parts = []
+    if failed_stages:
+        parts.append("failed stages: " + ", ".join(failed_stages))
+    for name, tally in counts.items():
+        shown = ", ".join(f"{tally[s]} {s}" for s in _PARTIAL if tally.get(s, 0))
+        if shown:
+            parts.append(f"{_LABELS.get(name, name)}: {shown}")
+    if unreadable_documents:
+        parts.append(f"documents: {unreadable_documents} unreadable")
+    if not parts:
+        return None
+    if restriction:
+        parts.insert(0, restriction)
+    return "; ".join(parts)
 
 
 def markdown_report(summary: RunSummary) -> str:
@@ -114,11 +174,11 @@ def markdown_report(summary: RunSummary) -> str:
         lines += [f"- `{d.name}`: {d.error}" for d in failed_docs]
         lines.append("")
     if summary.status_counts:
-        lines += ["## Entities", "", "| table | " + " | ".join(STATUSES) + " |"]
+        lines += ["## Entities", "", "| lookup | " + " | ".join(STATUSES) + " |"]
         lines.append("|---" * (len(STATUSES) + 1) + "|")
-        for table, counts in summary.status_counts.items():
+        for name, counts in summary.status_counts.items():
             cells = " | ".join(str(counts.get(s, 0)) for s in STATUSES)
-            lines.append(f"| {table} | {cells} |")
+            lines.append(f"| {_LABELS.get(name, name)} | {cells} |")
         lines.append("")
     if summary.entities_asked:
         lines += ["## Asked", ""]
@@ -144,14 +204,11 @@ def markdown_report(summary: RunSummary) -> str:
     else:
         lines.append("- none")
     lines.append("")
-    unresolved_total = sum(len(rows) for rows in summary.unresolved.values())
-    if unresolved_total:
-        lines += [
-            "## Unresolved",
-            "",
-            f"{unresolved_total} entities are not ok; see the `unresolved-*` table artifacts.",
-            "",
-        ]
+    unresolved = {name: len(rows) for name, rows in summary.unresolved.items() if rows}
+    if unresolved:
+        lines += ["## Not ok", ""]
+        lines += [f"- {_LABELS.get(name, name)}: {n}" for name, n in unresolved.items()]
+        lines += ["", "Each lookup's rows are in its `unresolved-*` table artifact.", ""]
     return "\n".join(lines)
 
 
@@ -163,9 +220,9 @@ def short_summary(summary: RunSummary) -> str:
         + (f" ({summary.status_reason})" if summary.status_reason else ""),
         f"  documents: {read} read, {len(summary.documents) - read} failed; links: {summary.links}",
     ]
-    for table, counts in summary.status_counts.items():
+    for name, counts in summary.status_counts.items():
         shown = ", ".join(f"{s} {n}" for s, n in counts.items() if n)
-        parts.append(f"  {table}: {shown or 'none'}")
+        parts.append(f"  {_LABELS.get(name, name)}: {shown or 'none'}")
     for stats in summary.api:
         parts.append(
             f"  {stats.api}: {stats.requests} requests, {stats.from_store} answered from the store"

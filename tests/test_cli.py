@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser, main
+from pipeline.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -102,3 +102,90 @@ def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
 def test_run_rejects_a_zero_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--limit", "0"]) == EXIT_USAGE
     assert "limit" in capsys.readouterr().err
+
+
+# -- errors are one line, with the exit code the README gives ------------------------------
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_extract_to_a_folder_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "list.md").write_text("[x](https://github.com/a/b)\n")
+
+    assert main(["extract", str(tmp_path / "list.md"), "-o", str(tmp_path)]) == EXIT_USAGE
+    assert "is a folder" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("option", ["--out", "--raw"])
+def test_run_into_a_file_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+
+    assert main(["run", "--sandbox", option, str(blocker)]) == EXIT_USAGE
+    assert f"{option} {blocker} is a file" in _one_error_line(capsys.readouterr().err)
+
+
+def test_status_of_a_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+
+    assert main(["status", "--out", str(blocker)]) == EXIT_USAGE
+    assert "is a file" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("extra", [[], ["--prefect"]])
+def test_the_loser_of_the_lock_says_so_once_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    from pipeline.snapshot.store import snapshot_lock
+
+    out = tmp_path / "out"
+    with snapshot_lock(out, "the-other-run"):
+        code = main(["run", "--sandbox", "--out", str(out), "--raw", str(tmp_path), *extra])
+
+    assert code == EXIT_LOCKED
+    assert "the-other-run" in _one_error_line(capsys.readouterr().err)
+
+
+def test_document_names_cannot_forge_log_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "evil\nerror: forged.md").write_bytes(b"\xff\xfe\x00binary")
+    out = tmp_path / "links.parquet"
+
+    assert main(["extract", str(tmp_path), "-o", str(out)]) == EXIT_FAILED
+
+    err = capsys.readouterr().err
+    assert "evil\\nerror: forged.md" in err
+    assert not any(line.startswith("error: forged") for line in err.splitlines())
+
+
+def test_debug_shows_the_traceback_behind_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.night
+
+    def explode(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("x" * 50_000)
+
+    monkeypatch.setattr(pipeline.night, "run_night", explode)
+    argv = ["run", "--sandbox", "--out", str(tmp_path / "o"), "--raw", str(tmp_path / "r")]
+
+    assert main(argv) == EXIT_FAILED
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: RuntimeError: xxx") and len(line) < 600
+    assert "--debug" in line
+
+    assert main([*argv, "--debug"]) == EXIT_FAILED
+    assert "Traceback" in capsys.readouterr().err

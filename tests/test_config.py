@@ -14,7 +14,15 @@ def test_defaults_target_the_real_services_politely() -> None:
     assert settings.hf_token is None
     assert settings.arxiv_delay_seconds >= 3.0
     assert settings.arxiv_batch_size <= 100
-    assert settings.hub_max_requests_per_run < 500
+    # A spent Hub window (five minutes) is waited out; a night has hours to do so.
+    assert settings.run_deadline_seconds == 6 * 3600
+    assert settings.hub_backoff_max_seconds < 300 < settings.run_deadline_seconds
+
+
+def test_there_is_no_per_run_hub_request_budget() -> None:
+    """The quota is read from the Hub's RateLimit headers and waited out (resolve.hub):
+    a budget would only turn into errors what waiting answers."""
+    assert not any("requests_per_run" in name for name in vars(Settings.from_env({})))
 
 
 def test_endpoints_and_token_come_from_the_environment() -> None:
@@ -37,6 +45,7 @@ def test_endpoints_and_token_come_from_the_environment() -> None:
         ("PIPELINE_ARXIV_DELAY_SECONDS", "0.05", "arxiv_delay_seconds", 0.05),
         ("PIPELINE_HUB_CONCURRENCY", "8", "hub_concurrency", 8),
         ("PIPELINE_HUB_TTL_SECONDS", "60", "hub_ttl_seconds", 60.0),
+        ("PIPELINE_RUN_DEADLINE_SECONDS", "90", "run_deadline_seconds", 90.0),
     ],
 )
 def test_numeric_settings_can_be_scaled_by_environment(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.links.extract import DocumentError, Occurrence, extract_document, read_document
+from pipeline.links.extract import DocumentError, Occurrence, decode_document, extract_document
 
 Row = tuple[str, str, int, str, tuple[str, ...], str | None, bool, str]
 """(url, syntax, line, link_text, heading_path, item_date, is_main_link, annotation)"""
@@ -872,10 +872,8 @@ def test_long_lists_are_cut_between_items_only_where_safe(chunk_chars: int) -> N
 # --- Bad and odd input -------------------------------------------------------------------
 
 
-def test_read_document_returns_text_without_bom(tmp_path: Path) -> None:
-    path = tmp_path / "a.md"
-    path.write_bytes("\ufeff# Título\r\n".encode())
-    assert read_document(path, "a.md") == "# Título\r\n"
+def test_decode_document_returns_text_without_bom() -> None:
+    assert decode_document("\ufeff# Título\r\n".encode(), "a.md") == "# Título\r\n"
 
 
 @pytest.mark.parametrize(
@@ -887,25 +885,12 @@ def test_read_document_returns_text_without_bom(tmp_path: Path) -> None:
         ("# hi".encode("utf-16"), "UTF-16 text (byte-order mark at offset 0), not UTF-8"),
     ],
 )
-def test_read_document_rejects_what_is_not_utf8_text(
-    tmp_path: Path, data: bytes, reason: str
-) -> None:
-    path = tmp_path / "bad.md"
-    path.write_bytes(data)
+def test_decode_document_rejects_what_is_not_utf8_text(data: bytes, reason: str) -> None:
     with pytest.raises(DocumentError) as caught:
-        read_document(path, "lists/bad.md")
+        decode_document(data, "lists/bad.md")
     assert caught.value.document == "lists/bad.md"
     assert caught.value.reason == reason
     assert str(caught.value) == f"lists/bad.md: {reason}"
-
-
-@pytest.mark.parametrize("name", ["missing.md", "folder"])
-def test_read_document_reports_unreadable_files(tmp_path: Path, name: str) -> None:
-    (tmp_path / "folder").mkdir()
-    with pytest.raises(DocumentError) as caught:
-        read_document(tmp_path / name, name)
-    assert caught.value.document == name
-    assert caught.value.reason.startswith("cannot read: ")
 
 
 @pytest.mark.parametrize(
@@ -924,7 +909,7 @@ def test_line_numbers_survive_line_endings_and_bom(text: str) -> None:
 def test_crlf_file_end_to_end(tmp_path: Path) -> None:
     path = tmp_path / "list.txt"
     path.write_bytes(b"# T\r\n\r\n- 2024.01 [A](https://a.org)\r\n- [B](https://b.org)\r\n")
-    found = occurrences(read_document(path, "list.txt"))
+    found = occurrences(decode_document(path.read_bytes(), "list.txt"))
     assert [(o.url, o.line, o.item_date) for o in found] == [
         ("https://a.org", 3, "2024-01"),
         ("https://b.org", 4, None),

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_faults
-from test_faults import (
+from nights import (
     NIGHT_2,
     UNREADABLE,
     Rig,
@@ -36,10 +35,6 @@ from pipeline.snapshot.read import read_manifest
 
 TESTS = Path(__file__).resolve().parent
 
-# The rig of the fault suite: its double, night 1, and a copy of night 1 per test.
-sandbox = test_faults.sandbox
-baseline = test_faults.baseline
-rig = test_faults.rig
 
 CONTROL_CHARACTERS = [
     "https://example.com/bell\x07here",
@@ -188,7 +183,7 @@ import json, os, resource, sys
 from datetime import date
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from test_faults import FAST_ENV, run_night
+from nights import FAST_ENV, run_night
 from pipeline.config import RefreshPolicy, Settings
 settings = Settings.from_env({{**os.environ, **FAST_ENV}}).replace(refresh=RefreshPolicy.REFRESH)
 documents = [Path(p) for p in sys.argv[1:]]

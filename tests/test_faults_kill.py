@@ -1,8 +1,8 @@
 """SIGKILL at random points of whole runs: nothing published is ever corrupted or half
 published, and the next run completes, reusing what the killed runs stored.
 
-A child process runs night 2 stage by stage (`test_faults.run_night`, the flow's wiring
-without Prefect's start-up cost) and prints where it stands; the test kills it at a
+A child process runs night 2 (`pipeline.night.run_night`, what the flow and `pipeline run`
+run) and prints where it stands; the test kills it at a
 seeded random moment after a randomly chosen point (extraction, the arXiv and Hub
 lookups, building the tables, publishing), checks everything on disk, and starts the
 next one. Night 2 asks about ~200 entities the raw store does not know, with small
@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from test_faults import (
+from nights import (
     FAST_ENV,
     NIGHT_1,
     NIGHT_2,

@@ -204,7 +204,7 @@ def test_a_run_started_through_the_api_honours_its_parameters(
 def test_a_run_that_breaks_while_building_records_the_failure_and_keeps_the_last_snapshot(
     harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.snapshot import build as snapshot
+    import pipeline.night
 
     first = _run(_params(tmp_path, resolvers=["arxiv"]))
     assert first.published
@@ -213,7 +213,7 @@ def test_a_run_that_breaks_while_building_records_the_failure_and_keeps_the_last
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(snapshot, "build_tables", broken)
+    monkeypatch.setattr(pipeline.night, "build_tables", broken)
     state = mllm_papers(
         _params(tmp_path, resolvers=["arxiv"], snapshot_date=date(2026, 11, 21)), return_state=True
     )

@@ -503,7 +503,13 @@ CASES: list[Case] = [
     Case("https://github.com/foo--bar/baz", "github_repo", "foo--bar/baz", valid=False),
     Case("https://github.com/" + "a" * 40 + "/x", "github_repo", "a" * 40 + "/x", valid=False),
     Case("https://github.com/foo/中文", "github_repo", "foo/中文", valid=False),
-    Case("https://github.com/x/../foo/bar/./issues", "github_repo", "foo/bar", GH + "foo/bar"),
+    Case(
+        "https://github.com/x/../foo/bar/./issues",
+        "github_repo",
+        "foo/bar",
+        GH + "foo/bar/issues",
+        valid=False,
+    ),
     # --- everything else ---
     Case(
         "https://zhuanlan.zhihu.com/p/688215018",
@@ -710,6 +716,76 @@ def test_problem_names_what_is_wrong(url: str, words: list[str]) -> None:
         assert word in got.problem, got.problem
 
 
+# --- paths that climb: dot segments and backslashes name no identifier -----------------
+
+DOTS = "resolve away"
+SLASH = "backslash"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "named", "problem"),
+    [
+        # GitHub: `..` climbs out of what is written; a browser lands on another repo
+        ("github.com/../../etc/passwd", "github_repo", "etc/passwd", DOTS),
+        ("https://github.com/../../etc/passwd", "github_repo", "etc/passwd", DOTS),
+        ("https://github.com/%2e%2e/%2e%2e/etc/passwd", "github_repo", "etc/passwd", DOTS),
+        ("https://github.com/%2E./etc/passwd", "github_repo", "etc/passwd", DOTS),
+        ("https://github.com/.%2E/etc/passwd", "github_repo", "etc/passwd", DOTS),
+        ("https://github.com/./foo/bar", "github_repo", "foo/bar", DOTS),
+        ("https://github.com/foo/bar/../baz", "github_repo", "foo/baz", DOTS),
+        ("https://github.com/foo\\..\\etc/passwd", "github_repo", "foo\\..\\etc/passwd", SLASH),
+        ("https://github.com/foo/bar%5C..%5Cbaz", "github_repo", "foo/bar", SLASH),
+        ("https://github.com/foo/bar%5c", "github_repo", "foo/bar", SLASH),
+        ("https://github.com/foo/bar/../../x/y/raw/f", "github_asset", "x/y", DOTS),
+        ("https://raw.githubusercontent.com/../etc/passwd/f", "github_asset", "etc/passwd", DOTS),
+        ("https://foo.github.io/../bar/", "github_page", "foo.github.io/bar", DOTS),
+        # Hugging Face
+        ("https://huggingface.co/../../etc/passwd", "hf_model", "etc/passwd", DOTS),
+        ("https://huggingface.co/datasets/../../etc/passwd", "hf_model", "etc/passwd", DOTS),
+        ("https://hf.co/datasets/%2e%2e/foo/bar", "hf_model", "foo/bar", DOTS),
+        ("https://huggingface.co/datasets/x/../foo/bar", "hf_dataset", "foo/bar", DOTS),
+        ("https://huggingface.co/spaces/foo/bar/../baz", "hf_space", "foo/baz", DOTS),
+        ("https://huggingface.co/collections/foo/../../Qwen/x", "hf_model", "Qwen/x", DOTS),
+        ("https://huggingface.co/foo/bar/../../x/y/resolve/main/f", "hf_asset", "x/y", DOTS),
+        ("https://huggingface.co/foo/bar\\baz", "hf_model", "foo/bar", SLASH),
+        ("https://huggingface.co/foo%5Cbar/baz", "hf_model", "foo%5Cbar/baz", SLASH),
+        # arXiv, on arxiv.org and wherever an ID is embedded
+        ("https://arxiv.org/abs/../abs/2409.12191", "arxiv", "2409.12191", DOTS),
+        ("https://arxiv.org/abs/2409.12191/../2501.00001", "arxiv", "2501.00001", DOTS),
+        ("https://arxiv.org/abs/2409.12191/%2e%2e/2501.00001", "arxiv", "2501.00001", DOTS),
+        ("https://arxiv.org/abs/2409.12191%5C..", "arxiv", "2409.12191", SLASH),
+        ("https://huggingface.co/papers/../papers/2409.12191", "arxiv", "2409.12191", DOTS),
+        ("https://example.org/x/../arxiv/2409.12191", "arxiv", "2409.12191", DOTS),
+    ],
+)
+def test_paths_that_climb_name_no_identifier(
+    url: str, kind: Kind, named: str, problem: str
+) -> None:
+    """Kept with the kind and the ID (or asset repo) a browser would land on, flagged, so
+    never sent, and with no canonical URL."""
+    got = identify(url)
+    assert (got.kind, got.valid, got.entity_id or got.asset_repo) == (kind, False, named), got
+    assert got.problem is not None and problem in got.problem
+    assert ".." not in got.url_normalized.split("/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/a/../b",  # names no entity: nothing to flag
+        "https://github.com/foo/bar.js",
+        "https://github.com/foo/bar/blob/main/a..b.md",
+        "https://github.com/foo/..bar",
+        "https://huggingface.co/foo/bar.v2/blob/main/..a",
+        "https://arxiv.org/abs/2409.12191?x=../..",
+        "https://github.com/foo/bar#../..",
+    ],
+)
+def test_dots_that_are_not_segments_are_no_problem(url: str) -> None:
+    got = identify(url)
+    assert (got.valid, got.problem) == (True, None), got
+
+
 # --- future arXiv IDs: checked only when a date is injected ----------------------------
 
 
@@ -776,6 +852,20 @@ def test_future_ids_are_flagged_only_against_an_injected_date(
         ("stat/0701001", None),  # stat never had old-style IDs
         ("hep-th/0704001", None),
         ("2409.12191 2409.12192", None),
+        # paths, URLs and escapes are no identifiers
+        ("../2409.12191", None),
+        ("2409.12191/..", None),
+        ("2409.12191/../2501.00001", None),
+        ("hep-th/../9901001", None),
+        ("../hep-th/9901001", None),
+        ("2409%2E12191", None),
+        ("2409.12191%2F..", None),
+        ("2409.12191\\..", None),
+        ("arXiv:../2409.12191", None),
+        ("arxiv.org/abs/2409.12191", None),
+        ("/2409.12191", None),
+        ("2409.12191\n", ("2409.12191", None)),  # outer whitespace, as documented
+        ("2409.12191\nx", None),
     ],
 )
 def test_parse_arxiv_id(text: str, expected: tuple[str, int | None] | None) -> None:
@@ -812,6 +902,24 @@ def test_parse_arxiv_id(text: str, expected: tuple[str, int | None] | None) -> N
         ("", False),
         ("/bar", False),
         ("foo/", False),
+        # dot segments, paths, URLs and escapes are no repo IDs
+        ("..", False),
+        (".", False),
+        ("../bar", False),
+        ("foo/..", False),
+        ("./bar", False),
+        ("foo/.", False),
+        ("../../etc/passwd", False),
+        ("%2e%2e/bar", False),
+        ("foo%2Fbar", False),
+        ("foo\\bar", False),
+        ("foo//bar", False),
+        ("/foo/bar", False),
+        ("https://huggingface.co/foo/bar", False),
+        ("huggingface.co/foo/bar", False),
+        ("datasets/foo/bar", False),
+        ("foo/bar\n", False),
+        (" foo/bar", False),
     ],
 )
 def test_is_valid_hub_repo_id(repo_id: str, valid: bool) -> None:

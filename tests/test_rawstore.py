@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pipeline.resolve.rawstore import RawStore, RawStoreError, StoredResponse, request_key
+from pipeline.config import RefreshPolicy
+from pipeline.records import utc_now
+from pipeline.resolve.rawstore import (
+    Outcome,
+    RawStore,
+    RawStoreCorrupt,
+    RawStoreError,
+    StoredResponse,
+    UnusableBody,
+    request_key,
+)
 
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 
@@ -112,3 +123,143 @@ def test_unusable_root_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(RawStoreError, match="file"):
         RawStore(blocker)
+
+
+# -- nothing read back is trusted blindly --------------------------------------------------
+def test_a_body_that_is_not_the_bytes_stored_is_unusable(tmp_path: Path) -> None:
+    with RawStore(tmp_path) as store:
+        response = _record(store, b"<feed>good</feed>")
+        response.body_path.write_bytes(b"<feed>edited</feed>")
+        (stored,) = store.responses()
+        with pytest.raises(UnusableBody, match=str(response.body_path)) as raised:
+            stored.read()
+    assert "does not match its record" in str(raised.value)
+    assert isinstance(raised.value, OSError)  # every reader handles it as a failed read
+
+
+def test_a_missing_body_is_unusable(tmp_path: Path) -> None:
+    with RawStore(tmp_path) as store:
+        response = _record(store, b"<feed/>")
+        response.body_path.unlink()
+        with pytest.raises(UnusableBody, match=f"{response.body_path}.*unreadable"):
+            response.read()
+
+
+def test_an_intact_body_reads_back(tmp_path: Path) -> None:
+    with RawStore(tmp_path) as store:
+        response = _record(store, b"")  # even an empty one
+        assert response.read() == b""
+
+
+# -- a corrupt index: one clear error, on open and on use --------------------------------
+def _filled(root: Path, answers: int = 2_000) -> Path:
+    with RawStore(root) as store:
+        for n in range(answers):
+            response = store.record(
+                api="hub", endpoint="models", url=f"u{n}", status=200, body=b"{}"
+            )
+            store.mark(response, "model", [f"org/model-{n}"], "ok")
+    index = root / "responses" / "index.sqlite"
+    assert not (root / "responses" / "index.sqlite-wal").exists()  # checkpointed on close
+    return index
+
+
+def _overwrite(index: Path, offset: int, size: int) -> None:
+    with index.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xa5" * size)
+
+
+def test_a_corrupt_index_is_refused_on_open_with_what_to_do(tmp_path: Path) -> None:
+    index = _filled(tmp_path)
+    _overwrite(index, offset=5 * 4096, size=2_000)  # a page of the answers, garbled
+    with pytest.raises(RawStoreCorrupt) as raised:
+        RawStore(tmp_path)
+    message = str(raised.value)
+    assert f"the raw store's index {index} is corrupt" in message
+    assert f"mv {index} {index}.corrupt" in message and "--refresh" in message
+    assert "stored bodies beside it stay" in message
+    assert raised.value.index == index
+    assert isinstance(raised.value, RawStoreError)
+
+
+def test_an_index_that_is_not_a_database_is_refused_on_open(tmp_path: Path) -> None:
+    index = _filled(tmp_path, answers=10)
+    _overwrite(index, offset=0, size=100)  # the header
+    with pytest.raises(RawStoreCorrupt, match="not a database"):
+        RawStore(tmp_path)
+
+
+def test_an_index_corrupted_while_open_is_refused_on_use(tmp_path: Path) -> None:
+    index = _filled(tmp_path)
+    store = RawStore(tmp_path)
+    _overwrite(index, offset=2 * 4096, size=300 * 4096)
+    # Another writer (a second process on the same store) makes the open connection read
+    # the file again rather than its cache.
+    other = sqlite3.connect(index)
+    other.execute("PRAGMA user_version = 7")
+    other.commit()
+    other.close()
+    with pytest.raises(RawStoreCorrupt, match="corrupt"):
+        store.answer("hub", "model", "org/model-1999")
+    with pytest.raises(RawStoreCorrupt):
+        store.responses("hub")
+    with pytest.raises(RawStoreCorrupt):
+        store.mark(
+            store.record(api="hub", endpoint="models", url="u", status=200, body=b"{}"),
+            "model",
+            ["org/new"],
+            "ok",
+        )
+    store.close()
+
+
+def test_moving_the_corrupt_index_aside_keeps_the_bodies_and_starts_afresh(tmp_path: Path) -> None:
+    index = _filled(tmp_path, answers=10)
+    bodies = sorted(p for p in (tmp_path / "responses" / "hub").rglob("*.body"))
+    _overwrite(index, offset=0, size=100)
+    index.rename(index.with_name("index.sqlite.corrupt"))
+    with RawStore(tmp_path) as store:
+        assert store.responses() == []
+    assert sorted(p for p in (tmp_path / "responses" / "hub").rglob("*.body")) == bodies
+
+
+# -- the stored answer a refresh policy may reuse -----------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "age_hours", "outcome", "reused"),
+    [
+        (RefreshPolicy.TTL, 1, "ok", True),
+        (RefreshPolicy.TTL, 30, "ok", False),
+        (RefreshPolicy.TTL, 1, "not_found", True),
+        (RefreshPolicy.TTL, 5, "not_found", False),  # a "not found" is kept for less
+        (RefreshPolicy.REFRESH, 1, "ok", False),
+        (RefreshPolicy.OFFLINE, 10_000, "ok", True),
+        (RefreshPolicy.OFFLINE, 10_000, "not_found", True),
+    ],
+)
+def test_reusable_answer(
+    tmp_path: Path, policy: RefreshPolicy, age_hours: float, outcome: Outcome, reused: bool
+) -> None:
+    ttl = {"ok": 20 * 3600.0, "not_found": 4 * 3600.0}
+    with RawStore(tmp_path) as store:
+        response = _record(store, b"<feed/>", at=utc_now() - timedelta(hours=age_hours))
+        store.mark(response, "paper", ["2409.12191"], outcome)
+        answer = store.reusable_answer("arxiv", "paper", "2409.12191", policy, ttl.__getitem__)
+        assert (answer is not None) is reused
+        assert (
+            store.reusable_answer("arxiv", "paper", "2502.13923", policy, ttl.__getitem__) is None
+        )
+
+
+def test_good_answers_newest_first_and_only_finds(tmp_path: Path) -> None:
+    with RawStore(tmp_path) as store:
+        ids = []
+        for day, (body, outcome) in enumerate([(b"1", "ok"), (b"2", "not_found"), (b"3", "ok")]):
+            response = _record(store, body, at=T0 + timedelta(days=day))
+            store.mark(response, "paper", ["2409.12191"], outcome)  # type: ignore[arg-type]
+            ids.append(response.response_id)
+        same_time = _record(store, b"4", at=T0 + timedelta(days=2))
+        store.mark(same_time, "paper", ["2409.12191"], "ok")
+        found = [a.response.response_id for a in store.good_answers("arxiv", "paper", "2409.12191")]
+        assert found == [same_time.response_id, ids[2], ids[0]]
+        assert list(store.good_answers("arxiv", "paper", "2502.13923")) == []

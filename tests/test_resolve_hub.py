@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,10 +15,17 @@ import pytest
 from fakes import FakeTime
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.records import CollectionItem, HubRepoRecord, RepoRef, size_label
+from pipeline.records import (
+    CollectionItem,
+    HubRepoRecord,
+    PaperPageRecord,
+    RepoRef,
+    size_label,
+)
+from pipeline.resolve.common import Deadline
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.hub_bodies import params_from_name
-from pipeline.resolve.rawstore import RawStore
+from pipeline.resolve.rawstore import RawStore, StoredResponse
 from pipeline.sandbox import Fault, LoggedRequest, Sandbox
 from pipeline.sandbox.hub_api import HubDouble
 
@@ -336,7 +345,7 @@ def test_invalid_ids_are_never_requested(rig: Rig, ref: RepoRef) -> None:
     assert rig.requests() == []
 
 
-# -- rate limits ---------------------------------------------------------------------
+# -- rate limits: one gate for every thread, bounded by the run's deadline -----------------
 def test_429_with_ratelimit_header_waits_t(tmp_path: Path) -> None:
     with open_rig(tmp_path, HubDouble(window_seconds=7, clock=lambda: 0.0)) as rig:
         rig.fault("api", name="rate_limited")
@@ -346,20 +355,170 @@ def test_429_with_ratelimit_header_waits_t(tmp_path: Path) -> None:
         assert rig.sleeps == [pytest.approx(7, abs=0.5)]
 
 
-def test_429_asking_longer_than_the_cap_gives_up_at_once(tmp_path: Path) -> None:
+def test_a_spent_quota_is_waited_out_however_long_its_window_has_to_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reset five minutes away is five times `hub_backoff_max_seconds`: waited all the same."""
+    caplog.set_level(logging.INFO, logger="pipeline.resolve.hub")
     with open_rig(tmp_path, HubDouble(window_seconds=300, clock=lambda: 0.0)) as rig:
+        rig.fault("api", name="rate_limited")
+        record = resolve_one(rig.resolver(hub_backoff_max_seconds=60), QWEN)
+        assert record.status == "ok"
+        assert [r.status for r in rig.requests()] == [429, 200]
+        assert rig.sleeps == [pytest.approx(300, abs=0.5)]
+    assert "hub: quota spent (0 of 500 left), waiting 300 s for the window to reset" in (
+        caplog.messages
+    )
+
+
+def test_every_thread_waits_for_the_reset_together_and_none_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four threads, a quota of 5 per 2-second window: the gate counts what the window has
+    left, so no request goes out that the quota would refuse; each reset is waited once,
+    announced once, for every thread."""
+    caplog.set_level(logging.INFO, logger="pipeline.resolve.hub")
+    double = HubDouble(quota=5, window_seconds=2, synthesize_unknown=True)
+    with open_rig(tmp_path, double) as rig:
+        refs: list[RepoRef] = [("model", f"sample-org/model-{i}") for i in range(8)]
+        resolver = HubResolver(rig.settings(hub_concurrency=4), rig.store)
+        records = resolver.resolve_repos(refs)
+        assert {r.status for r in records.values()} == {"ok"}
+        assert [r.status for r in rig.requests()] == [200] * 8
+        starts = [r.at for r in rig.requests()]
+    waits = [m for m in caplog.messages if m.startswith("hub: quota spent (0 of 5 left)")]
+    assert len(waits) == 1, caplog.messages  # 8 requests, 5 a window: one reset, one message
+    assert re.fullmatch(
+        r"hub: quota spent \(0 of 5 left\), waiting [12] s for the window to reset", waits[0]
+    )
+    assert max(b - a for a, b in itertools.pairwise(starts)) > 0.5  # it did wait
+
+
+def test_a_quota_spent_by_another_job_holds_every_thread_once(tmp_path: Path) -> None:
+    """The quota is shared with other jobs: the first 429 says when the window resets, and
+    no thread asks again before then (those already in flight are answered 429 too)."""
+    fake = FakeTime()
+    double = HubDouble(quota=1_000, window_seconds=40, clock=fake.clock)
+    with open_rig(tmp_path, double) as rig:
+        rig.fault("api", name="rate_limited", times=1)
+        refs: list[RepoRef] = [
+            QWEN,
+            ("model", "microsoft/Florence-2-large"),
+            ("model", "01-ai/Yi-VL-34B"),
+        ]
+        resolver = HubResolver(
+            rig.settings(hub_concurrency=1), rig.store, sleep=fake.sleep, clock=fake.clock
+        )
+        records = resolver.resolve_repos(refs)
+        assert {r.status for r in records.values()} == {"ok"}
+        assert [r.status for r in rig.requests()] == [429, 200, 200, 200]
+        assert fake.sleeps == [40]
+
+
+def test_a_wait_past_the_deadline_is_not_taken(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeTime()
+    with open_rig(tmp_path, HubDouble(window_seconds=300, clock=lambda: 0.0)) as rig:
+        first = resolve_one(rig.resolver(), QWEN)
+        rig.sandbox.reset_log()
         rig.fault("api", times=-1, name="rate_limited")
         refs: list[RepoRef] = [
             QWEN,
             ("model", "microsoft/Florence-2-large"),
             ("model", "01-ai/Yi-VL-34B"),
         ]
-        records = rig.resolver(hub_concurrency=1, hub_backoff_max_seconds=60).resolve_repos(refs)
-        assert {r.status for r in records.values()} == {"error"}
-        reasons = [r.status_reason or "" for r in records.values()]
-        assert all("rate limited" in reason for reason in reasons)
+        resolver = HubResolver(
+            rig.settings(hub_concurrency=1, refresh=RefreshPolicy.REFRESH),
+            rig.store,
+            sleep=fake.sleep,
+            clock=fake.clock,
+            deadline=Deadline(120, clock=fake.clock),
+        )
+        records = resolver.resolve_repos(refs)
         assert len(rig.requests()) == 1  # the others know the window is spent
-        assert rig.sleeps == []
+        assert fake.sleeps == []
+    stale = records[QWEN]
+    assert (stale.status, stale.downloads) == ("stale", first.downloads)
+    assert {r.status for ref, r in records.items() if ref != QWEN} == {"error"}
+    for record in records.values():
+        assert record.status_reason is not None
+        assert "rate limited: quota spent (0 of 500 left)" in record.status_reason
+        assert "would end past the run deadline (run_deadline_seconds=120" in record.status_reason
+    assert any("not waiting" in m and "run deadline" in m for m in caplog.messages)
+
+
+def test_a_backoff_past_the_deadline_is_not_taken(rig: Rig) -> None:
+    fake = FakeTime()
+    rig.fault("status", times=-1, status=503)
+    resolver = HubResolver(
+        rig.settings(hub_backoff_seconds=20.0, hub_backoff_max_seconds=60, hub_max_attempts=4),
+        rig.store,
+        sleep=fake.sleep,
+        clock=fake.clock,
+        deadline=Deadline(5, clock=fake.clock),
+    )
+    record = resolve_one(resolver, QWEN)
+    assert record.status == "error"
+    assert record.status_reason is not None
+    assert re.match(r"HTTP 503; not tried again: a wait of (1\d|20) s", record.status_reason)
+    assert "past the run deadline (run_deadline_seconds=5, 5 s left)" in record.status_reason
+    assert len(rig.requests()) == 1 and fake.sleeps == []
+
+
+def test_nothing_is_asked_once_the_deadline_has_passed(rig: Rig) -> None:
+    first = resolve_one(rig.resolver(), QWEN)
+    rig.sandbox.reset_log()
+    resolver = HubResolver(
+        rig.settings(refresh=RefreshPolicy.REFRESH), rig.store, deadline=Deadline(0)
+    )
+    records = resolver.resolve_repos([QWEN, ("model", "01-ai/Yi-VL-34B")])
+    pages = resolver.resolve_paper_pages(["2409.12191"])
+    assert rig.requests() == []
+    stale = records[QWEN]
+    assert stale.status == "stale" and stale.params_total == first.params_total
+    assert stale.status_reason is not None and stale.status_reason.startswith(
+        "not asked: the run deadline has passed (run_deadline_seconds=0); last good answer from "
+    )
+    assert records[("model", "01-ai/Yi-VL-34B")].status == "error"
+    assert pages["2409.12191"].status == "error"
+
+
+def test_the_default_deadline_is_the_settings_one_from_construction(rig: Rig) -> None:
+    fake = FakeTime()
+    resolver = HubResolver(
+        rig.settings(run_deadline_seconds=30.0), rig.store, sleep=fake.sleep, clock=fake.clock
+    )
+    fake.now += 31
+    record = resolve_one(resolver, QWEN)
+    assert record.status == "error"
+    assert "run_deadline_seconds=30" in (record.status_reason or "")
+    assert rig.requests() == []
+
+
+def test_a_night_cut_short_by_its_deadline_leaves_the_next_one_the_rest(tmp_path: Path) -> None:
+    """Never-asked entities and the oldest answers go first: a list larger than what one
+    night's quota and deadline allow is covered over several nights, not the same first
+    entities every night."""
+    fake = FakeTime()
+    double = HubDouble(quota=2, window_seconds=300, clock=fake.clock)
+    with open_rig(tmp_path, double) as rig:
+        refs: list[RepoRef] = [("model", f"OpenGVLab/InternVL2_5-{s}") for s in INTERNVL_SIZES[:6]]
+        ever_ok: set[RepoRef] = set()
+        for _night in range(3):
+            resolver = HubResolver(
+                rig.settings(refresh=RefreshPolicy.REFRESH, hub_concurrency=1),
+                rig.store,
+                sleep=fake.sleep,
+                clock=fake.clock,
+                deadline=Deadline(100, clock=fake.clock),
+            )
+            records = resolver.resolve_repos(refs)
+            ever_ok |= {ref for ref, record in records.items() if record.status == "ok"}
+            fake.now += 86_400  # the next night: a new window
+        assert ever_ok == set(refs)
+        assert [r.status for r in rig.requests()] == [200] * 6  # never one refused
+        assert fake.sleeps == []
 
 
 def test_429_without_headers_backs_off_exponentially(rig: Rig) -> None:
@@ -374,11 +533,13 @@ def test_429_without_headers_backs_off_exponentially(rig: Rig) -> None:
     assert resolver.stats.by_status == {429: 2, 200: 1}
 
 
-def test_429_with_retry_after_only(rig: Rig) -> None:
+def test_429_with_retry_after_only(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.resolve.hub")
     rig.fault("status", status=429, headers={"retry-after": "3"})
     record = resolve_one(rig.resolver(), QWEN)
     assert record.status == "ok"
     assert rig.sleeps == [pytest.approx(3, abs=0.5)]
+    assert any(m.startswith("hub: HTTP 429 rate limited, waiting 3 s") for m in caplog.messages)
 
 
 def test_slows_down_before_the_window_is_spent(tmp_path: Path) -> None:
@@ -476,44 +637,6 @@ def test_oversize_body_is_refused(rig: Rig) -> None:
     assert record.status_reason is not None
     assert "larger than max_response_bytes=10000" in record.status_reason
     assert len(rig.requests()) == 1
-
-
-# -- budget --------------------------------------------------------------------------
-def test_budget_exhaustion_defers_the_rest(rig: Rig) -> None:
-    refs: list[RepoRef] = [("model", f"OpenGVLab/InternVL2_5-{s}") for s in INTERNVL_SIZES[:5]]
-    records = rig.resolver(hub_max_requests_per_run=3).resolve_repos(refs)
-    statuses = sorted(r.status for r in records.values())
-    assert statuses == ["error", "error", "ok", "ok", "ok"]
-    deferred = [r for r in records.values() if r.status == "error"]
-    assert {r.status_reason for r in deferred} == {"deferred: hub request budget exhausted"}
-    assert len(rig.requests()) == 3
-
-
-def test_a_budget_too_small_for_one_night_covers_every_entity_over_several(rig: Rig) -> None:
-    """Each night asks the never-asked and the oldest answers first, so a list larger than
-    one night's budget is covered in turn instead of the same first entities every night."""
-    refs: list[RepoRef] = [("model", f"OpenGVLab/InternVL2_5-{s}") for s in INTERNVL_SIZES[:6]]
-    ever_ok: set[RepoRef] = set()
-    for _night in range(3):
-        records = rig.resolver(
-            refresh=RefreshPolicy.REFRESH, hub_max_requests_per_run=2
-        ).resolve_repos(refs)
-        ever_ok |= {ref for ref, record in records.items() if record.status == "ok"}
-    assert ever_ok == set(refs)
-    assert len(rig.requests()) == 6
-
-
-def test_budget_exhaustion_with_a_last_good_answer_is_stale(rig: Rig) -> None:
-    first = resolve_one(rig.resolver(), QWEN)
-    again = resolve_one(
-        rig.resolver(refresh=RefreshPolicy.REFRESH, hub_max_requests_per_run=0), QWEN
-    )
-    assert (again.status, again.status_reason) == (
-        "stale",
-        "deferred: hub request budget exhausted",
-    )
-    assert again.params_total == first.params_total
-    assert again.data_fetched_at == first.data_fetched_at
 
 
 # -- the raw store and the refresh policy --------------------------------------------
@@ -816,7 +939,6 @@ def test_streamed_body_without_content_length_is_capped(store: RawStore) -> None
 @pytest.mark.parametrize(
     ("body", "field_name"),
     [
-        (b'{"id":"x/y","likes":-3}', "likes"),
         (b'{"id":"x/y","private":"no"}', "private"),
         (b'{"id":"x/y","gated":"sometimes"}', "gated"),
         (b'{"id":"x/y","createdAt":"yesterday"}', "createdAt"),
@@ -837,3 +959,313 @@ def test_wrong_types_are_errors_naming_the_field(
     assert record.status_reason is not None
     assert f"field '{field_name}'" in record.status_reason
     assert len(seen) == 1
+
+
+# -- hostile or broken answers (HF_ENDPOINT may be a third-party mirror) -------------------
+NIGHT: list[RepoRef] = [
+    QWEN,
+    ("model", "microsoft/Florence-2-large"),
+    ("model", "01-ai/Yi-VL-34B"),
+    ("dataset", "huggingface/documentation-images"),
+    ("collection", INTERNVL),
+]
+JSON = {"content-type": "application/json"}
+
+
+def every_count(record: HubRepoRecord | PaperPageRecord) -> list[int]:
+    if isinstance(record, HubRepoRecord):
+        counts = [record.downloads, record.likes, record.params_total, record.upvotes]
+        counts += [count for _, count in record.params_by_dtype]
+    else:
+        counts = [record.upvotes, record.github_stars, record.num_total_models]
+        for model in record.linked_models:
+            counts += [model.params_total, model.downloads, model.likes]
+    return [count for count in counts if count is not None]
+
+
+@pytest.mark.parametrize("hostile", ["traversal", "absolute", "url"])
+def test_a_hostile_id_costs_only_the_entity_it_touches(rig: Rig, hostile: str) -> None:
+    """A mirror answering Qwen with `"id": "../../../../etc/passwd"`: Qwen gets an error
+    naming the field, the answer is not marked good, the others are untouched; a clean
+    rerun on the same raw store is fully ok and asks again only about Qwen."""
+    rig.fault("api", name=f"hostile_id:{hostile}", match="Qwen2-VL-72B")
+    records = rig.resolver().resolve_repos(NIGHT)
+    bad = records[QWEN]
+    assert (bad.status, bad.repo_id, bad.downloads) == ("error", QWEN[1], None)
+    assert (bad.status_reason or "").startswith("invalid response: field 'id': ")
+    assert {r.status for ref, r in records.items() if ref != QWEN} == {"ok"}
+    keys = {record.repo_id for record in records.values()}
+    assert not any("passwd" in key or "://" in key for key in keys)
+    assert rig.store.answer("hub", "model", QWEN[1]) is None  # kept for the audit, not marked
+    assert [r.status for r in rig.store.responses("hub") if "Qwen2-VL-72B" in r.url] == [200]
+    rig.sandbox.clear_faults()
+    rig.sandbox.reset_log()
+    rerun = rig.resolver().resolve_repos(NIGHT)
+    assert {r.status for r in rerun.values()} == {"ok"}
+    assert rerun[QWEN].repo_id == QWEN[1]
+    assert [r.path for r in rig.requests()] == ["/api/models/Qwen/Qwen2-VL-72B"]
+
+
+def test_a_collection_listing_hostile_items_keeps_only_its_valid_ones(rig: Rig) -> None:
+    rig.fault("api", name="hostile_id:traversal", match="internvl-25")
+    records = rig.resolver().resolve_repos([("collection", INTERNVL)])
+    collection = records[("collection", INTERNVL)]
+    assert (collection.status, collection.items) == ("ok", ())  # every item's id replaced
+    assert (collection.status_reason or "").startswith(
+        "field 'items.0.id' left out: '../../../../etc/passwd' is not an arXiv ID; "
+        "field 'items.1.id' left out: '../../../../etc/passwd' is not a Hub repo ID"
+    )
+    assert list(records) == [("collection", INTERNVL)]  # nothing hostile looked up, or keyed
+    assert [r.path for r in rig.requests()] == [f"/api/collections/{INTERNVL}"]
+
+
+def test_a_hostile_id_with_a_last_good_answer_is_stale(rig: Rig) -> None:
+    first = resolve_one(rig.resolver(), QWEN)
+    rig.fault("api", name="hostile_id:absolute")
+    stale = resolve_one(rig.resolver(refresh=RefreshPolicy.REFRESH), QWEN)
+    assert (stale.status, stale.repo_id, stale.downloads) == ("stale", QWEN[1], first.downloads)
+    assert (stale.status_reason or "").startswith(
+        "invalid response: field 'id': '/etc/passwd' is not a Hub repo ID; last good answer from "
+    )
+
+
+def test_a_hostile_paper_page_costs_only_that_page(rig: Rig) -> None:
+    rig.fault("api", name="hostile_id:traversal", match="2409.12191")
+    pages = rig.resolver().resolve_paper_pages(["2409.12191", "2412.05271"])
+    assert pages["2409.12191"].status == "error"
+    assert "field 'id'" in (pages["2409.12191"].status_reason or "")
+    assert pages["2412.05271"].status == "ok"
+    assert rig.store.answer("hub", "paper", "2409.12191") is None
+    assert rig.store.answer("hub", "paper", "../../../../etc/passwd") is None
+
+
+def test_an_answer_about_another_repo_is_not_taken(rig: Rig) -> None:
+    other = b'{"id": "evil-org/other-model", "downloads": 1}'
+    rig.fault("status", status=200, body=other, headers=JSON, match="Qwen2-VL-72B")
+    record = resolve_one(rig.resolver(), QWEN)
+    assert record.status == "error"
+    assert "is neither the ID asked ('Qwen/Qwen2-VL-72B')" in (record.status_reason or "")
+    assert rig.store.answer("hub", "model", "evil-org/other-model") is None
+
+
+def test_counts_past_int64_cost_only_their_fields(rig: Rig) -> None:
+    """Counts past int64 once failed the whole night while the tables were built, and
+    every rerun within the time-to-live failed again on the stored answer."""
+    rig.fault("api", name="huge_ints", times=-1)
+    records = rig.resolver().resolve_repos(NIGHT)
+    pages = rig.resolver().resolve_paper_pages(["2409.12191", "2412.05271"])
+    everything: list[HubRepoRecord | PaperPageRecord] = [*records.values(), *pages.values()]
+    assert {r.status for r in everything} == {"ok"}
+    qwen = records[QWEN]
+    assert (qwen.downloads, qwen.likes) == (None, None)
+    assert qwen.params_source == "name"  # safetensors' counts overflow: as if absent
+    reason = qwen.status_reason or ""
+    for field_name in ("downloads", "likes", "safetensors.total", "safetensors.parameters"):
+        assert f"field '{field_name}' left out: " in reason
+    assert "field 'upvotes' left out" in (records[("collection", INTERNVL)].status_reason or "")
+    assert "linkedModels.0.numParameters" in (pages["2412.05271"].status_reason or "")
+    for record in everything:
+        assert all(0 <= count <= 2**63 - 1 for count in every_count(record)), record
+    # Stored as good, and read back by the same rules: the rerun from the store is the same.
+    rig.sandbox.clear_faults()
+    again = rig.resolver()
+    assert again.resolve_repos(NIGHT) == records
+    assert again.resolve_paper_pages(["2409.12191", "2412.05271"]) == pages
+    assert again.stats.requests == 0
+
+
+def test_a_case_variant_is_the_repo_asked(store: RawStore) -> None:
+    body = b'{"id": "Qwen/Qwen2-VL-72B", "downloads": 5}'
+    resolver, _seen = mock_resolver(store, lambda _: httpx.Response(200, content=body))
+    record = resolve_one(resolver, ("model", "qwen/qwen2-vl-72b"))
+    assert (record.status, record.requested_id, record.repo_id) == (
+        "ok",
+        "qwen/qwen2-vl-72b",
+        "Qwen/Qwen2-VL-72B",
+    )
+    assert store.answer("hub", "model", "Qwen/Qwen2-VL-72B") is not None
+
+
+@pytest.mark.parametrize(
+    ("final_id", "status"),
+    [("new-org/model-7B", "ok"), ("third-org/model-7B", "error")],
+)
+def test_a_renamed_repo_is_the_one_redirected_to(
+    store: RawStore, final_id: str, status: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/models/old-org/model-7B":
+            return httpx.Response(307, headers={"location": "/api/models/new-org/model-7B"})
+        return httpx.Response(200, content=f'{{"id": "{final_id}"}}'.encode())
+
+    resolver, _ = mock_resolver(store, handler)
+    record = resolve_one(resolver, ("model", "old-org/model-7B"))
+    assert record.status == status
+    if status == "error":
+        assert "nor the one the Hub redirected to" in (record.status_reason or "")
+        assert store.answer("hub", "model", "old-org/model-7B") is None
+
+
+# -- stored answers are read by tonight's rules ------------------------------------------
+def plant(rig: Rig, kind: str, entity_id: str, url: str, body: bytes) -> StoredResponse:
+    """An answer marked good by an older version of the pipeline, before tonight's rules."""
+    response = rig.store.record(
+        api="hub", endpoint=f"{kind}s", url=url, status=200, body=body, headers=JSON
+    )
+    rig.store.mark(response, kind, [entity_id], "ok")
+    return response
+
+
+QWEN_URL = "http://127.0.0.1:1/api/models/Qwen/Qwen2-VL-72B"
+PASSWD = b'{"id": "../../../../etc/passwd", "downloads": 3}'
+
+
+def test_a_stored_answer_that_no_longer_validates_is_asked_again(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    planted = plant(rig, "model", QWEN[1], QWEN_URL, PASSWD)
+    resolver = rig.resolver()
+    record = resolve_one(resolver, QWEN)  # within its time-to-live, yet not trusted
+    assert (record.status, record.repo_id) == ("ok", QWEN[1])
+    assert len(rig.requests()) == 1
+    assert resolver.stats.from_store == 0
+    assert f"stored answer {planted.body_path} unusable, not trusted" in caplog.text
+
+
+def test_offline_never_trusts_a_stored_answer_that_no_longer_validates(rig: Rig) -> None:
+    plant(rig, "model", QWEN[1], QWEN_URL, PASSWD)
+    resolver = rig.resolver(refresh=RefreshPolicy.OFFLINE)
+    record = resolve_one(resolver, QWEN)
+    assert (record.status, record.status_reason) == (
+        "error",
+        "offline: no usable answer in the raw store",
+    )
+    assert rig.requests() == [] and resolver.stats.from_store == 0
+
+
+def test_a_last_good_answer_that_no_longer_validates_is_no_fallback(rig: Rig) -> None:
+    plant(rig, "model", QWEN[1], QWEN_URL, PASSWD)
+    rig.fault("status", status=503, times=-1)
+    record = resolve_one(rig.resolver(refresh=RefreshPolicy.REFRESH, hub_max_attempts=2), QWEN)
+    assert (record.status, record.status_reason) == ("error", "HTTP 503 (gave up after 2 attempts)")
+
+
+def two_good_answers(rig: Rig) -> tuple[HubRepoRecord, StoredResponse]:
+    """Qwen answered once by the Hub, then again (a later night) with a body of its own,
+    which is then edited on disk: (the first night's record, the edited answer)."""
+    first = resolve_one(rig.resolver(), QWEN)
+    answer = rig.store.answer("hub", "model", QWEN[1])
+    assert answer is not None
+    later = plant(rig, "model", QWEN[1], QWEN_URL, answer.response.read() + b" ")
+    later.body_path.write_bytes(later.body_path.read_bytes().replace(b"Qwen", b"Qwem", 1))
+    rig.sandbox.reset_log()
+    return first, later
+
+
+def test_a_tampered_body_is_asked_again(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    _, edited = two_good_answers(rig)
+    resolver = rig.resolver()
+    record = resolve_one(resolver, QWEN)
+    assert record.status == "ok"
+    assert len(rig.requests()) == 1 and resolver.stats.from_store == 0
+    assert f"stored answer {edited.body_path} unusable" in caplog.text
+    assert "does not match its record" in caplog.text
+
+
+def test_offline_falls_back_past_a_tampered_body_on_an_older_good_one(rig: Rig) -> None:
+    first, _ = two_good_answers(rig)
+    resolver = rig.resolver(refresh=RefreshPolicy.OFFLINE)
+    record = resolve_one(resolver, QWEN)
+    assert (record.status, record.downloads, record.data_fetched_at) == (
+        "stale",
+        first.downloads,
+        first.data_fetched_at,
+    )
+    assert (record.status_reason or "").startswith(
+        "offline: no usable answer in the raw store; last good answer from "
+    )
+    assert rig.requests() == [] and resolver.stats.from_store == 0
+
+
+def test_a_failed_lookup_falls_back_past_a_tampered_body(rig: Rig) -> None:
+    first, _ = two_good_answers(rig)
+    rig.fault("status", status=503, times=-1)
+    record = resolve_one(rig.resolver(refresh=RefreshPolicy.REFRESH, hub_max_attempts=2), QWEN)
+    assert (record.status, record.params_total) == ("stale", first.params_total)
+    assert record.data_fetched_at == first.data_fetched_at
+
+
+def test_offline_on_an_empty_store_answers_nothing_from_it(rig: Rig) -> None:
+    """`from_store` counts the entities the store answered, not the rows it could not."""
+    resolver = rig.resolver(refresh=RefreshPolicy.OFFLINE)
+    records = resolver.resolve_repos(MIXED)
+    pages = resolver.resolve_paper_pages(["2409.12191"])
+    assert {r.status for r in records.values()} == {pages["2409.12191"].status} == {"error"}
+    assert (resolver.stats.from_store, resolver.stats.requests) == (0, 0)
+    filled = rig.resolver()
+    filled.resolve_repos(MIXED)
+    filled.resolve_paper_pages(["2409.12191"])
+    again = rig.resolver(refresh=RefreshPolicy.OFFLINE)
+    again.resolve_repos(MIXED)
+    again.resolve_paper_pages(["2409.12191"])
+    # Every entity answered once, from the store: one request each, but the rename's 307.
+    assert again.stats.from_store == filled.stats.requests - 1 > len(MIXED)
+
+
+# -- the rate-limit headers, as the Hub (or a mirror) may send them -----------------------
+@pytest.mark.parametrize(
+    ("headers", "waited", "message"),
+    [
+        ({"ratelimit": '"api";r=0;t=30'}, 30, "hub: quota spent (0 left), waiting 30 s"),
+        (
+            {
+                "ratelimit": '"api";r=0;t=30',
+                "ratelimit-policy": '"fixed window";"api";q=500;w=300',
+            },
+            30,
+            "hub: quota spent (0 of 500 left), waiting 30 s for the window to reset",
+        ),
+        (  # several policies: the "api" one counts
+            {"ratelimit": '"resolvers";r=10;t=5, "api";r=0;t=42'},
+            42,
+            "hub: quota spent (0 left), waiting 42 s",
+        ),
+        # t=0: at least a second, or the retry is refused again
+        ({"ratelimit": '"api";r=0;t=0'}, 1, "hub: quota spent (0 left), waiting 1 s"),
+        (
+            {"retry-after": "7"},
+            7,
+            "hub: HTTP 429 rate limited, waiting 7 s as its Retry-After asks",
+        ),
+        # Calls left: not refused for the quota, so its reset says nothing: back off.
+        ({"ratelimit": '"api";r=3;t=200'}, None, None),
+        ({"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}, None, None),
+        ({"ratelimit": "garbage"}, None, None),
+    ],
+)
+def test_429_header_forms(
+    store: RawStore,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str],
+    waited: float | None,
+    message: str | None,
+) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.resolve.hub")
+    answers = iter([httpx.Response(429, headers=headers), httpx.Response(200, content=MODEL_BODY)])
+    settings = Settings(hf_endpoint="https://hub.test").replace(
+        **FAST, hub_backoff_seconds=2.0, hub_backoff_max_seconds=60.0
+    )
+    sleeps: list[float] = []
+    resolver = HubResolver(
+        settings, store, httpx.MockTransport(lambda _: next(answers)), sleep=sleeps.append
+    )
+    record = resolve_one(resolver, ("model", "new-org/model-7B"))
+    assert record.status == "ok"
+    [slept] = sleeps
+    if waited is None:
+        assert 1.0 <= slept <= 2.0  # the first backoff, with jitter
+        assert not any(m.startswith("hub: ") for m in caplog.messages)
+    else:
+        assert slept == pytest.approx(waited, abs=0.5)
+        assert message is not None
+        assert any(m.startswith(message) for m in caplog.messages), caplog.messages

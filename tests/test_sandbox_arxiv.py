@@ -24,6 +24,7 @@ from pipeline.sandbox.arxiv_api import (
     ArxivDouble,
     SampleAuthor,
     SamplePaper,
+    check_fault_name,
     load_sample_papers,
     malformed_id_feed,
     parse_search_query,
@@ -451,6 +452,14 @@ def test_legacy_error_200_fault(double: ArxivDouble, id_list: str, named: str) -
     )
     assert [c.tag for c in feed] == [c.tag for c in legacy]
     assert [c.tag for c in entry] == [c.tag for c in _entries(legacy)[0]]
+
+
+def test_unknown_fault_names_are_refused(double: ArxivDouble) -> None:
+    with pytest.raises(ValueError, match="unknown arXiv API fault 'empty'"):
+        check_fault_name("empty")
+    fault = Fault(api="arxiv", kind="api", name="rate_limited")  # a Hub fault
+    with pytest.raises(ValueError, match="known: drop_field, empty_page, legacy_error_200"):
+        double.handle(_request("id_list=2409.00001", fault=fault))
 
 
 # -- over HTTP -----------------------------------------------------------------------------

@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from pipeline.sandbox import Fault, Request, Response, Sandbox
-from pipeline.sandbox.hub_api import HubDouble, load_sample, synthetic_model
+from pipeline.sandbox.hub_api import (
+    INT64_MAX,
+    FixedWindow,
+    HubDouble,
+    check_fault_name,
+    load_sample,
+    synthetic_model,
+)
 
 SAMPLES = Path(__file__).parent / "fixtures" / "api-samples"
 SEEDS = Path(__file__).parent.parent / "raw" / "seeds"
@@ -350,6 +357,22 @@ def test_renamed_repo_redirects_relatively_to_its_new_name(double: HubDouble) ->
     assert body_of(get(double, response.headers["location"]))["id"] == "moondream/moondream2"
 
 
+@pytest.mark.parametrize(
+    ("status", "text"),
+    [(301, "Moved Permanently"), (302, "Found"), (308, "Permanent Redirect")],
+)
+def test_rename_status_can_be_any_redirect(status: int, text: str) -> None:
+    response = get(HubDouble(rename_status=status), "/api/models/vikhyatk/moondream2")
+    assert response.status == status
+    assert response.headers["location"] == "/api/models/moondream/moondream2"
+    assert response.body == f"{text}. Redirecting to /api/models/moondream/moondream2".encode()
+
+
+def test_rename_status_must_be_a_redirect() -> None:
+    with pytest.raises(ValueError, match="rename_status"):
+        HubDouble(rename_status=200)
+
+
 def test_disabled_repo_is_a_403(double: HubDouble) -> None:
     response = get(double, "/api/models/sample-org/disabled-model")
     assert response.status == 403
@@ -422,7 +445,8 @@ def test_fixed_window_quota_then_429_then_reset() -> None:
     refused = get(double, path)
     assert refused.status == 429
     assert refused.headers["ratelimit"] == '"api";r=0;t=45'
-    assert refused.headers["retry-after"] == "45"
+    assert refused.headers["ratelimit-policy"] == '"fixed window";"api";q=3;w=60'
+    assert "retry-after" not in refused.headers  # the Hub documents only the RateLimit pair
     clock.now += 45
     again = get(double, path)
     assert again.status == 200
@@ -471,10 +495,132 @@ def test_fault_rate_limited_has_headers_and_bare_has_none(double: HubDouble) -> 
     limited = get(double, "/api/models/Qwen/Qwen2-VL-72B", fault="rate_limited")
     assert limited.status == 429
     assert re.fullmatch(r'"api";r=0;t=\d+', limited.headers["ratelimit"])
-    assert limited.headers["retry-after"].isdigit()
+    assert limited.headers["ratelimit-policy"] == '"fixed window";"api";q=500;w=300'
     bare = get(double, "/api/models/Qwen/Qwen2-VL-72B", fault="rate_limited_bare")
     assert bare.status == 429
     assert not {"ratelimit", "ratelimit-policy", "retry-after"} & set(bare.headers)
+
+
+def test_fault_rate_limited_with_a_reset_is_a_transient_429() -> None:
+    double = HubDouble(clock=Clock())  # 300 s to the window's end
+    limited = get(double, "/api/models/Qwen/Qwen2-VL-72B", fault="rate_limited:3")
+    assert limited.status == 429
+    assert limited.headers["ratelimit"] == '"api";r=0;t=3'
+    assert limited.headers["ratelimit-policy"] == '"fixed window";"api";q=500;w=300'
+    assert "retry-after" not in limited.headers
+    # It counted against the window, like any request.
+    after = get(double, "/api/models/Qwen/Qwen2-VL-72B")
+    assert after.headers["ratelimit"] == '"api";r=498;t=300'
+
+
+def test_fixed_window_with_requests_left_at_the_start() -> None:
+    clock = Clock()
+    window = FixedWindow(5, 10, left=2, clock=clock)
+    assert [window.take() for _ in range(3)] == [(1, 10), (0, 10), (-1, 10)]
+    clock.now += 9.5
+    assert window.take() == (-2, 1)  # never t=0: the Hub's t is whole seconds
+    clock.now += 0.5
+    assert [window.take()[0] for _ in range(6)] == [4, 3, 2, 1, 0, -1]  # the full quota
+
+
+@pytest.mark.parametrize(
+    ("quota", "window", "left"), [(0, 10, None), (5, 0, None), (5, 10, 6), (5, 10, -1)]
+)
+def test_fixed_window_refuses_impossible_settings(
+    quota: int, window: int, left: int | None
+) -> None:
+    with pytest.raises(ValueError, match=r"quota|left"):
+        FixedWindow(quota, window, left=left)
+
+
+# -- hostile answers (the pipeline's validation must refuse them) -----------------------
+@pytest.mark.parametrize(
+    ("path", "values"),
+    [
+        (
+            "/api/models/Qwen/Qwen2-VL-72B",
+            lambda b: [b["downloads"], b["likes"], b["safetensors"]["total"]],
+        ),
+        (
+            "/api/models/mistralai/Mistral-Large-3-675B-Instruct-2512-GGUF",
+            lambda b: [b["downloads"], b["likes"], b["gguf"]["total"]],
+        ),
+        ("/api/datasets/OpenGVLab/MMPR-v1.1", lambda b: [b["downloads"], b["likes"]]),
+        (
+            "/api/papers/2409.12191",
+            lambda b: [b["upvotes"]] + [m["numParameters"] for m in b["linkedModels"]],
+        ),
+        (
+            "/api/collections/OpenGVLab/internvl-25",
+            lambda b: [b["upvotes"]] + [i["downloads"] for i in b["items"] if "downloads" in i],
+        ),
+    ],
+)
+def test_fault_huge_ints_go_past_int64(double: HubDouble, path: str, values: Any) -> None:
+    found = values(body_of(get(double, path, fault="huge_ints")))
+    assert found and all(value > INT64_MAX for value in found)
+
+
+def test_fault_huge_ints_parameter_counts_each_fit_but_their_sum_does_not(
+    double: HubDouble,
+) -> None:
+    body = body_of(get(double, "/api/models/Qwen/Qwen2-VL-72B", fault="huge_ints"))
+    parameters = body["safetensors"]["parameters"]
+    assert len(parameters) >= 2 and all(n <= INT64_MAX for n in parameters.values())
+    assert sum(parameters.values()) == body["safetensors"]["total"] > INT64_MAX
+    # The JSON itself stays valid: an arbitrary-precision reader gets the exact numbers.
+    assert json.loads(get(double, "/api/models/Qwen/Qwen2-VL-72B", fault="huge_ints").body)
+
+
+def test_fault_huge_ints_respects_expand(double: HubDouble) -> None:
+    response = get(
+        double, "/api/models/Qwen/Qwen2-VL-72B", [("expand[]", "likes")], fault="huge_ints"
+    )
+    body = body_of(response)
+    assert set(body) == {"_id", "id", "likes"} and body["likes"] > INT64_MAX
+
+
+@pytest.mark.parametrize(
+    ("form", "hostile"),
+    [
+        ("traversal", "../../../../etc/passwd"),
+        ("absolute", "/etc/passwd"),
+        ("url", "https://evil.example/api/models/x"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("path", "ids"),
+    [
+        ("/api/models/Qwen/Qwen2-VL-72B", lambda b: [b["id"], b["modelId"]]),
+        ("/api/spaces/Qwen/Qwen2.5-VL", lambda b: [b["id"]]),
+        ("/api/papers/2409.12191", lambda b: [b["id"]] + [m["id"] for m in b["linkedModels"]]),
+        ("/api/collections/OpenGVLab/internvl-25", lambda b: [i["id"] for i in b["items"]]),
+    ],
+)
+def test_fault_hostile_id(double: HubDouble, form: str, hostile: str, path: str, ids: Any) -> None:
+    healthy = body_of(get(double, path))
+    body = body_of(get(double, path, fault=f"hostile_id:{form}"))
+    assert set(ids(body)) == {hostile}
+    assert body.get("_id") == healthy.get("_id")  # only the ids the fault names change
+
+
+@pytest.mark.parametrize(
+    ("name", "complaint"),
+    [
+        ("no_such_fault", "unknown Hub API fault"),
+        ("hostile_id", "say which id"),
+        ("hostile_id:home", "say which id"),
+        ("rate_limited:0", "whole seconds"),
+        ("rate_limited:soon", "whole seconds"),
+        ("huge_ints:3", "takes no argument"),
+        ("drop_field:", "name the key"),
+    ],
+)
+def test_unknown_or_malformed_fault_names_are_refused(name: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        check_fault_name(name)
+    with pytest.raises(ValueError, match=complaint):
+        get(HubDouble(), "/api/models/Qwen/Qwen2-VL-72B", fault=name)
 
 
 # -- synthetic models (scale benchmark) -------------------------------------------------

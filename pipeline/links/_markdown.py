@@ -6,17 +6,17 @@ bare-URL autolinks as cmark-gfm finds them (`pipeline.links._autolink`). Every i
 carries the offset where it stands in its block's inline source (`token.meta[POS]`),
 so a link's line is exact wherever it sits in a paragraph.
 
-A long document is parsed in chunks so that memory stays bounded: markdown-it-py
-holds ~45 bytes of tokens per byte of markdown, which for a 50 MB document would be
-gigabytes. A chunk ends before a line that starts in column 0 after a blank line (no
-list item, block quote, table, paragraph or indented code continues across one), or
-before a column-0 bullet item (a long list has no blank lines). Only a few blocks can
-go on across such a line: fenced code and raw HTML blocks, and, before a bullet item,
-anything but a list. A chunk whose parse ends in one is cut before that block (or
-before its top-level list item), which starts the next chunk; if it opens the chunk,
-the chunk grows instead. So every chunk parses as it would within the whole document.
-Reference definitions are document-wide: a multi-chunk document that has any is
-first scanned for them (block parse only).
+A long document is parsed in chunks so that memory stays bounded: markdown-it-py's
+tokens take many times the memory of the markdown they come from, which for a document
+of tens of megabytes would be gigabytes. A chunk ends before a line that starts in
+column 0 after a blank line (no list item, block quote, table, paragraph or indented
+code continues across one), or before a column-0 bullet item (a long list has no blank
+lines). Only a few blocks can go on across such a line: fenced code and raw HTML blocks,
+and, before a bullet item, anything but a list. A chunk whose parse ends in one is cut
+before that block (or before its top-level list item), which starts the next chunk; if
+it opens the chunk, the chunk grows instead. So every chunk parses as it would within
+the whole document. Reference definitions are document-wide: a multi-chunk document that
+has any is first scanned for them (block parse only).
 """
 
 from __future__ import annotations

@@ -5,23 +5,15 @@ Documents are read as GitHub renders them, by a real CommonMark/GFM parser
 spans, HTML comments, YAML front matter or Liquid/Jekyll template tags counts, and a
 link is where GitHub would show one.
 
-Parser choice. Measured here on the five seeds repeated to 4.9 MB (Python 3.11):
-
-- markdown-it-py (CommonMark, GFM tables, plugins for front matter and footnotes, a
-  Python API for inline rules): 0.9-1.05 MB/s for the bare parse;
-- markdown-it-pyrs (Rust port): 3.8 MB/s with source maps, 5.2 MB/s with a tree walk
-  and linkify (the ~16 MB/s quoted for it leaves out building Python nodes); but its
-  linkify is not GitHub's, its source maps are wrong after links in table cells, it
-  takes no custom inline rule, and it is not a declared dependency;
-- pyromark: no GFM bare-URL autolinks at all; a regex scan: 343 MB/s, but no markdown.
-
-markdown-it-py is fast enough for reading lists (the five seeds: ~90 ms) and its rule
-API lets the bare-URL rules run inside the inline parser, where GitHub's do, so a URL
-next to `**`, `)` or CJK text ends where GitHub ends it (`pipeline.links._autolink`). The
-token walk here adds ~0.2x the parse time (target: at most 2x). Documents are parsed
-in 256 KB chunks (`pipeline.links._markdown`), so memory stays ~30 MB above the text itself
-whatever its size: 1 MB and 10 MB documents both peak at +28 MB (tracemalloc); a
-50 MB document takes ~23 s; a million links in one 25 MB list, 42 s and 224 MB RSS.
+Parser choice. markdown-it-py: CommonMark, GFM tables, plugins for front matter and
+footnotes, and a Python API for inline rules, so the bare-URL rules run inside the
+inline parser, where GitHub's do, and a URL next to `**`, `)` or CJK text ends where
+GitHub ends it (`pipeline.links._autolink`). The alternatives fell short on behaviour,
+not only speed: markdown-it-pyrs (its Rust port) has a linkify that is not GitHub's,
+wrong source maps after links in table cells and no custom inline rules; pyromark has
+no GFM bare-URL autolinks; a regex scan reads no markdown. Documents are parsed in
+chunks (`pipeline.links._markdown`), so memory stays bounded whatever a document's size.
+Measurements are in `benchmarks/RESULTS.md`.
 
 Decisions, for the people who read the links table:
 
@@ -59,7 +51,6 @@ import calendar
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from markdown_it.token import Token
@@ -109,15 +100,11 @@ class DocumentError(Exception):
         self.reason = reason
 
 
-def read_document(path: Path, document: str) -> str:
-    """The text of a UTF-8 document; `DocumentError` if it is binary, not UTF-8 or unreadable.
+def decode_document(data: bytes, document: str) -> str:
+    """The text of a UTF-8 document; `DocumentError` if it is binary or not UTF-8.
 
     A UTF-8 byte-order mark is dropped; line ends are left as they are.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(document, f"cannot read: {exc.strerror or exc}") from exc
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DocumentError(document, "UTF-16 text (byte-order mark at offset 0), not UTF-8")
     nul = data.find(b"\x00")

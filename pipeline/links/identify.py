@@ -38,6 +38,11 @@ Decisions (documented here once; README and data contract point to this list):
   copied), dot segments resolved, percent-encoding normalised (unreserved characters
   decoded, everything else UTF-8 encoded), tracking parameters dropped, fragment dropped
   unless it is a `#/` or `#!` client-side route. Hub mirrors become huggingface.co.
+- Paths that do not spell what they lead to: a browser resolves `.` and `..` segments
+  (`%2e` is `.`) and reads a backslash (`\\`, `%5C`) as `/`, so `github.com/../../etc/passwd`
+  leads to the repo `etc/passwd`, which no document named. Such a link keeps the kind and
+  ID a browser would land on, flagged invalid (never sent), with the cleaned URL. Links
+  that name no entity (`other`...) are only cleaned.
 - A link with no scheme and no host is `relative`, kept as written. Exceptions, which are
   not guesses but hosts written without a scheme: `www.` (GFM's own rule: `http://`) and
   the hosts this module classifies (`github.com/...`, `arxiv.org/...`, `huggingface.co/...`:
@@ -52,7 +57,7 @@ Decisions (documented here once; README and data contract point to this list):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from typing import Literal, NamedTuple
@@ -451,6 +456,8 @@ class _Parts(NamedTuple):
     browser does before it asks), otherwise as written."""
     query: str | None
     fragment: str | None
+    path_problem: str | None
+    """Why the path as written does not spell what it names (dot segments, backslashes)."""
 
     @property
     def segments(self) -> list[str]:
@@ -529,6 +536,7 @@ def _parse_absolute(text: str) -> _Parts | str:
         host, host_ascii, port = parsed
         if host is None and scheme in _HOST_REQUIRED:
             return "no host"
+    decoded = _decode_unreserved(path)
     return _Parts(
         text=text,
         scheme=scheme,
@@ -536,9 +544,10 @@ def _parse_absolute(text: str) -> _Parts | str:
         host=host,
         host_ascii=host_ascii,
         port=port,
-        path=_remove_dot_segments(_decode_unreserved(path)),
+        path=_remove_dot_segments(decoded),
         query=match.group("query"),
         fragment=match.group("fragment"),
+        path_problem=_path_problem(decoded),
     )
 
 
@@ -597,6 +606,24 @@ def _encode_unsafe(text: str) -> str:
         return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogatepass"))
 
     return _UNSAFE_RE.sub(encode, text)
+
+
+def _path_problem(path: str) -> str | None:
+    """What makes a path (unreserved escapes decoded) lead elsewhere than it spells.
+
+    A browser resolves `.` and `..` segments (`%2e` is `.`) before it asks, and reads a
+    backslash as `/`: `github.com/../../etc/passwd` is the repo `etc/passwd`, which no
+    document named. Such a path names no identifier as written.
+    """
+    if "\\" in path or "%5C" in path:
+        return "the path has a backslash (`\\` or `%5C`), which browsers read as `/`"
+    for segment in path.split("/"):
+        if segment in (".", ".."):
+            return (
+                f"the path has a `{segment}` segment (`%2e` is `.`), which browsers resolve "
+                "away: it names no identifier as written"
+            )
+    return None
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -1105,6 +1132,17 @@ def _other_without_authority(text: str) -> Identity:
 
 
 def _classify(parts: _Parts, today: date | None) -> Identity:
+    """The identity of an absolute URL; one whose path does not spell it is flagged."""
+    identity = _classify_host(parts, today)
+    if parts.path_problem is None or (identity.entity_id is None and identity.asset_repo is None):
+        return identity
+    base = _HUB_CANONICAL_BASE if identity.kind.startswith("hf_") else None
+    return replace(
+        identity, url_normalized=_clean_url(parts, base), valid=False, problem=parts.path_problem
+    )
+
+
+def _classify_host(parts: _Parts, today: date | None) -> Identity:
     host = parts.host_ascii
     if host is None or parts.scheme not in _HOST_SCHEMES:
         return _other(parts)

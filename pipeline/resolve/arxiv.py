@@ -1,11 +1,9 @@
 """arXiv resolution: batched `id_list` lookups and title searches, answered from the raw
 store when it can, politely from the API when it must.
 
-Pure parts (no network, no disk): `read_feed` (one reading of an arXiv answer, live or
-stored), `paper_record`, `code_urls`, `normalise_title`, `title_phrase`, `match_title`,
-`looks_like_paper_title` and `title_candidates`. `ArxivResolver` is the edge: it sends the
-requests through `arxiv.Client`'s session, keeps every answer in the raw store, and owns
-the retry policy.
+`ArxivResolver` is the edge: it asks through `arxiv_http` (URLs, the run's polite queue,
+one GET), keeps every answer in the raw store, reads answers with `arxiv_feed` and
+matches titles with `titles` (both pure), and owns the retry policy.
 
 How a paper gets its status:
 - ok: arXiv's entry, fetched tonight, or read from a stored answer younger than
@@ -13,15 +11,20 @@ How a paper gets its status:
 - not_found: arXiv answered without an entry for the ID (stored answers of that kind are
   reused for `arxiv_not_found_ttl_seconds`), rejected the ID's format, or our own
   validation refused the ID, which is then never sent;
-- stale: tonight's lookup failed after `arxiv_max_attempts` tries, or arXiv said "no
-  such paper" about a paper it had answered before (its API is known to answer 200 with
-  no results under load); the record carries the last good answer and says why;
+- stale: tonight's lookup failed, or arXiv said "no such paper" about a paper it had
+  answered before (its API is known to answer 200 with no results under load, and arXiv
+  IDs are never reused); the record carries the last good answer and says why;
 - error: the lookup failed and the raw store holds no good answer.
 
-Politeness, across every thread of the process: one request at a time per endpoint,
-`arxiv_delay_seconds` apart; after a 429, a 503, a timeout, a garbled or short answer,
-every thread waits out the exponential backoff (`arxiv_backoff_seconds`, doubling,
-capped at `arxiv_backoff_max_seconds`) before the endpoint is asked again.
+Nothing from arXiv is believed unchecked, live or stored: `arxiv_feed.read_feed` refuses
+a body whose entries' IDs or dates do not parse, an `id_list` answer must answer only IDs
+it was asked, and a stored answer that no longer passes is asked again.
+
+Retries: 429, 5xx, timeouts, garbled, short or incomplete answers are tried again up to
+`arxiv_max_attempts` times, after an exponential backoff (`arxiv_backoff_seconds`,
+doubling, capped at `arxiv_backoff_max_seconds`) that every thread of the run keeps. A
+backoff that would end past the run's deadline is not taken: the run stops asking arXiv,
+and what is left falls back on its last good answers with a reason naming the deadline.
 """
 
 from __future__ import annotations
@@ -30,14 +33,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import arxiv
-import requests
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -47,30 +47,26 @@ from tenacity import (
 )
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.links.documents import Link
 from pipeline.links.identify import parse_arxiv_id
 from pipeline.records import ApiStats, PaperRecord, Status, TitleMatch
-from pipeline.resolve.arxiv_feed import (
-    Feed,
-    FeedError,
-    _candidates,
-    paper_record,
-    read_feed,
-)
+from pipeline.resolve.arxiv_feed import Feed, FeedError, paper_record, read_feed
+from pipeline.resolve.arxiv_http import ArxivHttp, NotAsked, PoliteQueue, Unanswered, asked_ids
 from pipeline.resolve.common import (
-    Breaker,
+    Deadline,
+    LookupFailure,
+    PermanentFailure,
     Progress,
     ProgressCallback,
-    Refused,
-    ServiceUnreachable,
+    TransientFailure,
+    last_good_answer,
+    stale_reason,
 )
 from pipeline.resolve.rawstore import Outcome, RawStore, StoredAnswer, StoredResponse
 from pipeline.resolve.titles import (
     TitleVerdict,
-    _search_phrase,
-    looks_like_paper_title,
     match_title,
     normalise_title,
+    search_phrase,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,171 +88,12 @@ MAX_REJECTIONS_PER_BATCH = 5
 """IDs arXiv may refuse one by one in a batch (each refusal costs a request) before the
 rest of the batch fails: our validation follows arXiv's, so one refusal is already rare."""
 
-_CHUNK_BYTES = 64 * 1024
-
-
-# -- records -----------------------------------------------------------------------------
-
-
-# -- reading arXiv's answers (pure) ------------------------------------------------------
-
-
-# fmt: on
-
-
-# -- titles (pure) -----------------------------------------------------------------------
-
-
-def title_candidates(links: Iterable[Link]) -> list[str]:
-    """Distinct link texts worth a title search, in first-seen order: texts of main links
-    that lead to no paper yet (not arXiv links or mentions, no resolved ID) and look like
-    a paper's title (`looks_like_paper_title`)."""
-    found: dict[str, None] = {}
-    for link in links:
-        if not link.occurrence.is_main_link or link.resolved_arxiv_id is not None:
-            continue
-        if link.identity.kind in ("arxiv", "arxiv_mention"):
-            continue
-        text = " ".join(link.occurrence.link_text.split())
-        if text not in found and looks_like_paper_title(text):
-            found[text] = None
-    return list(found)
-
-
-# -- politeness --------------------------------------------------------------------------
-
-
-class _Throttle:
-    """One request at a time to an endpoint, `delay` apart, with a shared cool-down.
-
-    Module-level per endpoint (`_throttle_for`), not per resolver: Prefect runs tasks in
-    threads, and arXiv's terms count every request from the machine. A backoff after a
-    429 or a 503 holds every thread off, not only the one that got it.
-    """
-
-    def __init__(self) -> None:
-        self._in_flight = threading.Lock()
-        self._state = threading.Lock()
-        self._not_before: float | None = None
-
-    @contextmanager
-    def turn(
-        self, delay_seconds: float, sleep: Callable[[float], None], clock: Callable[[], float]
-    ) -> Iterator[float]:
-        """Wait for this thread's turn; yields the seconds waited. The next turn starts no
-        earlier than `delay_seconds` after this one ends."""
-        with self._in_flight:
-            waited = 0.0
-            while True:
-                with self._state:
-                    target = self._not_before
-                wait = 0.0 if target is None else target - clock()
-                if wait <= 0:
-                    break
-                sleep(wait)
-                waited += wait
-                with self._state:
-                    if self._not_before == target:  # not pushed further while we slept
-                        break
-            try:
-                yield waited
-            finally:
-                self.hold_off(delay_seconds, clock)
-
-    def hold_off(self, seconds: float, clock: Callable[[], float]) -> None:
-        """No request starts before `seconds` from now."""
-        with self._state:
-            at = clock() + seconds
-            if self._not_before is None or at > self._not_before:
-                self._not_before = at
-
-
-_THROTTLES: dict[str, _Throttle] = {}
-_THROTTLES_LOCK = threading.Lock()
-
-
-def _throttle_for(url: str) -> _Throttle:
-    parts = urlsplit(url)
-    key = f"{parts.scheme}://{parts.netloc}".lower()
-    with _THROTTLES_LOCK:
-        return _THROTTLES.setdefault(key, _Throttle())
-
-
-# -- the client --------------------------------------------------------------------------
-
-
-class _Transient(Exception):
-    """A failure worth another try after a backoff (429, 5xx, timeout, garbled answer)."""
-
-
-class _TooLarge(Exception):
-    def __init__(self, status: int, limit: int) -> None:
-        super().__init__(f"HTTP {status} with a body over the {limit}-byte limit")
-        self.status = status
-
 
 @dataclass(frozen=True, slots=True)
 class _Exchange:
     stored: StoredResponse
     status: int
     body: bytes
-
-
-class _Client(arxiv.Client):  # type: ignore[misc]
-    """`arxiv.Client` for its URL format and its session, one request per call.
-
-    `arxiv.Client.results()` retries any non-200 (a 400 too), drops error bodies, pages on
-    its own and sends its own user agent; the resolver needs every answer as received and
-    owns the retry policy, so it asks through `fetch`. `num_retries=0` and
-    `delay_seconds=0` keep the inherited machinery inert should anyone call it.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(page_size=settings.arxiv_batch_size, delay_seconds=0.0, num_retries=0)
-        separator = "&" if "?" in settings.arxiv_api_url else "?"
-        self.query_url_format = settings.arxiv_api_url + separator + "{}"
-        self._session.headers["User-Agent"] = settings.user_agent
-        self.settings = settings
-
-    def url_for(self, search: arxiv.Search) -> str:
-        url: str = self._format_url(search, 0, search.max_results)
-        return url
-
-    def fetch(self, url: str) -> tuple[int, dict[str, str], bytes]:
-        """(status, headers, body) of one GET; `_TooLarge` past `max_response_bytes`."""
-        timeout = self.settings.arxiv_timeout_seconds
-        limit = self.settings.max_response_bytes
-        with self._session.get(
-            url,
-            headers={"User-Agent": self.settings.user_agent},
-            timeout=(timeout, timeout),
-            stream=True,
-            # Only ARXIV_API_URL is asked: a redirect is an answer, never followed.
-            allow_redirects=False,
-        ) as response:
-            body = bytearray()
-            for chunk in response.iter_content(_CHUNK_BYTES):
-                body += chunk
-                if len(body) > limit:
-                    raise _TooLarge(response.status_code, limit)
-            return response.status_code, dict(response.headers), bytes(body)
-
-    def close(self) -> None:
-        self._session.close()
-
-
-def _snippet(body: bytes, limit: int = 120) -> str:
-    text = " ".join(body[: limit * 2].decode("utf-8", "replace").split())
-    return text[:limit] + ("…" if len(text) > limit else "")
-
-
-def _check_endpoint(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"ARXIV_API_URL must be an http(s) URL with a host, not {url!r}")
-
-
-# -- the resolver ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,10 +115,12 @@ class _TitleOutcome:
 
 
 class ArxivResolver:
-    """Resolves arXiv IDs and titles; one instance per run, shared by all tasks.
+    """Resolves arXiv IDs and titles; one instance per run, shared by all its threads,
+    which share its polite queue.
 
-    `sleep` and `clock` are injectable so that tests neither sleep nor depend on timing;
-    `backoffs` lists every backoff chosen, in order.
+    `deadline` bounds every wait (default: `run_deadline_seconds` from now). `sleep` and
+    `clock` are injectable so that tests neither sleep nor depend on timing; `backoffs`
+    lists every backoff chosen, in order.
     """
 
     def __init__(
@@ -289,26 +128,24 @@ class ArxivResolver:
         settings: Settings,
         store: RawStore,
         *,
+        deadline: Deadline | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _check_endpoint(settings.arxiv_api_url)
         if settings.arxiv_batch_size < 1 or settings.arxiv_titles_per_request < 1:
             raise ValueError("arxiv_batch_size and arxiv_titles_per_request must be at least 1")
         self.settings = settings
         self.store = store
         self.stats = ApiStats(api="arxiv")
         self.backoffs: list[float] = []
-        self._sleep = sleep
-        self._clock = clock
-        self._client = _Client(settings)
-        self._throttle = _throttle_for(settings.arxiv_api_url)
-        self._breaker = Breaker("arXiv", settings.arxiv_max_attempts)
+        self.deadline = deadline or Deadline(settings.run_deadline_seconds, clock=clock)
+        self._queue = PoliteQueue(settings.arxiv_delay_seconds, self.deadline, sleep, clock)
+        self._http = ArxivHttp(settings, self._queue, clock=clock)
         self._lock = threading.Lock()
         self._feeds: dict[int, Feed | None] = {}
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     # -- IDs -----------------------------------------------------------------------------
 
@@ -340,7 +177,6 @@ class ArxivResolver:
                 to_ask.append(arxiv_id)
                 continue
             records[arxiv_id] = record
-            self._stats(from_store=1)
             progress.advance(1)
         size = self.settings.arxiv_batch_size
         for start in range(0, len(to_ask), size):
@@ -350,22 +186,22 @@ class ArxivResolver:
         return records
 
     def _paper_from_store(self, arxiv_id: str) -> PaperRecord | None:
-        answer = self._usable_answer(PAPER, arxiv_id)
-        if answer is None:
-            return self._offline_error(arxiv_id)
-        record = self._paper_from_answer(arxiv_id, answer)
-        if record is None:
-            return self._offline_error(arxiv_id, "the stored answer cannot be read")
-        return record
-
-    def _offline_error(self, arxiv_id: str, why: str = "no stored answer") -> PaperRecord | None:
+        """The record a reusable stored answer gives (counted as answered from the store);
+        offline, an error record when there is none; else None: ask arXiv."""
+        answer = self._reusable_answer(PAPER, arxiv_id)
+        record = None if answer is None else self._paper_from_answer(arxiv_id, answer)
+        if record is not None:
+            self._stats(from_store=1)
+            return record
         if self.settings.refresh is RefreshPolicy.OFFLINE:
+            why = "no stored answer" if answer is None else "the stored answer cannot be read"
             return PaperRecord(arxiv_id, "error", f"offline: {why}")
         return None
 
     def _paper_from_answer(self, arxiv_id: str, answer: StoredAnswer) -> PaperRecord | None:
+        """The record a stored answer gives, or None when it no longer reads or validates."""
         feed = self._stored_feed(answer.response)
-        if feed is None:
+        if feed is None or not self._answers(answer.response, feed, arxiv_id):
             return None
         fetched_at = answer.response.fetched_at
         if answer.outcome == "ok":
@@ -376,6 +212,22 @@ class ArxivResolver:
             return paper_record(arxiv_id, entry, fetched_at=fetched_at)
         return self._not_found(arxiv_id, feed.not_found_reason(arxiv_id), fetched_at)
 
+    @staticmethod
+    def _answers(response: StoredResponse, feed: Feed, arxiv_id: str) -> bool:
+        """Whether a stored `id_list` answer was asked about `arxiv_id`, and about every
+        paper it has an entry for (a search answers whatever matched it)."""
+        if response.endpoint != ID_LIST_ENDPOINT:
+            return True
+        asked = asked_ids(response.url)
+        if arxiv_id in asked and feed.answered_ids() <= asked:
+            return True
+        logger.warning(
+            "stored arXiv answer %s does not answer %s as asked; asking again",
+            response.response_id,
+            arxiv_id,
+        )
+        return False
+
     def _ask_ids(self, batch: list[str]) -> dict[str, PaperRecord]:
         done: dict[str, PaperRecord] = {}
         pending = list(batch)
@@ -384,10 +236,12 @@ class ArxivResolver:
             for attempt in self._retrying():
                 with attempt:
                     self._ask_ids_once(pending, done)
-        except (_Transient, Refused) as exc:
-            failure = str(exc)
+        except LookupFailure as exc:
+            failure = exc.reason
         for arxiv_id in pending:
-            done[arxiv_id] = self._failed_paper(arxiv_id, failure)
+            done[arxiv_id] = self._fallback(arxiv_id, failure) or PaperRecord(
+                arxiv_id, "error", failure
+            )
         return done
 
     def _ask_ids_once(self, pending: list[str], done: dict[str, PaperRecord]) -> None:
@@ -395,7 +249,8 @@ class ArxivResolver:
         that ID and asks again for the rest: arXiv fails a whole batch for one bad ID."""
         rejected = 0
         while pending:
-            search = arxiv.Search(id_list=list(pending), max_results=len(pending))
+            asked = list(pending)
+            search = arxiv.Search(id_list=asked, max_results=len(asked))
             exchange = self._exchange(ID_LIST_ENDPOINT, search)
             feed = self._feed_of(exchange)
             fetched_at = exchange.stored.fetched_at
@@ -403,22 +258,30 @@ class ArxivResolver:
                 bad = next((e.rejected_id for e in feed.errors if e.rejected_id in pending), None)
                 message = feed.errors[0].message
                 if bad is None:
-                    raise Refused(f"HTTP {exchange.status}: arXiv refused the request: {message}")
+                    raise PermanentFailure(
+                        f"HTTP {exchange.status}: arXiv refused the request: {message}"
+                    )
                 rejected += 1
                 if rejected > MAX_REJECTIONS_PER_BATCH:
                     # arXiv's rule and ours disagree wholesale: stop spending requests.
-                    raise Refused(f"arXiv rejected {rejected} identifiers in a row ({message})")
+                    raise PermanentFailure(
+                        f"arXiv rejected {rejected} identifiers in a row ({message})"
+                    )
                 self.store.mark(exchange.stored, PAPER, [bad], "not_found")
                 # An ID arXiv answered before is no less valid for being refused tonight.
                 done[bad] = self._not_found(bad, feed.not_found_reason(bad), fetched_at)
                 pending.remove(bad)
                 continue
-            if problem := feed.shortfall(len(pending)):
-                raise _Transient(problem)
+            if unasked := feed.answered_ids() - set(asked):
+                # Not an answer to this request (a proxy's mix-up, or worse): believe none of it.
+                listed = ", ".join(sorted(unasked)[:5])
+                raise TransientFailure(f"arXiv answered IDs it was not asked: {listed}")
+            if problem := feed.shortfall(len(asked)):
+                raise TransientFailure(problem)
             found: list[str] = []
             absent: list[str] = []
             broken: dict[str, tuple[str, ...]] = {}
-            for arxiv_id in pending:
+            for arxiv_id in asked:
                 entry = feed.entry(arxiv_id)
                 if entry is not None:
                     found.append(arxiv_id)
@@ -436,25 +299,23 @@ class ArxivResolver:
             pending[:] = list(broken)
             if broken:
                 described = "; ".join(f"{i} lacks {', '.join(m)}" for i, m in broken.items())
-                raise _Transient(f"incomplete arXiv entries: {described}")
+                raise TransientFailure(f"incomplete arXiv entries: {described}")
 
     def _not_found(self, arxiv_id: str, reason: str, fetched_at: datetime) -> PaperRecord:
         """arXiv's "no such paper" — unless it had the paper before: arXiv IDs are never
         reused or deleted, and its API answers 200 with no results under load."""
-        last = self.store.last_good(API, PAPER, arxiv_id)
-        if last is not None:
-            record = self._paper_from_answer(arxiv_id, last)
-            if record is not None:
-                return _stale(record, f"{reason} tonight", last)
-        return PaperRecord(arxiv_id, "not_found", reason, data_fetched_at=fetched_at)
+        stale = self._fallback(arxiv_id, f"{reason} tonight")
+        return stale or PaperRecord(arxiv_id, "not_found", reason, data_fetched_at=fetched_at)
 
-    def _failed_paper(self, arxiv_id: str, reason: str) -> PaperRecord:
-        last = self.store.last_good(API, PAPER, arxiv_id)
-        if last is not None:
-            record = self._paper_from_answer(arxiv_id, last)
-            if record is not None:
-                return _stale(record, reason, last)
-        return PaperRecord(arxiv_id, "error", reason)
+    def _fallback(self, arxiv_id: str, reason: str) -> PaperRecord | None:
+        """The last good answer about the paper, as a stale record saying why."""
+        last = last_good_answer(
+            self.store, API, PAPER, arxiv_id, lambda a: self._paper_from_answer(arxiv_id, a)
+        )
+        if last is None:
+            return None
+        record, answer = last
+        return replace(record, status="stale", status_reason=stale_reason(reason, answer))
 
     # -- titles --------------------------------------------------------------------------
 
@@ -490,7 +351,6 @@ class ArxivResolver:
             if outcome is None:
                 to_ask.append(query)
             else:
-                self._stats(from_store=1)
                 settle(query, outcome)
         size = self.settings.arxiv_titles_per_request
         queue = deque(to_ask[start : start + size] for start in range(0, len(to_ask), size))
@@ -504,8 +364,10 @@ class ArxivResolver:
         return results
 
     def _title_from_store(self, query: _TitleQuery) -> _TitleOutcome | None:
-        answer = self._usable_answer(TITLE, query.key)
-        if answer is not None and (outcome := self._title_from_answer(query, answer)):
+        answer = self._reusable_answer(TITLE, query.key)
+        outcome = None if answer is None else self._title_from_answer(query, answer)
+        if outcome is not None:
+            self._stats(from_store=1)
             return outcome
         if self.settings.refresh is RefreshPolicy.OFFLINE:
             why = "no stored answer" if answer is None else "the stored answer cannot be read"
@@ -516,7 +378,7 @@ class ArxivResolver:
         feed = self._stored_feed(answer.response)
         if feed is None:
             return None
-        verdict = match_title(query.title, _candidates(feed))
+        verdict = match_title(query.title, feed.titles())
         status: Status = "ok" if verdict.arxiv_id else "not_found"
         return _TitleOutcome(status, verdict, verdict.reason, answer.response.fetched_at)
 
@@ -525,18 +387,20 @@ class ArxivResolver:
     ) -> tuple[dict[str, _TitleOutcome], list[_TitleQuery]]:
         """Outcomes of one search for several titles, and the titles to ask again alone
         (the page was full without their paper, or arXiv refused the combined query)."""
-        query = " OR ".join(f'ti:"{_search_phrase(q.title)}"' for q in batch)
+        query = " OR ".join(f'ti:"{search_phrase(q.title)}"' for q in batch)
         max_results = CANDIDATES_PER_TITLE * len(batch)
         search = arxiv.Search(query=query, max_results=max_results)
         try:
             exchange, feed = self._search(search)
-        except Refused as exc:
+        except NotAsked as exc:  # the run's refusal, not arXiv's: alone, it would be the same
+            return {q.key: self._failed_title(q, exc.reason) for q in batch}, []
+        except PermanentFailure as exc:
             if len(batch) > 1:
                 return {}, batch
-            return {batch[0].key: self._failed_title(batch[0], str(exc))}, []
-        except _Transient as exc:
-            return {q.key: self._failed_title(q, str(exc)) for q in batch}, []
-        candidates = _candidates(feed)
+            return {batch[0].key: self._failed_title(batch[0], exc.reason)}, []
+        except TransientFailure as exc:
+            return {q.key: self._failed_title(q, exc.reason) for q in batch}, []
+        candidates = feed.titles()
         complete = feed.total_results <= len(candidates)
         outcomes: dict[str, _TitleOutcome] = {}
         alone: list[_TitleQuery] = []
@@ -568,42 +432,40 @@ class ArxivResolver:
                 feed = self._feed_of(exchange)
                 if feed.errors:
                     message = feed.errors[0].message
-                    raise Refused(f"HTTP {exchange.status}: arXiv refused the search: {message}")
+                    raise PermanentFailure(
+                        f"HTTP {exchange.status}: arXiv refused the search: {message}"
+                    )
                 if problem := feed.shortfall(search.max_results):
-                    raise _Transient(problem)
+                    raise TransientFailure(problem)
                 if feed.incomplete:
-                    raise _Transient(
+                    raise TransientFailure(
                         f"incomplete arXiv entries: {', '.join(sorted(feed.incomplete))}"
                     )
                 return exchange, feed
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     def _failed_title(self, query: _TitleQuery, reason: str) -> _TitleOutcome:
-        last = self.store.last_good(API, TITLE, query.key)
-        if last is not None:
-            outcome = self._title_from_answer(query, last)
-            if outcome is not None and outcome.status == "ok":
-                when = _when(last.response.fetched_at)
-                reason = f"{reason}; last good answer from {when}"
-                return _TitleOutcome("stale", outcome.verdict, reason, outcome.fetched_at)
-        return _TitleOutcome("error", TitleVerdict(None), reason)
+        def good(answer: StoredAnswer) -> _TitleOutcome | None:
+            outcome = self._title_from_answer(query, answer)
+            return outcome if outcome is not None and outcome.status == "ok" else None
+
+        last = last_good_answer(self.store, API, TITLE, query.key, good)
+        if last is None:
+            return _TitleOutcome("error", TitleVerdict(None), reason)
+        outcome, answer = last
+        return replace(outcome, status="stale", reason=stale_reason(reason, answer))
 
     # -- the edge: store, requests, retries ----------------------------------------------
 
-    def _usable_answer(self, kind: str, key: str) -> StoredAnswer | None:
+    def _reusable_answer(self, kind: str, key: str) -> StoredAnswer | None:
         """The stored answer the refresh policy lets this run reuse, if any."""
-        policy = self.settings.refresh
-        if policy is RefreshPolicy.REFRESH:
-            return None
-        answer = self.store.answer(API, kind, key)
-        if answer is None or policy is RefreshPolicy.OFFLINE:
-            return answer
-        ttl = (
-            self.settings.arxiv_ttl_seconds
-            if answer.outcome == "ok"
-            else self.settings.arxiv_not_found_ttl_seconds
-        )
-        return answer if answer.age_seconds() < ttl else None
+
+        def ttl_seconds(outcome: Outcome) -> float:
+            if outcome == "ok":
+                return self.settings.arxiv_ttl_seconds
+            return self.settings.arxiv_not_found_ttl_seconds
+
+        return self.store.reusable_answer(API, kind, key, self.settings.refresh, ttl_seconds)
 
     def _stored_feed(self, response: StoredResponse) -> Feed | None:
         """A stored body, read once per run (one body answers up to a batch of IDs)."""
@@ -614,7 +476,7 @@ class ArxivResolver:
         try:
             feed = read_feed(response.read())
         except (OSError, FeedError) as exc:
-            logger.warning("stored arXiv answer %s unreadable: %s", response.body_path, exc)
+            logger.warning("stored arXiv answer %s unusable: %s", response.body_path, exc)
             feed = None
         with self._lock:
             self._feeds[response.response_id] = feed
@@ -627,86 +489,77 @@ class ArxivResolver:
             self.store.mark(response, kind, keys, outcome)
 
     def _retrying(self) -> Retrying:
-        settings = self.settings
+        attempts = max(self.settings.arxiv_max_attempts, 1)
+        backoff = wait_exponential(
+            multiplier=self.settings.arxiv_backoff_seconds,
+            max=self.settings.arxiv_backoff_max_seconds,
+        )
+
+        def wait(state: RetryCallState) -> float:
+            seconds: float = backoff(state)
+            if state.attempt_number < attempts:  # else tenacity stops: nothing is waited
+                failure = state.outcome.exception() if state.outcome is not None else None
+                # Every thread keeps the backoff: the next request's turn does the waiting.
+                # Past the run's deadline it is not taken, and the failure is final.
+                self._queue.back_off(seconds, _reason(failure))
+                with self._lock:
+                    self.backoffs.append(seconds)
+                self._stats(retries=1)
+            return seconds
+
         return Retrying(
-            stop=stop_after_attempt(max(settings.arxiv_max_attempts, 1)),
-            wait=wait_exponential(
-                multiplier=settings.arxiv_backoff_seconds, max=settings.arxiv_backoff_max_seconds
-            ),
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._back_off,
+            stop=stop_after_attempt(attempts),
+            wait=wait,
+            retry=retry_if_exception_type(TransientFailure),
+            sleep=_no_sleep,
             before_sleep=_log_retry,
             reraise=True,
         )
 
-    def _back_off(self, seconds: float) -> None:
-        """Tenacity's sleep: the wait is imposed on the endpoint, so every thread keeps it;
-        the next request's turn does the sleeping."""
-        with self._lock:
-            self.backoffs.append(seconds)
-        self._stats(retries=1)
-        self._throttle.hold_off(seconds, self._clock)
-
     def _exchange(self, endpoint: str, search: arxiv.Search) -> _Exchange:
         """One request in this thread's turn; the answer is recorded whatever it is."""
-        url = self._client.url_for(search)
-        timeout = self.settings.arxiv_timeout_seconds
+        url = self._http.url(search)
         try:
-            self._breaker.check()
-        except ServiceUnreachable as exc:
-            raise Refused(str(exc)) from None
-        with self._throttle.turn(
-            self.settings.arxiv_delay_seconds, self._sleep, self._clock
-        ) as waited:
-            started = self._clock()
-            try:
-                status, headers, body = self._client.fetch(url)
-            except requests.Timeout:
-                self._stats(status=0, seconds=waited + self._clock() - started)
-                raise _Transient(f"no answer from arXiv within {timeout:g} s") from None
-            except _TooLarge as exc:
-                self._stats(status=exc.status, seconds=waited + self._clock() - started)
-                raise _Transient(str(exc)) from None
-            except requests.RequestException as exc:
-                self._stats(status=0, seconds=waited + self._clock() - started)
-                reason = f"connection to arXiv failed ({type(exc).__name__})"
-                self._breaker.failure(reason)
-                raise _Transient(reason) from None
-            self._breaker.success()
-            elapsed = self._clock() - started
-            self._stats(status=status, seconds=waited + elapsed)
+            reply = self._http.get(url)
+        except Unanswered as exc:
+            self._stats(status=exc.status, seconds=exc.seconds)
+            raise
+        self._stats(status=reply.status, seconds=reply.seconds)
         stored = self.store.record(
             api=API,
             endpoint=endpoint,
             url=url,
-            status=status,
-            body=body,
-            headers=headers,
-            elapsed_seconds=elapsed,
+            status=reply.status,
+            body=reply.body,
+            headers=reply.headers,
+            elapsed_seconds=reply.elapsed_seconds,
         )
-        return _Exchange(stored, status, body)
+        return _Exchange(stored, reply.status, reply.body)
 
     def _feed_of(self, exchange: _Exchange) -> Feed:
-        """The feed of an answer; `_Transient` or `Refused` when there is none to use."""
+        """The feed of an answer; `TransientFailure` or `PermanentFailure` when there is
+        none to use."""
         status = exchange.status
         if status in (408, 429) or status >= 500:
-            raise _Transient(f"HTTP {status} from arXiv: {_snippet(exchange.body)}")
+            raise TransientFailure(f"HTTP {status} from arXiv: {_snippet(exchange.body)}")
         if 300 <= status < 400:
             location = exchange.stored.headers.get("location", "nowhere")
-            raise Refused(
+            raise PermanentFailure(
                 f"HTTP {status} from arXiv: redirect to {location} not followed; if arXiv has"
                 " moved, set ARXIV_API_URL to its new address"
             )
         if status not in (200, 400):
-            raise Refused(f"HTTP {status} from arXiv: {_snippet(exchange.body)}")
+            raise PermanentFailure(f"HTTP {status} from arXiv: {_snippet(exchange.body)}")
         try:
             feed = read_feed(exchange.body)
         except FeedError as exc:
             if status == 400:
-                raise Refused(f"HTTP 400 from arXiv: {_snippet(exchange.body)}") from None
-            raise _Transient(f"HTTP 200 from arXiv with an unusable body: {exc}") from None
+                raise PermanentFailure(f"HTTP 400 from arXiv: {_snippet(exchange.body)}") from None
+            raise TransientFailure(f"HTTP 200 from arXiv with an unusable body: {exc}") from None
         if status == 400 and not feed.errors:
-            raise Refused(f"HTTP 400 from arXiv without an error entry: {_snippet(exchange.body)}")
+            raise PermanentFailure(
+                f"HTTP 400 from arXiv without an error entry: {_snippet(exchange.body)}"
+            )
         with self._lock:
             self._feeds[exchange.stored.response_id] = feed
         return feed
@@ -727,22 +580,28 @@ class ArxivResolver:
             self.stats.retries += retries
 
 
+def _snippet(body: bytes, limit: int = 120) -> str:
+    text = " ".join(body[: limit * 2].decode("utf-8", "replace").split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _reason(failure: BaseException | None) -> str:
+    return failure.reason if isinstance(failure, LookupFailure) else str(failure)
+
+
+def _no_sleep(seconds: float) -> None:
+    """Tenacity's sleep: the backoff is a hold on the polite queue (see `_retrying`)."""
+
+
 def _log_retry(state: RetryCallState) -> None:
     failure = state.outcome.exception() if state.outcome is not None else None
     wait = state.next_action.sleep if state.next_action is not None else 0.0
     attempt = state.attempt_number
-    logger.warning("arXiv: %s; trying again in %.3g s (attempt %d failed)", failure, wait, attempt)
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _stale(record: PaperRecord, reason: str, last: StoredAnswer) -> PaperRecord:
-    return replace(
-        record,
-        status="stale",
-        status_reason=f"{reason}; last good answer from {_when(last.response.fetched_at)}",
+    logger.warning(
+        "arXiv: %s; trying again after a %.3g s backoff (attempt %d failed)",
+        _reason(failure),
+        wait,
+        attempt,
     )
 
 

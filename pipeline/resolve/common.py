@@ -1,12 +1,18 @@
-"""A circuit breaker for a service that cannot be reached at all.
+"""What the resolvers share: failure classes, the circuit breaker, progress, the capped
+body reader, the last-good fallback and the run deadline.
 
-When a run cannot connect to a service (its name does not resolve, the connection is
-refused or reset), every lookup would otherwise go through all its retries and backoffs:
-with arXiv's politeness that is half an hour of waiting for nothing. After `threshold`
-connection failures in a row the breaker opens, and each later request of the run is
-refused at once with the reason, so its entities fall back on their last good answers
-(stale) straight away. Any answer from the service, whatever its status, closes it again.
-Timeouts and HTTP errors do not count: they are answers from a service that is there.
+The circuit breaker, for a service that cannot be reached at all. When a run cannot
+connect to a service (its name does not resolve, the connection is refused or reset),
+every lookup would otherwise go through all its retries and backoffs, waiting politely
+for nothing. After `threshold` connection failures in a row the breaker opens, and each
+later request of the run is refused at once with the reason, so its entities fall back on
+their last good answers (stale) straight away. Any answer from the service, whatever its
+status, closes it again. Timeouts, HTTP errors and bodies cut short after their headers do
+not count: they come from a service that is there.
+
+The deadline: a run waits out what a service asks it to wait (a spent rate-limit window,
+a backoff) however long, as long as the wait ends before the run must be done; a wait
+that would not is not taken, and what is left falls back on its last good answer.
 """
 
 from __future__ import annotations
@@ -59,17 +65,13 @@ ProgressCallback = Callable[[int, int], None]
 """(done, total): called as lookups complete, so that a flow can show progress."""
 
 
-class Refused(Exception):
-    """A failure another try would repeat (a 4xx arXiv explains, or does not)."""
-
-
 @dataclass
 class Progress:
     callback: ProgressCallback | None
     total: int
     done: int = 0
 
-    def advance(self, count: int) -> None:
+    def advance(self, count: int = 1) -> None:
         self.done += count
         if self.callback is not None and count:
             self.callback(self.done, self.total)
@@ -125,13 +127,14 @@ def last_good_answer(
     entity_id: str,
     read: Callable[[StoredAnswer], T | None],
 ) -> tuple[T, StoredAnswer] | None:
-    """What a failed lookup falls back on: the last answer that found the entity, read
-    by tonight's rules (`read` returns None for one that no longer reads or validates)."""
-    last = store.last_good(api, entity_kind, entity_id)
-    if last is None:
-        return None
-    value = read(last)
-    return None if value is None else (value, last)
+    """What a failed lookup falls back on: the latest answer that found the entity and
+    still reads by tonight's rules (`read` returns None for one whose body is gone or
+    altered, or that no longer validates: then the one before it is tried)."""
+    for last in store.good_answers(api, entity_kind, entity_id):
+        value = read(last)
+        if value is not None:
+            return value, last
+    return None
 
 
 def stale_reason(reason: str, last: StoredAnswer) -> str:
@@ -144,6 +147,8 @@ class Deadline:
     (rate-limit reset, backoff) is taken only when it ends before the deadline."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        """The run's allowance (`Settings.run_deadline_seconds`), for reasons that name it."""
         self._clock = clock
         self._at = clock() + seconds
 
@@ -153,3 +158,10 @@ class Deadline:
     def allows(self, wait_seconds: float) -> bool:
         """Whether a wait of this long ends before the deadline."""
         return wait_seconds < self.remaining_seconds()
+
+    def refusal(self, wait_seconds: float) -> str:
+        """Why a wait is not taken: it would end past the deadline."""
+        return (
+            f"a wait of {wait_seconds:.0f} s would end past the run deadline"
+            f" (run_deadline_seconds={self.seconds:g}, {self.remaining_seconds():.0f} s left)"
+        )

@@ -1,10 +1,11 @@
 """Hugging Face Hub resolution: models, datasets, spaces, collections and paper pages.
 
 One `HubResolver` per run. Each distinct entity is asked at most once per run, and not at
-all when the raw store holds an answer the refresh policy allows (`Settings.refresh`).
-Requests go out on `settings.hub_concurrency` worker threads through one `httpx.Client`
-(`transport` is the testing seam, as in httpx's own design), within a per-run request
-budget that keeps a nightly run under the anonymous quota (500 calls per 5 minutes).
+all when the raw store holds an answer the refresh policy allows (`Settings.refresh`,
+`RawStore.reusable_answer`). Requests go out on `settings.hub_concurrency` worker threads
+through one `httpx.Client` (`transport` is the testing seam, as in httpx's own design).
+Parsing and validating the answers is `hub_bodies` (pure); this module is the edge: HTTP,
+the raw store, retries and waits.
 
 Endpoints (reference: docs Part 2):
 - `GET /api/models/{id}?expand[]=...` asking only for what a `HubRepoRecord` keeps: with
@@ -20,14 +21,32 @@ Endpoints (reference: docs Part 2):
   fields, need pagination, and `/api/arxiv/.../repos` has no documented or captured body.
   A 404 there is normal (nobody cited the paper on the Hub) and recorded as not_found.
 
-What counts as an answer: 200 with a body that validates (ok); 401, 404, and 403 for
-gated or disabled repos (not_found: the Hub answers 401 anonymously for a missing repo and
-hides private ones the same way). Those are never retried. 429 waits as the `RateLimit`
-header says (else `Retry-After`), capped by `hub_backoff_max_seconds`; 408, 5xx, timeouts,
-connection failures and truncated or non-JSON bodies are retried with exponential backoff
-and jitter. A body whose fields have the wrong type is an error naming the field.
-When tonight's lookup fails and the store has an earlier good answer, the record carries
-it with status `stale`.
+What counts as an answer: 200 with a body that validates (ok: its shape, its canonical ID,
+see `hub_bodies`); 401, 404, and 403 for gated or disabled repos (not_found: the Hub
+answers 401 anonymously for a missing repo and hides private ones the same way). Those are
+never retried. 408, 5xx, timeouts, connection failures, truncated or non-JSON bodies and
+429s without a reset time are retried with exponential backoff and jitter, each sleep
+capped by `hub_backoff_max_seconds`. An answer that does not validate is kept in the raw
+store for the audit but never marked as an answer, and answers read back from the store
+are validated again by tonight's rules. When tonight's lookup fails and the store has an
+earlier good answer, the record carries it with status `stale`.
+
+Rate limits (reference §2.8: fixed 5-minute windows, 500 API calls each for an anonymous
+caller, shared by every job on the same token or address). Every Hub answer says in its
+`RateLimit` header how many calls the window has left and when it resets. One gate holds
+every worker thread: when an answer says none are left, or a 429 says when to come back
+(`RateLimit`'s t, else an integer `Retry-After`), no thread sends until then, and the wait
+is logged once. Such waits are bounded by the run's deadline (`Deadline`, from
+`Settings.run_deadline_seconds`), not by a cap per wait: a spent quota is waited out
+however long its window has to run, unless the wait would end past the deadline; then it
+is not taken, and every entity not yet answered falls back on its last good answer
+(stale) or is an error, with a reason naming the deadline.
+
+There is no per-run request budget. One existed to stay under the anonymous quota
+without reading it; now the quota is read and waited out, and a budget would only turn
+into errors entities that waiting would answer. What bounds a night is its deadline.
+Never-asked entities and the oldest answers go first, so that a night cut short by its
+deadline leaves the next one the rest rather than the same first entities every night.
 
 The token (`HF_TOKEN`) is sent as a bearer header and nowhere else: the raw store keeps
 response headers only, and every reason written to a record or a log is scrubbed of it.
@@ -37,6 +56,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -45,14 +65,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.links.identify import is_valid_hub_repo_id, parse_arxiv_id
+from pipeline.links.identify import parse_arxiv_id
 from pipeline.records import (
+    GOOD,
     ApiStats,
     HubRepoRecord,
     PaperPageRecord,
@@ -62,34 +82,36 @@ from pipeline.records import (
 )
 from pipeline.resolve.common import (
     Breaker,
+    Deadline,
     LookupFailure,
     PermanentFailure,
+    Progress,
+    ProgressCallback,
     RateLimited,
     ServiceUnreachable,
     TooLarge,
     TransientFailure,
+    last_good_answer,
     read_capped,
+    stale_reason,
 )
 from pipeline.resolve.hub_bodies import (
-    _B,
-    _Body,
-    _CollectionBody,
-    _DatasetBody,
-    _ModelBody,
-    _paper_record,
-    _PaperBody,
-    _repo_record,
-    _Resolution,
-    _SpaceBody,
-    _validate,
+    Body,
+    BodyT,
+    CollectionBody,
+    DatasetBody,
+    ModelBody,
+    PaperBody,
+    Resolution,
+    SpaceBody,
+    is_sendable_repo_id,
+    paper_record,
+    repo_record,
+    validate_answer,
 )
-from pipeline.resolve.rawstore import RawStore, StoredAnswer, StoredResponse
+from pipeline.resolve.rawstore import Outcome, RawStore, StoredAnswer, StoredResponse
 
 logger = logging.getLogger(__name__)
-
-
-ProgressCallback = Callable[[int, int], None]
-"""Called with (entities done, entities to do) as lookups finish."""
 
 
 _K = TypeVar("_K")
@@ -149,11 +171,11 @@ _ENDPOINTS: dict[str, _Endpoint] = {
     "collection": _Endpoint("collection", "collections"),
     "paper": _Endpoint("paper", "papers"),
 }
-_BODIES: dict[str, type[_Body]] = {
-    "model": _ModelBody,
-    "dataset": _DatasetBody,
-    "space": _SpaceBody,
-    "collection": _CollectionBody,
+_BODIES: dict[str, type[Body]] = {
+    "model": ModelBody,
+    "dataset": DatasetBody,
+    "space": SpaceBody,
+    "collection": CollectionBody,
 }
 
 _API = "hub"
@@ -161,7 +183,10 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 """A rename is one hop; a chain of renames a few. More is a misconfigured server."""
 _REASON_MAX_CHARS = 200
-_BUDGET_EXHAUSTED = "deferred: hub request budget exhausted"
+_SAME_WINDOW_SECONDS = 1.5
+"""How far apart two answers' estimates of their window's end may be and still be of one
+window: `t` is whole seconds, plus the time between the answers."""
+_OFFLINE = "offline: no usable answer in the raw store"
 _EXPANDED_ITEM_TYPES: dict[str, RepoType] = {
     "model": "model",
     "dataset": "dataset",
@@ -180,62 +205,147 @@ class _Answer:
     location: str | None = None
 
 
-class _RateGate:
-    """Holds every worker back while the Hub's rate-limit window is spent."""
+@dataclass(frozen=True, slots=True)
+class _Quota:
+    """What one answer's rate-limit headers say (reference §2.8)."""
+
+    remaining: int | None = None
+    """Calls the window has left (`RateLimit`'s r)."""
+    reset_seconds: float | None = None
+    """Seconds until the window resets (`RateLimit`'s t)."""
+    quota: int | None = None
+    """Calls a window allows (`RateLimit-Policy`'s q)."""
+    window_seconds: int | None = None
+    """How long a window lasts (`RateLimit-Policy`'s w)."""
+
+    @classmethod
+    def of(cls, headers: httpx.Headers) -> _Quota:
+        remaining, reset_seconds = _parse_ratelimit(headers.get("ratelimit"))
+        return cls(remaining, reset_seconds, *_parse_policy(headers.get("ratelimit-policy")))
+
+
+class _QuotaGate:
+    """Every Hub request of the run passes here. It keeps count of what the window has left
+    (the last `RateLimit` heard, less the requests sent since), so that no request goes out
+    that the quota would refuse: when none are left, or a 429 says when to come back, every
+    worker thread waits until then. One wait for all, announced once, and taken only when
+    it ends before the run's deadline.
+
+    The run's first request goes alone: until its answer says what the window has left
+    (the quota may be nearly spent by another job), a burst of every thread could overrun
+    it. When a window resets, its whole quota (`RateLimit-Policy`'s q) is left again."""
 
     def __init__(
-        self, cap_seconds: float, sleep: Callable[[float], None], clock: Callable[[], float]
+        self, deadline: Deadline, sleep: Callable[[float], None], clock: Callable[[], float]
     ) -> None:
-        self._cap_seconds = cap_seconds
+        self._deadline = deadline
         self._sleep = sleep
         self._clock = clock
-        self._lock = threading.Lock()
-        self._resume_at = 0.0
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._first_in_flight = False
+        self._heard = False
+        """Whether any request of the run has been answered (or failed)."""
+        self._left: int | None = None
+        """Calls left in the window, as far as we know; None when we do not."""
+        self._reset_at = 0.0
+        self._quota: int | None = None
+        self._hold_until = 0.0
+        """A 429's wait, when it said how long but not that the window is spent."""
+        self._hold_why = ("", "")
+        self._changes = 0
+        self._announced_until = float("-inf")
 
-    def hold(self, seconds: float) -> None:
-        with self._lock:
-            self._resume_at = max(self._resume_at, self._clock() + seconds)
+    def enter(self) -> None:
+        """Wait until a request may go, and count it as sent; `PermanentFailure` when that
+        is past the run's deadline."""
+        while True:
+            with self._cond:
+                now = self._clock()
+                spent = self._left is not None and self._left <= 0
+                if self._first_in_flight or (spent and now >= self._reset_at and self._in_flight):
+                    # Answers on their way will say what the (new) window has left.
+                    self._cond.wait()
+                    continue
+                if spent and now >= self._reset_at:
+                    self._left = self._quota  # a new window, and none of ours in it yet
+                resume_at, what, until = self._resume()
+                if resume_at <= now:
+                    self._in_flight += 1
+                    self._first_in_flight = not self._heard
+                    if self._left is not None:
+                        self._left -= 1
+                    return
+                delay = resume_at - now
+                changes = self._changes
+                # One wait, announced once: threads hear of one reset a moment apart, and
+                # answers of one window move its end by a second or so.
+                announce = resume_at > self._announced_until + _SAME_WINDOW_SECONDS
+                if announce:
+                    self._announced_until = resume_at
+            if not self._deadline.allows(delay):
+                refusal = self._deadline.refusal(delay)
+                if announce:
+                    logger.warning(
+                        "hub: %s; not waiting: %s; what is not answered yet falls back on its"
+                        " last good answer",
+                        what,
+                        refusal,
+                    )
+                raise PermanentFailure(f"rate limited: {what}; not asked: {refusal}")
+            if announce:
+                logger.info("hub: %s, waiting %d s %s", what, math.ceil(delay), until)
+            self._sleep(delay)
+            with self._cond:
+                if self._changes == changes:
+                    # Waited out; also when `sleep` is a test double that moves no clock. A
+                    # later reset heard meanwhile by another thread is waited next round.
+                    self._hold_until = 0.0
+                    if self._left is not None and self._left <= 0:
+                        self._left = self._quota
 
-    def wait_turn(self) -> None:
-        with self._lock:
-            resume_at = self._resume_at
-        delay = resume_at - self._clock()
-        if delay <= 0:
-            return
-        if delay > self._cap_seconds:
-            raise PermanentFailure(
-                f"rate limited: the Hub's window resets in {delay:.0f} s, more than"
-                f" hub_backoff_max_seconds={self._cap_seconds:g}"
-            )
-        self._sleep(delay)
-        with self._lock:
-            if self._resume_at == resume_at:  # waited out; also when `sleep` is a test double
-                self._resume_at = 0.0
+    def leave(self, heard: _Quota) -> None:
+        """A request is over (answered or not); `heard`: its answer's rate-limit headers."""
+        with self._cond:
+            self._in_flight -= 1
+            self._heard = True
+            self._first_in_flight = False
+            self._cond.notify_all()
+            if heard.remaining is None or heard.reset_seconds is None:
+                return
+            self._quota = heard.quota if heard.quota is not None else self._quota
+            # Requests still in flight may or may not be counted in `remaining`: assume not.
+            left = heard.remaining - self._in_flight
+            reset_at = self._clock() + heard.reset_seconds
+            # Answers of one window put its end within a second of each other (`t` is whole
+            # seconds); the next window ends a whole window later.
+            tolerance = min(_SAME_WINDOW_SECONDS, (heard.window_seconds or 3600) / 2)
+            if self._left is None or reset_at > self._reset_at + tolerance:
+                self._left, self._reset_at = left, reset_at  # the first word of a new window
+            elif reset_at >= self._reset_at - tolerance:
+                self._left = min(self._left, left)  # answers arrive out of order
+                self._reset_at = max(self._reset_at, reset_at)
+            else:
+                return  # from a window already over: it says nothing of this one
+            self._changes += 1
 
+    def hold(self, seconds: float, what: str, until: str) -> None:
+        """No request for `seconds` from now (a 429 said so). `what` is waited out and
+        `until` when, for the log: "HTTP 429 rate limited", "as its Retry-After asks"."""
+        with self._cond:
+            hold_until = self._clock() + seconds
+            if hold_until > self._hold_until:
+                self._hold_until = hold_until
+                self._hold_why = (what, until)
+                self._changes += 1
 
-class _Budget:
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> None:
-        with self._lock:
-            if self._used >= self._limit:
-                raise PermanentFailure(_BUDGET_EXHAUSTED)
-            self._used += 1
-
-
-class _Progress:
-    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
-        self._callback = callback
-        self.total = total
-        self.done = 0
-
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        if self._callback is not None:
-            self._callback(self.done, self.total)
+    def _resume(self) -> tuple[float, str, str]:
+        """When the next request may go, what it waits for, and until when (for the log)."""
+        spent = self._left is not None and self._left <= 0
+        if spent and self._reset_at + _SAME_WINDOW_SECONDS >= self._hold_until:
+            resume_at = max(self._reset_at, self._hold_until)
+            return resume_at, _quota_spent(self._quota), "for the window to reset"
+        return self._hold_until, *self._hold_why
 
 
 class HubResolver:
@@ -249,7 +359,10 @@ class HubResolver:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
+        """`deadline` is the run's, shared with the other resolvers; by default one of
+        `settings.run_deadline_seconds` from now."""
         self.settings = settings
         self.store = store
         self.transport = transport
@@ -259,9 +372,11 @@ class HubResolver:
         self._memo_lock = threading.Lock()
         self._repos: dict[RepoRef, HubRepoRecord] = {}
         self._papers: dict[str, PaperPageRecord] = {}
-        self._gate = _RateGate(settings.hub_backoff_max_seconds, sleep, clock)
+        self._deadline = deadline or Deadline(settings.run_deadline_seconds, clock)
+        self._gate = _QuotaGate(self._deadline, sleep, clock)
+        # Repos and paper pages may be resolved at once (two pools): one bound for both.
+        self._slots = threading.BoundedSemaphore(max(1, settings.hub_concurrency))
         self._breaker = Breaker("the Hugging Face Hub", settings.hub_max_attempts)
-        self._budget = _Budget(settings.hub_max_requests_per_run)
         self._attempts = max(1, settings.hub_max_attempts)
 
     # -- public ------------------------------------------------------------------------
@@ -273,7 +388,7 @@ class HubResolver:
         started = time.monotonic()
         wanted = list(dict.fromkeys(refs))
         results: dict[RepoRef, HubRepoRecord] = {}
-        progress = _Progress(on_progress, len(wanted))
+        progress = Progress(on_progress, len(wanted))
         with self._client() as client:
             self._resolve_refs(client, wanted, results, progress)
             items = [ref for ref in _collection_item_refs(results.values()) if ref not in results]
@@ -289,7 +404,7 @@ class HubResolver:
         canonical, without version)."""
         started = time.monotonic()
         given = list(dict.fromkeys(arxiv_ids))
-        progress = _Progress(on_progress, len(given))
+        progress = Progress(on_progress, len(given))
         results: dict[str, PaperPageRecord] = {}
         by_canonical: dict[str, list[str]] = {}
         for text in given:
@@ -356,7 +471,7 @@ class HubResolver:
         client: httpx.Client,
         refs: list[RepoRef],
         results: dict[RepoRef, HubRepoRecord],
-        progress: _Progress,
+        progress: Progress,
     ) -> None:
         todo: list[RepoRef] = []
         for ref in refs:
@@ -375,15 +490,15 @@ class HubResolver:
     def _stalest_first(
         self, keys: list[_K], entity: Callable[[_K], tuple[_Endpoint | None, str]]
     ) -> list[_K]:
-        """Never-answered entities first, then the oldest answers: when the request budget
-        runs out, tomorrow's run goes on where tonight's stopped instead of asking the same
-        first entities every night."""
+        """Never-answered entities first, then the oldest answers: when the run's deadline
+        cuts a night short (a quota spent again and again), the next run goes on where this
+        one stopped instead of asking the same first entities every night."""
 
         def answered_at(key: _K) -> float:
             endpoint, entity_id = entity(key)
             if endpoint is None:
                 return float("-inf")
-            answer = self.store.answer("hub", endpoint.kind, entity_id)
+            answer = self.store.answer(_API, endpoint.kind, entity_id)
             return float("-inf") if answer is None else answer.answered_at.timestamp()
 
         return sorted(keys, key=answered_at)
@@ -398,7 +513,7 @@ class HubResolver:
                 status="error",
                 status_reason=f"unknown repo type {repo_type!r}",
             )
-        elif not _sendable(repo_id):
+        elif not is_sendable_repo_id(repo_id):
             record = HubRepoRecord(
                 repo_type=repo_type,
                 requested_id=repo_id,
@@ -410,7 +525,7 @@ class HubResolver:
             resolution = self._resolve_entity(
                 client, _ENDPOINTS[repo_type], repo_id, _BODIES[repo_type]
             )
-            record = _repo_record(repo_type, repo_id, resolution)
+            record = repo_record(repo_type, repo_id, resolution)
         self._log_outcome(repo_type, repo_id, record.status, record.status_reason)
         with self._memo_lock:
             self._repos[ref] = record
@@ -425,8 +540,8 @@ class HubResolver:
             known = self._papers.get(arxiv_id)
         if known is not None:
             return known
-        resolution = self._resolve_entity(client, _ENDPOINTS["paper"], arxiv_id, _PaperBody)
-        record = _paper_record(arxiv_id, resolution)
+        resolution = self._resolve_entity(client, _ENDPOINTS["paper"], arxiv_id, PaperBody)
+        record = paper_record(arxiv_id, resolution)
         self._log_outcome("paper", arxiv_id, record.status, record.status_reason)
         with self._memo_lock:
             self._papers[arxiv_id] = record
@@ -434,104 +549,130 @@ class HubResolver:
 
     # -- one entity: store, then the Hub, then the last good answer ----------------------
     def _resolve_entity(
-        self, client: httpx.Client, endpoint: _Endpoint, entity_id: str, body_type: type[_B]
-    ) -> _Resolution[_B]:
-        stored = self._reusable_answer(endpoint.kind, entity_id)
+        self, client: httpx.Client, endpoint: _Endpoint, entity_id: str, body_type: type[BodyT]
+    ) -> Resolution[BodyT]:
+        stored = self.store.reusable_answer(
+            _API, endpoint.kind, entity_id, self.settings.refresh, self._ttl_seconds
+        )
         if stored is not None:
-            resolution = self._from_store(endpoint.kind, stored, body_type)
+            resolution = self._from_store(endpoint, entity_id, stored, body_type)
             if resolution is not None:
                 with self._stats_lock:
                     self.stats.from_store += 1
                 return resolution
         if self.settings.refresh is RefreshPolicy.OFFLINE:
-            return _Resolution("error", "offline: no usable answer in the raw store")
+            return self._fall_back(endpoint, entity_id, body_type, _OFFLINE)
         try:
             answer = self._get(client, endpoint, entity_id)
             if answer.outcome == "not_found":
                 self.store.mark(answer.response, endpoint.kind, [entity_id], "not_found")
-                return _Resolution(
+                return Resolution(
                     "not_found",
                     self._redact(answer.reason or ""),
                     fetched_at=answer.response.fetched_at,
                 )
-            body = _validate(body_type, answer.body)
-        except TransientFailure as exc:
-            failure = f"{exc.reason} (gave up after {self._attempts} attempts)"
+            served = _served_id(endpoint, answer.response.url)
+            body = validate_answer(body_type, answer.body, entity_id, served)
         except LookupFailure as exc:
-            failure = exc.reason
-        else:
-            ids = list(dict.fromkeys([entity_id, body.canonical_id()]))
-            self.store.mark(answer.response, endpoint.kind, ids, "ok")
-            return _Resolution("ok", body=body, fetched_at=answer.response.fetched_at)
-        return self._last_good(endpoint.kind, entity_id, body_type, self._redact(failure))
+            return self._fall_back(endpoint, entity_id, body_type, self._redact(exc.reason))
+        ids = list(dict.fromkeys([entity_id, body.canonical_id()]))
+        self.store.mark(answer.response, endpoint.kind, ids, "ok")
+        return Resolution("ok", body=body, fetched_at=answer.response.fetched_at)
 
-    def _reusable_answer(self, kind: str, entity_id: str) -> StoredAnswer | None:
-        policy = self.settings.refresh
-        if policy is RefreshPolicy.REFRESH:
-            return None
-        answer = self.store.answer(_API, kind, entity_id)
-        if answer is None:
-            return None
-        if policy is RefreshPolicy.TTL and answer.age_seconds() >= self.settings.hub_ttl_seconds:
-            return None
-        return answer
+    def _ttl_seconds(self, outcome: Outcome) -> float:
+        return self.settings.hub_ttl_seconds
 
     def _from_store(
-        self, kind: str, stored: StoredAnswer, body_type: type[_B]
-    ) -> _Resolution[_B] | None:
+        self, endpoint: _Endpoint, entity_id: str, stored: StoredAnswer, body_type: type[BodyT]
+    ) -> Resolution[BodyT] | None:
+        """The stored answer as tonight's rules read it; None when it is unusable."""
+        response = stored.response
         if stored.outcome == "not_found":
             try:
-                body = stored.response.read()
-            except OSError:
-                body = b""
-            response = stored.response
-            reason = _not_found_reason(kind, response.status, response.headers, body)
-            return _Resolution("not_found", self._redact(reason), fetched_at=stored.answered_at)
-        parsed = self._load_stored(stored, body_type)
+                body = response.read()
+            except OSError as exc:
+                self._warn_unusable(endpoint, entity_id, stored, exc)
+                return None
+            reason = _not_found_reason(endpoint.kind, response.status, response.headers, body)
+            return Resolution("not_found", self._redact(reason), fetched_at=response.fetched_at)
+        parsed = self._load_stored(endpoint, entity_id, stored, body_type)
         if parsed is None:
             return None
-        return _Resolution("ok", body=parsed, fetched_at=stored.answered_at)
+        return Resolution("ok", body=parsed, fetched_at=response.fetched_at)
 
-    def _last_good(
-        self, kind: str, entity_id: str, body_type: type[_B], failure: str
-    ) -> _Resolution[_B]:
-        last = self.store.last_good(_API, kind, entity_id)
-        if last is not None:
-            parsed = self._load_stored(last, body_type)
-            if parsed is not None:
-                return _Resolution("stale", failure, parsed, last.answered_at)
-        return _Resolution("error", failure)
+    def _fall_back(
+        self, endpoint: _Endpoint, entity_id: str, body_type: type[BodyT], failure: str
+    ) -> Resolution[BodyT]:
+        """Tonight's lookup failed: the last good answer that still validates (stale), else
+        an error."""
+        found = last_good_answer(
+            self.store,
+            _API,
+            endpoint.kind,
+            entity_id,
+            lambda last: self._load_stored(endpoint, entity_id, last, body_type),
+        )
+        if found is None:
+            return Resolution("error", failure)
+        body, last = found
+        return Resolution(
+            "stale", stale_reason(failure, last), body, fetched_at=last.response.fetched_at
+        )
 
-    def _load_stored(self, stored: StoredAnswer, body_type: type[_B]) -> _B | None:
+    def _load_stored(
+        self, endpoint: _Endpoint, entity_id: str, stored: StoredAnswer, body_type: type[BodyT]
+    ) -> BodyT | None:
+        """A stored good answer, validated again; None (and a warning) when its body is
+        gone, not the bytes stored, or rejected by tonight's rules: asked again, or not
+        used, never trusted."""
+        response = stored.response
         try:
-            return _validate(body_type, stored.response.read())
-        except (OSError, LookupFailure) as exc:
-            # An unreadable body, or one tonight's rules reject: ask again rather than trust it.
-            logger.warning(
-                "raw store answer %s (%s) unusable: %s",
-                stored.response.response_id,
-                stored.response.url,
-                exc,
+            return validate_answer(
+                body_type, response.read(), entity_id, _served_id(endpoint, response.url)
             )
+        except (OSError, LookupFailure) as exc:
+            self._warn_unusable(endpoint, entity_id, stored, exc)
             return None
+
+    def _warn_unusable(
+        self, endpoint: _Endpoint, entity_id: str, stored: StoredAnswer, problem: Exception
+    ) -> None:
+        logger.warning(
+            "hub %s %s: stored answer %s unusable, not trusted: %s",
+            endpoint.kind,
+            entity_id,
+            stored.response.body_path,
+            self._redact(str(problem)),
+        )
 
     # -- HTTP --------------------------------------------------------------------------
     def _get(self, client: httpx.Client, endpoint: _Endpoint, entity_id: str) -> _Answer:
+        """The answer, after up to `hub_max_attempts` tries; a transient failure is tried
+        again after a backoff, or after the quota gate's wait, when it ends in time."""
         path = f"/api/{endpoint.collection}/" + "/".join(
             quote(segment, safe="") for segment in entity_id.split("/")
         )
         params = httpx.QueryParams([("expand[]", prop) for prop in endpoint.expand])
         url = client.build_request("GET", path, params=params).url
-        retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._backoff,
-            retry=retry_if_exception_type(TransientFailure),
-            sleep=self._retry_sleep,
-            before_sleep=self._note_retry,
-            reraise=True,
-        )
-        answer: _Answer = retrying(self._get_following_redirects, client, endpoint, url)
-        return answer
+        attempt = 1
+        while True:
+            try:
+                return self._get_following_redirects(client, endpoint, url)
+            except TransientFailure as exc:
+                if attempt >= self._attempts:
+                    raise TransientFailure(
+                        f"{exc.reason} (gave up after {attempt} attempts)"
+                    ) from None
+                wait = self._backoff_seconds(exc, attempt)
+                if not self._deadline.allows(wait):
+                    raise PermanentFailure(
+                        f"{exc.reason}; not tried again: {self._deadline.refusal(wait)}"
+                    ) from None
+                with self._stats_lock:
+                    self.stats.retries += 1
+                if wait > 0:
+                    self._sleep(wait)
+                attempt += 1
 
     def _get_following_redirects(
         self, client: httpx.Client, endpoint: _Endpoint, url: httpx.URL
@@ -553,7 +694,7 @@ class HubResolver:
         target = url.join(location)
         base = client.base_url
         if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            # Never carry the token (or our budget) to another host.
+            # Never carry the token to another host (nor count its quota as the Hub's).
             raise PermanentFailure(f"redirect to another host refused: {target.host}")
         if not httpx.URL(location).query:
             # The Hub's rename redirects give the new path only; keep what we asked for.
@@ -565,12 +706,24 @@ class HubResolver:
             self._breaker.check()
         except ServiceUnreachable as exc:
             raise PermanentFailure(str(exc)) from None
-        self._gate.wait_turn()
-        self._budget.take()
+        if self._deadline.remaining_seconds() <= 0:
+            raise PermanentFailure(
+                f"not asked: the run deadline has passed (run_deadline_seconds="
+                f"{self._deadline.seconds:g})"
+            )
+        with self._slots:
+            return self._send_one(client, endpoint, url)
+
+    def _send_one(self, client: httpx.Client, endpoint: _Endpoint, url: httpx.URL) -> _Answer:
+        self._gate.enter()
+        heard = _Quota()
+        answered_status: int | None = None
         started = time.monotonic()
         limit = self.settings.max_response_bytes
         try:
             with client.stream("GET", url) as response:
+                answered_status = response.status_code
+                heard = _Quota.of(response.headers)
                 try:
                     body = read_capped(response, limit)
                 except TooLarge as exc:
@@ -588,17 +741,22 @@ class HubResolver:
             ) from exc
         except httpx.TransportError as exc:
             self._count(0)
+            if answered_status is not None:
+                # The Hub answered, and the body was cut short: a service that is there.
+                self._breaker.success()
+                raise TransientFailure(
+                    f"HTTP {answered_status} with its body cut short: {type(exc).__name__}: {exc}"
+                ) from exc
             reason = f"connection failed: {type(exc).__name__}: {exc}"
             self._breaker.failure(reason)
             raise TransientFailure(reason) from exc
+        finally:
+            self._gate.leave(heard)
         self._breaker.success()
         status = response.status_code
         self._count(status)
         stored = self._record(endpoint, response, body, started)
         headers = {name.lower(): value for name, value in response.headers.items()}
-        remaining, reset_seconds = _parse_ratelimit(headers.get("ratelimit"))
-        if remaining == 0 and reset_seconds is not None:
-            self._gate.hold(reset_seconds)  # the next request would be refused: slow down now
         if status == 200:
             try:
                 json.loads(body)
@@ -625,12 +783,15 @@ class HubResolver:
         message = _error_message(headers, body)
         detail = f": {message}" if message else ""
         if status == 429:
-            wait = _rate_limit_wait(headers, reset_seconds)
+            wait = _rate_limit_wait(headers, heard)
             if wait is not None:
                 # At least a second: `t` is whole seconds, and a window that resets in 0.4 s
                 # says t=0; retrying at once would only be refused again.
                 wait = max(wait, 1.0)
-                self._gate.hold(wait)
+                if heard.reset_seconds is not None and not heard.remaining:
+                    self._gate.hold(wait, _quota_spent(heard.quota), "for the window to reset")
+                else:
+                    self._gate.hold(wait, "HTTP 429 rate limited", "as its Retry-After asks")
             raise RateLimited(f"HTTP 429 rate limited{detail}", wait)
         if status == 408 or status >= 500:
             raise TransientFailure(f"HTTP {status}{detail}")
@@ -654,24 +815,15 @@ class HubResolver:
             elapsed_seconds=time.monotonic() - started,
         )
 
-    def _backoff(self, state: RetryCallState) -> float:
-        failure = state.outcome.exception() if state.outcome is not None else None
+    def _backoff_seconds(self, failure: TransientFailure, attempt: int) -> float:
         if isinstance(failure, RateLimited) and failure.wait_seconds is not None:
-            return 0.0  # the rate gate waits, and holds every other worker back too
+            return 0.0  # the quota gate waits, and holds every other worker back too
         ceiling = min(
-            self.settings.hub_backoff_seconds * float(2 ** (state.attempt_number - 1)),
+            self.settings.hub_backoff_seconds * float(2 ** (attempt - 1)),
             self.settings.hub_backoff_max_seconds,
         )
         # "Equal jitter": at least half the backoff, so that retries never bunch at zero.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def _retry_sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._sleep(seconds)
-
-    def _note_retry(self, state: RetryCallState) -> None:
-        with self._stats_lock:
-            self.stats.retries += 1
 
     def _count(self, status: int) -> None:
         with self._stats_lock:
@@ -690,15 +842,19 @@ class HubResolver:
             logger.warning("hub %s %s: %s: %s", kind, entity_id, status, reason)
         elif status == "not_found":
             logger.info("hub %s %s: not found: %s", kind, entity_id, reason)
+        elif reason:  # ok, with values left out of the record
+            logger.warning("hub %s %s: ok, but %s", kind, entity_id, reason)
 
 
 # -- helpers (pure) ------------------------------------------------------------------------
-def _sendable(repo_id: str) -> bool:
-    """Whether an ID may become URL path segments: valid by the Hub's rules, and (whatever
-    those rules say) no empty, `.` or `..` segment, which URL normalisation would act on."""
-    if any(segment in ("", ".", "..") for segment in repo_id.split("/")):
-        return False
-    return is_valid_hub_repo_id(repo_id)
+def _served_id(endpoint: _Endpoint, url: str) -> str | None:
+    """The entity ID in the URL that gave the answer (after redirects: the new name)."""
+    path = urlsplit(url).path
+    marker = f"/api/{endpoint.collection}/"
+    where = path.find(marker)
+    if where < 0:
+        return None
+    return "/".join(unquote(segment) for segment in path[where + len(marker) :].split("/"))
 
 
 def _parse_ratelimit(header: str | None) -> tuple[int | None, float | None]:
@@ -716,10 +872,32 @@ def _parse_ratelimit(header: str | None) -> tuple[int | None, float | None]:
     )
 
 
-def _rate_limit_wait(headers: Mapping[str, str], reset_seconds: float | None) -> float | None:
-    """How long a 429 asks us to wait: `RateLimit`'s t, else an integer `Retry-After`."""
-    if reset_seconds is not None:
-        return reset_seconds
+def _parse_policy(header: str | None) -> tuple[int | None, int | None]:
+    """(quota `q`, window `w` in seconds) of the "api" policy in `RateLimit-Policy`, as the
+    Hub sends it: `"fixed window";"api";q=500;w=300`."""
+    if not header:
+        return None, None
+    policies = [part.strip() for part in header.split(",")]
+    chosen = next((p for p in policies if '"api"' in p), policies[0])
+    params = dict(item.strip().split("=", 1) for item in chosen.split(";") if "=" in item)
+    quota, window = params.get("q", ""), params.get("w", "")
+    return (
+        int(quota) if quota.isdigit() else None,
+        int(window) if window.isdigit() else None,
+    )
+
+
+def _quota_spent(quota: int | None) -> str:
+    return f"quota spent (0 of {quota} left)" if quota is not None else "quota spent (0 left)"
+
+
+def _rate_limit_wait(headers: Mapping[str, str], heard: _Quota) -> float | None:
+    """How long a 429 asks us to wait: `RateLimit`'s t when it says the window is spent
+    (r=0, or no r), else an integer `Retry-After`, else nothing (then: back off). A 429
+    whose `RateLimit` says calls are left was not refused for the quota: the window's
+    reset, minutes away, says nothing of when to try again."""
+    if heard.reset_seconds is not None and not heard.remaining:
+        return heard.reset_seconds
     retry_after = headers.get("retry-after", "").strip()
     return float(retry_after) if retry_after.isdigit() else None
 
@@ -766,7 +944,7 @@ def _not_found_reason(kind: str, status: int, headers: Mapping[str, str], body: 
 def _collection_item_refs(records: Iterable[HubRepoRecord]) -> list[RepoRef]:
     refs: dict[RepoRef, None] = {}
     for record in records:
-        if record.repo_type != "collection" or record.status not in ("ok", "stale"):
+        if record.repo_type != "collection" or record.status not in GOOD:
             continue
         for item in record.items:
             item_type = _EXPANDED_ITEM_TYPES.get(item.item_type)

@@ -16,6 +16,12 @@ Two kinds of rows:
 - `answers`: which entity a response answered, and how (`ok` or `not_found`). Only
   definite answers are recorded there: a 429, a 5xx or a garbled body answers nothing,
   so it is never reused as an answer.
+
+Nothing read back is trusted blindly. A body whose bytes no longer hash to the sha256
+recorded with it (edited, truncated, swapped, deleted) raises `UnusableBody`, and the
+resolver asks again or falls back. A corrupt index raises `RawStoreCorrupt`, on open (a
+`PRAGMA quick_check`) or on use, saying which file and what to do: the bodies are fine,
+only the index must be moved aside.
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.config import RefreshPolicy
 from pipeline.records import utc_now
@@ -83,6 +89,26 @@ class RawStoreError(Exception):
     """The raw store cannot be opened or written; names the path."""
 
 
+class RawStoreCorrupt(RawStoreError):
+    """The index is damaged (SQLite says "malformed" or "not a database"). Every run would
+    fail on it, so the message names the file and the way out."""
+
+    def __init__(self, index: Path, detail: str) -> None:
+        super().__init__(
+            f"the raw store's index {index} is corrupt ({detail}). Move it aside, with its"
+            f" -wal and -shm files if present (mv {index} {index}.corrupt), and rerun with"
+            " --refresh: a new index is created; the stored bodies beside it stay, but"
+            " what they answered is forgotten and asked again."
+        )
+        self.index = index
+
+
+class UnusableBody(OSError):
+    """A stored body that is missing, unreadable, or not the bytes that were stored (its
+    sha256 differs): the answer it held cannot be trusted. An `OSError`, as any failure
+    to read a file is, so that every reader handles it as one."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     """One response as recorded."""
@@ -99,8 +125,19 @@ class StoredResponse:
     headers: Mapping[str, str]
 
     def read(self) -> bytes:
-        """The body, exactly as received."""
-        return self.body_path.read_bytes()
+        """The body, exactly as received; `UnusableBody` when the file is gone or its
+        bytes are not those recorded."""
+        try:
+            body = self.body_path.read_bytes()
+        except OSError as exc:
+            raise UnusableBody(f"stored body {self.body_path} unreadable: {exc}") from exc
+        actual = hashlib.sha256(body).hexdigest()
+        if actual != self.body_sha256:
+            raise UnusableBody(
+                f"stored body {self.body_path} does not match its record: sha256 {actual},"
+                f" {len(body)} bytes; recorded {self.body_sha256}, {self.body_bytes} bytes"
+            )
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,22 +170,52 @@ class RawStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.responses_dir = self.root / "responses"
+        self.index_path = self.responses_dir / "index.sqlite"
+        self._lock = threading.Lock()
         try:
             self.responses_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.responses_dir / "index.sqlite",
+                self.index_path,
                 timeout=30.0,
                 check_same_thread=False,
                 isolation_level=None,  # explicit transactions below
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise RawStoreError(
                 f"cannot open the raw store at {self.responses_dir}: {exc}"
             ) from exc
-        self._lock = threading.Lock()
+        try:
+            with self._guard():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._check_integrity()
+                self._db.executescript(_SCHEMA)
+        except RawStoreCorrupt:
+            self._db.close()
+            raise
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise RawStoreError(
+                f"cannot open the raw store at {self.responses_dir}: {exc}"
+            ) from exc
+
+    def _check_integrity(self) -> None:
+        """`quick_check` on open: a damaged index is found before a run relies on it. It
+        reads every page (it skips only the index-versus-table cross-check of the full
+        `integrity_check`), so its cost grows with the index, not with the bodies."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(3)").fetchall()]
+        if problems != ["ok"]:
+            raise RawStoreCorrupt(self.index_path, "; ".join(map(str, problems)))
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite's corruption errors, wherever they surface, as `RawStoreCorrupt`."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if _is_corruption(exc):
+                raise RawStoreCorrupt(self.index_path, str(exc)) from exc
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -162,14 +229,19 @@ class RawStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _fetch(self, sql: str, params: Sequence[str | int]) -> list[Any]:
+        with self._lock, self._guard():
+            return self._db.execute(sql, params).fetchall()
 
     def record(
         self,
@@ -269,16 +341,8 @@ class RawStore:
             sql += " AND a.outcome = ?"
             params.append(outcome)
         sql += " ORDER BY a.answered_at DESC, a.response_id DESC LIMIT 1"
-        with self._lock:
-            row = self._db.execute(sql, params).fetchone()
-        if row is None:
-            return None
-        outcome_value, answered_at, *response_row = row
-        return StoredAnswer(
-            response=self._response_from_row(response_row),
-            outcome=outcome_value,
-            answered_at=datetime.fromisoformat(answered_at),
-        )
+        rows = self._fetch(sql, params)
+        return self._answer_from_row(rows[0]) if rows else None
 
     def reusable_answer(
         self,
@@ -302,6 +366,25 @@ class RawStore:
         """The latest answer that found the entity: what a failed lookup falls back on."""
         return self.answer(api, entity_kind, entity_id, outcome="ok")
 
+    def good_answers(self, api: str, entity_kind: str, entity_id: str) -> Iterator[StoredAnswer]:
+        """Every answer that found the entity, newest first (read lazily: a fallback stops
+        at the first that is still usable)."""
+        before = (datetime.max.isoformat(), 0)
+        while True:
+            rows = self._fetch(
+                "SELECT a.outcome, a.answered_at, r.* FROM answers a"
+                " JOIN responses r USING (response_id)"
+                " WHERE a.api = ? AND a.entity_kind = ? AND a.entity_id = ? AND a.outcome = 'ok'"
+                " AND (a.answered_at, a.response_id) < (?, ?)"
+                " ORDER BY a.answered_at DESC, a.response_id DESC LIMIT 1",
+                [api, entity_kind, entity_id, *before],
+            )
+            if not rows:
+                return
+            answer = self._answer_from_row(rows[0])
+            yield answer
+            before = (rows[0][1], answer.response.response_id)
+
     def responses(self, api: str | None = None) -> list[StoredResponse]:
         """Every recorded response (optionally of one API), oldest first: for audits and tests."""
         sql = "SELECT * FROM responses"
@@ -309,9 +392,16 @@ class RawStore:
         if api is not None:
             sql += " WHERE api = ?"
             params = (api,)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY response_id", params).fetchall()
+        rows = self._fetch(sql + " ORDER BY response_id", params)
         return [self._response_from_row(list(row)) for row in rows]
+
+    def _answer_from_row(self, row: Sequence[Any]) -> StoredAnswer:
+        outcome, answered_at, *response_row = row
+        return StoredAnswer(
+            response=self._response_from_row(response_row),
+            outcome=outcome,
+            answered_at=datetime.fromisoformat(answered_at),
+        )
 
     def _response_from_row(self, row: list[object]) -> StoredResponse:
         (
@@ -340,6 +430,14 @@ class RawStore:
             body_bytes=int(str(size)),
             headers=json.loads(str(headers_json)),
         )
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    # Primary result codes (extended codes carry more in the high bits).
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    return "malformed" in str(exc) or "not a database" in str(exc)
 
 
 def _safe_segment(name: str) -> str:

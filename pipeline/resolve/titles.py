@@ -1,5 +1,5 @@
 """Paper titles (pure): normalisation, matching a link's text against arXiv's titles,
-and telling a title from other link text."""
+telling a title from other link text, and picking the link texts worth a title search."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
+from pipeline.links.documents import Link
 from pipeline.links.identify import parse_arxiv_id
 
 FUZZY_MIN_SIMILARITY = 0.95
@@ -71,7 +72,7 @@ def title_phrase(title: str) -> str:
     return " ".join(w.lower() if w in _QUERY_WORDS else w for w in words if w)
 
 
-def _search_phrase(title: str) -> str:
+def search_phrase(title: str) -> str:
     """The phrase searched for a title. A long title's last word is left out: reading
     lists cut titles short ("…Mixture-of-Experts Mode"), and a cut word matches nothing;
     the title comparison afterwards is as strict either way."""
@@ -219,3 +220,25 @@ def looks_like_paper_title(text: str) -> bool:
     if sum(1 for word in text.split() if any(ch.isalnum() for ch in word)) < 2:
         return False
     return not all(word in _GENERIC_WORDS for word in normalise_title(text).split())
+
+
+def title_key(link_text: str) -> str:
+    """A link text as a title search and its match are keyed: white space folded, so a
+    title broken over lines is one title."""
+    return " ".join(link_text.split())
+
+
+def title_candidates(links: Iterable[Link]) -> list[str]:
+    """Distinct link texts worth a title search, in first-seen order: texts of main links
+    that lead to no paper yet (not arXiv links or mentions, no resolved ID) and look like
+    a paper's title (`looks_like_paper_title`)."""
+    found: dict[str, None] = {}
+    for link in links:
+        if not link.occurrence.is_main_link or link.resolved_arxiv_id is not None:
+            continue
+        if link.identity.kind in ("arxiv", "arxiv_mention"):
+            continue
+        text = title_key(link.occurrence.link_text)
+        if text not in found and looks_like_paper_title(text):
+            found[text] = None
+    return list(found)

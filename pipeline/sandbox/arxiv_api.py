@@ -19,10 +19,12 @@ README's sandbox section):
   query); AND binds tighter than OR; matching is case-insensitive on word tokens, with
   `*` as a trailing wildcard; `id_list` with `search_query` filters the search (AND).
 
-API-specific faults (`Fault(kind="api", name=...)`): `empty_page` (a valid feed with no
-entries although `totalResults` > 0), `drop_field` (entries without title, summary and
-published), `legacy_error_200` (the legacy backend's error feed, with HTTP 200, naming
-the first malformed ID of the request, or its first ID when none is malformed).
+API-specific faults (`Fault(kind="api", name=...)`, checked by `check_fault_name`):
+`empty_page` (a valid feed with no entries although `totalResults` > 0, as arXiv sends
+under load), `drop_field` (entries without title, summary and published),
+`legacy_error_200` (the legacy backend's error feed, with HTTP 200, naming the first
+malformed ID of the request, or its first ID when none is malformed). Statuses (503, 429
+`Rate exceeded.`), timeouts and cut bodies are the server's faults, not the double's.
 
 Everything but the identifiers and titles of the bundled papers is sample data, and says
 so: abstracts start with `SAMPLE_NOTICE`, authors are "Sample Author A", ...
@@ -67,9 +69,17 @@ DATA_FILE = "arxiv_papers.json"
 _SERVER_ID = re.compile(
     r"^(?P<base>\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]{2})?/\d{7})(?:v(?P<version>\d+))?$"
 )
+FAULT_NAMES = frozenset({"empty_page", "drop_field", "legacy_error_200"})
 _FIELDS = ("ti", "au", "abs", "co", "jr", "cat", "rn", "id", "all")
 _OPERATORS = ("AND", "OR", "ANDNOT")
 _WORD = re.compile(r"[0-9a-z]+\*?")
+
+
+def check_fault_name(name: str) -> None:
+    """Raises ValueError unless `name` is one of this double's API faults (module docstring)."""
+    if name not in FAULT_NAMES:
+        known = ", ".join(sorted(FAULT_NAMES))
+        raise ValueError(f"unknown arXiv API fault {name!r}; known: {known}")
 
 
 # -- sample papers ----------------------------------------------------------------------
@@ -617,6 +627,8 @@ class ArxivDouble:
                 404, b"<html><body><h1>Not Found</h1></body></html>", {"content-type": "text/html"}
             )
         fault = request.fault.name if request.fault is not None else ""
+        if fault:
+            check_fault_name(fault)
         id_list_text = request.param("id_list") or ""
         ids = [item for item in id_list_text.split(",") if item] if id_list_text else []
         if fault == "legacy_error_200" and ids:

@@ -13,14 +13,25 @@ tests/fixtures/api-samples/hf_*.json):
     GET /api/arxiv/{arxiv_id}/repos {"models": [...], "datasets": [...], "spaces": [...]}
 
 Behaviours modelled on the real Hub: a missing repo answers 401 anonymously and 404 with a
-token, both with `X-Error-Code: RepoNotFound`; a renamed repo answers 307 with a relative
-`Location`; a disabled repo answers 403; every answer carries `RateLimit` and
-`RateLimit-Policy` headers from a fixed-window counter, and a spent quota answers 429 with
-`Retry-After`.
+token, both with `X-Error-Code: RepoNotFound`; a renamed repo answers a redirect (307 by
+default, `rename_status` to pick 301, 302 or 308: the real status is not confirmed) with a
+relative `Location`; a disabled repo answers 403; every answer carries `RateLimit` and
+`RateLimit-Policy` headers from a fixed-window counter (`FixedWindow`), and a spent quota
+answers 429 with `RateLimit: "api";r=0;t=<seconds to the window's end>`. No `Retry-After`:
+the Hub documents only the two RateLimit headers (hub-docs rate-limits.md; reference 2.8).
 
-API-specific faults (`Fault(kind="api", name=...)`): `redirect_loop`, `wrong_types`,
-`drop_field` (the body's identity key) or `drop_field:<key>`, `rate_limited` (429 with
-RateLimit headers) and `rate_limited_bare` (429 without any header).
+API-specific faults (`Fault(kind="api", name=...)`, checked by `check_fault_name`):
+- `redirect_loop`: A -> A-moved -> A -> ... (307s);
+- `wrong_types`: counts as strings (`"downloads": "many"`), a collection item id as a number;
+- `drop_field` (the body's identity key) or `drop_field:<key>`;
+- `rate_limited`: 429 with RateLimit headers, reset at the window's end;
+  `rate_limited:<t>`: the same with `t=<t>` seconds to reset (a transient 429);
+- `rate_limited_bare`: 429 without any header;
+- `huge_ints`: integers past int64: `downloads`, `likes`, `upvotes`, `numParameters`,
+  `githubStars` wherever they occur, `gguf.total`, and `safetensors.parameters` whose
+  values each fit in int64 but whose sum (and `total`) does not;
+- `hostile_id:traversal|absolute|url`: every `id` (and `modelId`) of the body replaced by
+  `../../../../etc/passwd`, `/etc/passwd` or a URL.
 
 Everything served is SAMPLE data (`pipeline/sandbox/data/hub_*.json`, or synthetic bodies
 for unknown IDs with `synthesize_unknown=True`), never a claim about the real repositories.
@@ -36,6 +47,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -164,6 +176,104 @@ _COLLECTION_ID = re.compile(r"-([0-9a-f]{24})$")
 
 _LISTING_PAGE_SIZE = 1000
 _LOOP_SUFFIX = "-moved"
+_RENAME_STATUSES = frozenset({301, 302, 307, 308})
+
+FAULT_NAMES = frozenset(
+    {
+        "redirect_loop",
+        "wrong_types",
+        "drop_field",
+        "rate_limited",
+        "rate_limited_bare",
+        "huge_ints",
+        "hostile_id",
+    }
+)
+HOSTILE_IDS = {
+    "traversal": "../../../../etc/passwd",
+    "absolute": "/etc/passwd",
+    "url": "https://evil.example/api/models/x",
+}
+INT64_MAX = 2**63 - 1
+# Counts that a careless reader stores in an int64 column.
+_HUGE_KEYS = ("downloads", "likes", "upvotes", "numParameters", "githubStars")
+
+
+def check_fault_name(name: str) -> None:
+    """Raises ValueError unless `name` is one of this double's API faults (module docstring)."""
+    base, colon, argument = name.partition(":")
+    if base not in FAULT_NAMES:
+        raise ValueError(f"unknown Hub API fault {name!r}; known: {', '.join(sorted(FAULT_NAMES))}")
+    if base == "rate_limited" and colon and not (argument.isdigit() and int(argument) >= 1):
+        raise ValueError(f"Hub API fault {name!r}: the reset after ':' must be whole seconds >= 1")
+    if base == "hostile_id" and argument not in HOSTILE_IDS:
+        raise ValueError(
+            f"Hub API fault {name!r}: say which id after ':', one of {', '.join(HOSTILE_IDS)}"
+        )
+    if base == "drop_field" and colon and not argument:
+        raise ValueError(f"Hub API fault {name!r}: name the key after ':'")
+    if base not in ("rate_limited", "hostile_id", "drop_field") and colon:
+        raise ValueError(f"Hub API fault {name!r} takes no argument")
+
+
+class FixedWindow:
+    """The Hub's rate-limit bucket: `quota` requests per fixed window of `window_seconds`,
+    all of them available again when a window ends (hub-docs rate-limits.md).
+
+    The first window starts when the counter is made, with `left` requests (default: the
+    whole quota) still allowed in it. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        quota: int,
+        window_seconds: int,
+        *,
+        left: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if quota < 1 or window_seconds < 1:
+            raise ValueError(
+                f"a window needs quota >= 1 and window_seconds >= 1: {quota}/{window_seconds}"
+            )
+        if left is not None and not 0 <= left <= quota:
+            raise ValueError(f"requests left must be in [0, {quota}], not {left}")
+        self.quota = quota
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start = clock()
+        self._used = quota - (quota if left is None else left)
+
+    def take(self) -> tuple[int, int]:
+        """Counts one request: (requests left after it, negative when it is refused; whole
+        seconds until the window resets, at least 1)."""
+        with self._lock:
+            now = self._clock()
+            elapsed = now - self._start
+            if elapsed >= self.window_seconds:
+                self._start += math.floor(elapsed / self.window_seconds) * self.window_seconds
+                self._used = 0
+            self._used += 1
+            left = self.quota - self._used
+            reset = self._start + self.window_seconds - now
+        return left, max(1, math.ceil(reset))
+
+    def headers(self, left: int, reset_seconds: int) -> dict[str, str]:
+        """`RateLimit` and `RateLimit-Policy` as the Hub sends them (IETF draft 09)."""
+        return {
+            "ratelimit": f'"api";r={max(left, 0)};t={reset_seconds}',
+            "ratelimit-policy": f'"fixed window";"api";q={self.quota};w={self.window_seconds}',
+        }
+
+    def refusal(self, reset_seconds: int) -> Response:
+        """The 429 of a spent window."""
+        return rate_limited(self.headers(0, reset_seconds))
+
+
+def rate_limited(headers: Mapping[str, str]) -> Response:
+    """A 429 carrying `headers` (the RateLimit pair, or none)."""
+    return Response(429, b"Too Many Requests", {**headers, "content-type": "text/plain"})
 
 
 def load_sample(name: str) -> JsonObject:
@@ -186,7 +296,12 @@ class HubDouble:
         window_seconds: int = 300,
         latency_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        rename_status: int = 307,
     ) -> None:
+        if rename_status not in _RENAME_STATUSES:
+            raise ValueError(
+                f"rename_status must be one of {sorted(_RENAME_STATUSES)}, not {rename_status}"
+            )
         repos = repos if repos is not None else load_sample("hub_repos.json")
         papers = papers if papers is not None else load_sample("hub_papers.json")
         self._repos: dict[str, dict[str, JsonObject]] = {
@@ -204,14 +319,13 @@ class HubDouble:
         }
         self._papers: dict[str, JsonObject] = {p["id"]: p for p in papers.get("papers", [])}
         self.synthesize_unknown = synthesize_unknown
-        self.quota = quota
-        self.window_seconds = window_seconds
+        self.rename_status = rename_status
+        """The status a renamed repo answers with (307 unless a test asks otherwise)."""
+        self.window = FixedWindow(quota, window_seconds, clock=clock)
+        """The anonymous "api" bucket (500 per 300 s on the real Hub)."""
         self.latency_seconds = latency_seconds
         """Time each answer takes inside the double (in flight), to observe concurrency."""
-        self._clock = clock
         self._lock = threading.Lock()
-        self._window_start = clock()
-        self._used = 0
         self._in_flight = 0
         self.max_in_flight = 0
         """The most requests the double was answering at once."""
@@ -231,34 +345,19 @@ class HubDouble:
 
     def _handle(self, request: Request) -> Response:
         fault = request.fault.name if request.fault is not None else ""
-        if fault == "rate_limited_bare":
-            return Response(429, b"Too Many Requests", {"content-type": "text/plain"})
-        remaining, reset_seconds = self._count_request()
-        limits = {
-            "ratelimit": f'"api";r={max(remaining, 0)};t={reset_seconds}',
-            "ratelimit-policy": f'"fixed window";"api";q={self.quota};w={self.window_seconds}',
-        }
-        if remaining < 0 or fault == "rate_limited":
-            headers = {**limits, "ratelimit": f'"api";r=0;t={reset_seconds}'}
-            headers["retry-after"] = str(reset_seconds)
-            headers["content-type"] = "text/plain"
-            return Response(429, b"Too Many Requests", headers)
+        if fault:
+            check_fault_name(fault)
+        base, _, argument = fault.partition(":")
+        if base == "rate_limited_bare":
+            return rate_limited({})
+        left, reset_seconds = self.window.take()
+        if left < 0:
+            return self.window.refusal(reset_seconds)
+        if base == "rate_limited":
+            return self.window.refusal(int(argument) if argument else reset_seconds)
         response = self._route(request, fault)
+        limits = self.window.headers(left, reset_seconds)
         return Response(response.status, response.body, {**response.headers, **limits})
-
-    def _count_request(self) -> tuple[int, int]:
-        """(requests left in this window after this one, seconds until the window resets)."""
-        with self._lock:
-            now = self._clock()
-            elapsed = now - self._window_start
-            if elapsed >= self.window_seconds:
-                windows = math.floor(elapsed / self.window_seconds)
-                self._window_start += windows * self.window_seconds
-                self._used = 0
-            self._used += 1
-            remaining = self.quota - self._used
-            reset = self._window_start + self.window_seconds - now
-        return remaining, max(1, math.ceil(reset))
 
     # -- routing ---------------------------------------------------------------------
     def _route(self, request: Request, fault: str) -> Response:
@@ -289,8 +388,11 @@ class HubDouble:
         if renamed is not None:
             # Relative, path only: huggingface_hub re-uses the query of the original request.
             location = f"/api/{kind}/{quote(renamed, safe='/')}"
-            text = f"Temporary Redirect. Redirecting to {location}".encode()
-            return Response(307, text, {"location": location, "content-type": "text/plain"})
+            phrase = HTTPStatus(self.rename_status).phrase
+            text = f"{phrase}. Redirecting to {location}".encode()
+            return Response(
+                self.rename_status, text, {"location": location, "content-type": "text/plain"}
+            )
         body = self._repos[kind].get(repo_id)
         if body is None and kind == "models" and self.synthesize_unknown:
             body = synthetic_model(repo_id) if _REPO_ID.match(repo_id) else None
@@ -424,7 +526,49 @@ def _apply_fault(body: JsonObject, fault: str, kind: str) -> JsonObject:
     elif fault.startswith("drop_field"):
         _, _, key = fault.partition(":")
         body.pop(key or ("items" if kind == "collections" else "id"), None)
+    elif fault == "huge_ints":
+        _overflow_counts(body)
+    elif fault.startswith("hostile_id:"):
+        _replace_ids(body, HOSTILE_IDS[fault.partition(":")[2]])
     return body
+
+
+def _overflow_counts(node: object) -> None:
+    """Counts past int64, each one distinct so that a wrap-around cannot hide."""
+    if isinstance(node, list):
+        for item in node:
+            _overflow_counts(item)
+        return
+    if not isinstance(node, dict):
+        return
+    for offset, key in enumerate(_HUGE_KEYS, start=1):
+        if isinstance(node.get(key), int) and not isinstance(node[key], bool):
+            node[key] = INT64_MAX + offset
+    safetensors = node.get("safetensors")
+    if isinstance(safetensors, dict):
+        # Two dtypes that each fit in int64; their sum, which the Hub reports as total,
+        # does not.
+        half = INT64_MAX // 2 + 1
+        safetensors["parameters"] = {"BF16": half, "F32": half}
+        safetensors["total"] = 2 * half
+    gguf = node.get("gguf")
+    if isinstance(gguf, dict):
+        gguf["total"] = 2 * INT64_MAX + 2
+    for key, value in node.items():
+        if key not in ("safetensors", "gguf"):
+            _overflow_counts(value)
+
+
+def _replace_ids(node: object, hostile: str) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _replace_ids(item, hostile)
+    elif isinstance(node, dict):
+        for key in node:
+            if key in ("id", "modelId") and isinstance(node[key], str):
+                node[key] = hostile
+            else:
+                _replace_ids(node[key], hostile)
 
 
 def _redirect_loop(path: str) -> Response:

@@ -16,19 +16,21 @@ FaultKind = Literal[
     "disconnect",  # the real answer's headers, half its body, then the connection closes
     "garbage",  # 200 with an HTML error page instead of XML/JSON
     "oversize",  # 200 with a body of `size_bytes` bytes
-    "api",  # an API-specific fault the double implements (`name`): empty_page, drop_field,
-    # wrong_types, redirect, redirect_loop, ...
+    "api",  # an API-specific fault the double implements (`name`), listed in the
+    # double's module docstring: empty_page, drop_field, rate_limited, huge_ints, ...
+    "quota",  # a fixed window of `quota` requests per `window_seconds`, `quota_left` of them
+    # left at the start: 429 with the Hub's RateLimit headers once spent, until it resets
 ]
 
 
 @dataclass
 class Fault:
-    """One switchable fault."""
+    """One switchable fault (see `pipeline.sandbox.server` for how they are chosen)."""
 
     api: Api
     kind: FaultKind
     times: int = 1
-    """How many matching requests it hits; -1 for every one."""
+    """How many matching requests it hits; -1 for every one. Not used by kind='quota'."""
     match: str = ""
     """Substring of the request's path and query that selects requests ('' matches all)."""
     status: int = 0
@@ -38,6 +40,34 @@ class Fault:
     size_bytes: int = 0
     name: str = ""
     """For kind='api': which API-specific fault."""
+    probability: float = 1.0
+    """The share of matching requests it hits, drawn per request from `seed`; 1.0 hits
+    every one (until `times` runs out)."""
+    seed: int = 0
+    """Seeds the draws: the same seed gives the same faults to the same requests."""
+    quota: int = 0
+    """For kind='quota': requests per window (the `q` of `RateLimit-Policy`)."""
+    window_seconds: int = 0
+    """For kind='quota': the window's length (the `w` of `RateLimit-Policy`)."""
+    quota_left: int = 0
+    """For kind='quota': requests left in the first window; later windows have `quota`."""
+
+    def __post_init__(self) -> None:
+        if self.times < -1:
+            raise ValueError(f"Fault.times must be -1 (every request) or >= 0, not {self.times}")
+        if not 0.0 < self.probability <= 1.0:
+            raise ValueError(f"Fault.probability must be in (0, 1], not {self.probability}")
+        if self.kind == "quota":
+            if self.quota < 1 or self.window_seconds < 1:
+                raise ValueError(
+                    "a quota fault needs quota >= 1 and window_seconds >= 1,"
+                    f" not quota={self.quota}, window_seconds={self.window_seconds}"
+                )
+            if not 0 <= self.quota_left <= self.quota:
+                raise ValueError(
+                    f"a quota fault's quota_left must be in [0, {self.quota}],"
+                    f" not {self.quota_left}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +114,9 @@ class LoggedRequest:
     authorization: bool
     """Whether an Authorization header came (its value is never kept)."""
     at: float
+    """`time.monotonic()` when the answer was ready (before its body was sent)."""
+    received_at: float
+    """`time.monotonic()` when the request had arrived (its headers and body read)."""
 
 
 class ApiDouble(Protocol):

@@ -1,29 +1,12 @@
-"""Snapshots: deduplicated tables, published atomically under `enriched/`.
+"""Building a snapshot (pure): one night's links and resolver records in, every table out.
 
-Two halves. `build_tables` is pure: tonight's links and resolver records (and the
-previous snapshot, for lineage dates, the last-known-good fallback and the change log)
-in, one pyarrow table per declared schema out. The rest is disk: `publish` writes a
-snapshot so that readers never see a half-written one, `load` reads one back.
-
-Layout of an output directory (`docs/data-contract.md` is the reference)::
-
-    _snapshots.parquet                      the manifest: one row per run; the commit point
-    <table>/snapshot_date=YYYY-MM-DD/part-0.parquet
-                                            Hive view of every published night, for tools
-                                            that read a directory (pandas, DuckDB, Polars)
-    .runs/<run_id>/<table>.parquet          the published files themselves, immutable;
-                                            each Hive partition file is a hard link to one
-    .staging/                               work in progress; whatever is there when a
-                                            run starts was left by a killed run
-    .lock                                   flock(2) lock; holds the holder's pid and run
-
-Why the `.runs` indirection: a night is published by appending its manifest row, one
-atomic `os.replace` of `_snapshots.parquet`. Data files are written before that and
-never modified after, so whatever the manifest names is complete, and all tables of a
-night come from the same run even while a rerun of that night is being written. The
-Hive partitions are updated after the commit (one atomic rename each) and repaired by
-the next run if a run dies in between; `load` reads what the manifest names, so it
-never depends on them.
+`build_tables` takes the links as extracted and what the resolvers answered
+(`SnapshotInputs`), with the published snapshots it is compared with: `previous`, the
+latest night before this one (lineage dates, the last-known-good values of lookups that
+failed, the baseline of the `changes` table), and `replaced`, the same night as published
+earlier (a rerun replaces it), from which a restricted run keeps what it did not ask. It
+returns one pyarrow table per declared schema, the links table included, rows sorted by
+key. No disk, no clock: `store.publish` writes the tables.
 """
 
 from __future__ import annotations
@@ -32,7 +15,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -55,9 +38,10 @@ from pipeline.records import (
     ResolvedBy,
     Status,
     TitleMatch,
-    _utc,
+    as_utc,
     size_label,
 )
+from pipeline.resolve.titles import title_key
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
     TABLE_KEYS,
@@ -70,22 +54,52 @@ Row = dict[str, Any]
 
 
 NOT_RESOLVED = "not resolved in this run"
-"""Reason of an entity no resolver record speaks of (resolver skipped, failed or limited)."""
+"""Reason of an entity no resolver record speaks of although it was to be asked (its
+resolver failed, or left it out)."""
+NOT_ASKED = "not asked in this run"
+"""Reason prefix of an entity a restricted run deliberately did not ask (`NotAsked`)."""
 INVALID_ID = "invalid identifier, never sent"
 """Reason prefix of an entity whose identifier breaks its naming rules."""
-
-"""Statuses whose row carries data worth keeping when a later lookup fails."""
 
 _STATUS_RANK: dict[str, int] = {"ok": 0, "stale": 1, "not_found": 2, "error": 3}
 """Winner order among records of one entity: an answer beats a stale one beats a
 definite absence beats no answer."""
+
+_ANSWERED: frozenset[str] = GOOD | {"not_found"}
+"""Statuses of a lookup that got an answer (tonight or earlier)."""
 
 _ARXIV_KINDS = frozenset({"arxiv", "arxiv_mention"})
 _OTHER_REPO_TYPES: tuple[RepoType, ...] = ("dataset", "space", "collection")
 _HEADING_SEPARATOR = " > "
 
 
-# --------------------------------------------------------------------------- records
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class NotAsked:
+    """What a restricted run (`--limit`, a subset of `--resolvers`) deliberately did not
+    ask, per lookup. Those entities keep the outcome of the night this run replaces (else
+    of the previous night): good values as `stale`, a `not_found` answer as such, and are
+    `error` when neither night had an answer; the reason says they were not asked. An
+    entity with a record tonight is answered, whatever is listed here (a collection's
+    lookup answers for its items, for one)."""
+
+    arxiv: Set[str] = frozenset()
+    """arXiv IDs (as `entities_of` lists them) not looked up by ID."""
+    arxiv_titles: Set[str] = frozenset()
+    """Link texts (as `title_candidates` lists them) not searched by title. Links whose
+    text led to a paper keep leading to it, and that paper is not asked either."""
+    hub: Set[RepoRef] = frozenset()
+    """Hub repos (as `entities_of` lists them) not looked up."""
+    paper_pages: Set[str] = frozenset()
+    """arXiv IDs whose paper page was not looked up (papers found by title included)."""
+    restriction: str = "restricted run"
+    """What restricted the run, for the reason: `restricted run: --resolvers arxiv hub`."""
+
+    @property
+    def reason(self) -> str:
+        return f"{NOT_ASKED} ({self.restriction})"
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,8 @@ class SnapshotInputs:
     """Everything a snapshot is built from: one run's links and resolver records."""
 
     links: Sequence[Link]
-    """Every link occurrence (title matches may or may not be applied yet)."""
+    """Every link occurrence, as extracted: `build_tables` applies the title matches (a
+    link that already leads to a paper keeps it)."""
     documents: Sequence[Document] = ()
     """The documents read; when given, every link must come from one of them."""
     papers: Mapping[str, PaperRecord] = field(default_factory=dict)
@@ -104,6 +119,8 @@ class SnapshotInputs:
     """`HubResolver.resolve_repos`: (type, ID as written) -> record."""
     paper_pages: Mapping[str, PaperPageRecord] = field(default_factory=dict)
     """`HubResolver.resolve_paper_pages`: arXiv ID -> paper page."""
+    not_asked: NotAsked = NotAsked()
+    """What the run deliberately did not ask (empty for a full run)."""
 
 
 # --------------------------------------------------------------------------- building
@@ -114,30 +131,34 @@ def build_tables(
     *,
     snapshot_date: date,
     previous: Mapping[str, pa.Table] | None = None,
+    replaced: Mapping[str, pa.Table] | None = None,
 ) -> dict[str, pa.Table]:
     """Every table of one snapshot, each with its declared schema, rows sorted by key.
 
-    Pure: no disk, no clock. `previous` is the last published snapshot
-    (`previous_tables(out_dir, before=snapshot_date)`); it supplies `first_seen`, the
-    last-known-good values of entities whose lookup failed tonight, and the baseline of
-    the `changes` table. Raises `ValueError` naming the record for inconsistent inputs.
+    `previous` is the latest published snapshot before this night
+    (`read.previous_tables(out_dir, before=snapshot_date)`); it supplies `first_seen`,
+    the last-known-good values of entities whose lookup failed tonight, and the baseline
+    of the `changes` table. `replaced` is this night's published snapshot, when this run
+    is a rerun (`read.replaced_tables(out_dir, snapshot_date)`); only what
+    `inputs.not_asked` lists is taken from it, so a full rerun builds the same tables
+    as the run it replaces. Raises `ValueError` naming the record for inconsistent inputs.
     """
     _check_inputs(inputs)
-    prev = _Previous.of(previous)
-    links = apply_title_matches(inputs.links, _title_matches(inputs.title_matches, prev))
+    base = _Baseline(_Previous.of(previous), _Previous.of(replaced), inputs.not_asked)
+    links = apply_title_matches(inputs.links, _title_matches(inputs.title_matches, base))
 
-    hub = _HubEntities.collect(links, inputs.repos, prev)
-    repos = _repo_rows(hub, prev, snapshot_date)
-    if hub.add_collection_items(repos, prev):
-        repos = _repo_rows(hub, prev, snapshot_date)  # items may be datasets or spaces
+    hub = _HubEntities.collect(links, inputs.repos, base)
+    repos = _repo_rows(hub, base, snapshot_date)
+    if hub.add_collection_items(repos, base):
+        repos = _repo_rows(hub, base, snapshot_date)  # items may be datasets or spaces
     models = [
-        _hub_row(entity, _MODEL_LOOKUP, _model_values, prev.row("models", key[1:]), snapshot_date)
+        _hub_row(entity, _MODEL_LOOKUP, _model_values, "models", key[1:], base, snapshot_date)
         for key, entity in hub.sorted_items(("model",))
     ]
     _add_collections(models, repos, hub)
     items = _ItemIndex.of(links)
-    papers = _paper_rows(links, inputs, prev, models, items, snapshot_date)
-    github = _github_rows(links, prev, items, snapshot_date)
+    papers = _paper_rows(links, inputs, base, models, items, snapshot_date)
+    github = _github_rows(links, base.previous, items, snapshot_date)
 
     tables = {
         "links": links_table(links),
@@ -146,24 +167,33 @@ def build_tables(
         "repos": _table("repos", repos),
         "github_repos": _table("github_repos", github),
     }
-    tables["changes"] = _table("changes", _change_rows(tables, prev))
+    tables["changes"] = _table("changes", _change_rows(tables, base.previous))
     return tables
 
 
-def _title_matches(found: Mapping[str, TitleMatch], prev: _Previous) -> dict[str, str]:
-    """Link text -> arXiv ID: tonight's good title matches and, for a title whose search
+def _title_matches(found: Mapping[str, TitleMatch], base: _Baseline) -> dict[str, str]:
+    """Link text -> arXiv ID: tonight's good title matches; for a title whose search
     failed tonight (or was not run), the paper the previous snapshot reached by it, so
-    that the paper keeps its row. A title arXiv now finds no paper for is not carried."""
+    that the paper keeps its row; for a title deliberately not searched, the paper the
+    replaced (else the previous) snapshot reached by it. A title arXiv now finds no paper
+    for is not carried."""
+    not_searched = base.not_asked.arxiv_titles
     matches = {
         text: match.arxiv_id
         for text, match in found.items()
         if match.arxiv_id and match.status in GOOD
     }
-    for row in prev.rows("papers").values():
-        for text in row["title_queries"]:
-            match = found.get(text)
-            if text not in matches and (match is None or match.status == "error"):
-                matches[text] = row["arxiv_id"]
+    for text, arxiv_id in base.previous.title_queries():
+        match = found.get(text)
+        if text in matches or (match is None and text in not_searched):
+            continue
+        if match is None or match.status == "error":
+            matches[text] = arxiv_id
+    if not_searched:
+        for source in (base.replaced, base.previous):
+            for text, arxiv_id in source.title_queries():
+                if text in not_searched and text not in found:
+                    matches.setdefault(text, arxiv_id)
     return matches
 
 
@@ -205,7 +235,8 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 
 class _Previous:
-    """The previous snapshot's rows by key, with every current column present."""
+    """A published snapshot's rows by key, with every current column present (empty when
+    there is no such snapshot)."""
 
     def __init__(self, rows: dict[str, dict[tuple[Any, ...], Row]], taken: date | None) -> None:
         self._rows = rows
@@ -236,8 +267,8 @@ class _Previous:
         return self._rows.get(table, {})
 
     def aliases(self) -> dict[RepoRef, str]:
-        """(type, name as written) -> canonical ID, from the previous snapshot's good rows:
-        how tonight places a renamed repo whose lookup failed under its known name."""
+        """(type, name as written) -> canonical ID, from the snapshot's good rows: how
+        tonight places a renamed repo whose lookup failed under its known name."""
         found: dict[RepoRef, str] = {}
         for table, type_of in (("models", None), ("repos", "repo_type")):
             for row in self.rows(table).values():
@@ -247,6 +278,45 @@ class _Previous:
                 for written in row["written_as"]:
                     found[(repo_type, written)] = row["repo_id"]
         return found
+
+    def title_queries(self) -> Iterator[tuple[str, str]]:
+        """(link text, arXiv ID) of every paper the snapshot reached by title, in key order."""
+        for row in self.rows("papers").values():
+            for text in row["title_queries"]:
+                yield text, row["arxiv_id"]
+
+
+class _Baseline:
+    """The published snapshots a night is built against, and what it did not ask."""
+
+    def __init__(self, previous: _Previous, replaced: _Previous, not_asked: NotAsked) -> None:
+        self.previous = previous
+        """The latest night before this one: lineage, last known good, changes."""
+        self.replaced = replaced
+        """This night as published before: the last good values of what was not asked."""
+        self.not_asked = not_asked
+        self._aliases = previous.aliases()
+        self._kept_aliases = {**self._aliases, **replaced.aliases()}
+
+    def alias(self, ref: RepoRef, *, asked: bool) -> str:
+        """The canonical ID of a repo no answer names tonight: the one the previous
+        snapshot knows it under (the replaced one's first, when it was not asked)."""
+        return (self._aliases if asked else self._kept_aliases).get(ref, ref[1])
+
+    def last_known(
+        self, table: str, key: tuple[Any, ...], lookup: _Lookup, *, asked: bool
+    ) -> Row | None:
+        """The row whose outcome of `lookup` a row without an answer tonight carries.
+        A lookup that failed: the previous snapshot's row, if its values are good. A
+        lookup not asked: the replaced snapshot's row, else the previous one's, if it
+        has good values or says the entity does not exist (that answer is kept too)."""
+        sources = (self.previous,) if asked else (self.replaced, self.previous)
+        known = GOOD if asked else _ANSWERED
+        for source in sources:
+            row = source.row(table, key)
+            if row is not None and row.get(lookup.status) in known:
+                return row
+        return None
 
 
 def _empty(f: pa.Field) -> Any:
@@ -357,22 +427,28 @@ _REPO_LOOKUP = _Lookup(
 )
 
 
-def _carry_forward(row: Row, previous: Row | None, lookup: _Lookup) -> None:
-    """Last known good: a failed lookup keeps the previous snapshot's good values, as stale."""
-    if row[lookup.status] != "error" or previous is None:
+def _carry_forward(row: Row, last: Row | None, lookup: _Lookup, *, asked: bool) -> None:
+    """Last known good: a lookup that failed, or was not asked (`asked` False), keeps the
+    good values of `last` (`_Baseline.last_known`), as stale; one not asked keeps a
+    `not_found` answer as such."""
+    if row[lookup.status] != "error" or last is None:
         return
-    if previous.get(lookup.status) not in GOOD:
-        return
-    fetched: datetime | None = previous.get(lookup.fetched_at)
+    fetched: datetime | None = last.get(lookup.fetched_at)
     when = fetched.isoformat() if fetched else "an unknown time"
-    for column in lookup.columns:
-        row[column] = previous[column]
-    row[lookup.status] = "stale"
-    row[lookup.reason] = (
-        f"lookup failed in this run ({row[lookup.reason] or 'no reason given'}); "
-        f"values are the last good ones, fetched at {when}"
-    )
+    why = row[lookup.reason]
+    if asked:
+        why = f"lookup failed in this run ({why or 'no reason given'})"
     row[lookup.fetched_at] = fetched
+    if last[lookup.status] == "not_found":
+        row[lookup.status] = "not_found"
+        row[lookup.reason] = (
+            f"{why}; the last answer, fetched at {when}: {last[lookup.reason] or 'not found'}"
+        )
+        return
+    for column in lookup.columns:
+        row[column] = last[column]
+    row[lookup.status] = "stale"
+    row[lookup.reason] = f"{why}; values are the last good ones, fetched at {when}"
 
 
 class _Answer(Protocol):
@@ -399,7 +475,7 @@ def _resolution(
         return {
             lookup.status: answer.status,
             lookup.reason: answer.status_reason,
-            lookup.fetched_at: _utc(answer.data_fetched_at, what),
+            lookup.fetched_at: as_utc(answer.data_fetched_at, what),
         }
     if invalid is not None:
         reason = f"{INVALID_ID}: {invalid}" if invalid else INVALID_ID
@@ -421,6 +497,8 @@ class _HubEntity:
     """Why the identifier as written is invalid ('' when the link gives no reason)."""
     unresolved: str = NOT_RESOLVED
     """The reason of a row no record speaks of."""
+    asked: bool = True
+    """False when the run deliberately did not ask about it (`NotAsked`)."""
 
     def winner(self) -> HubRepoRecord | None:
         """The record the row is made of: best status, then newest data, then the record
@@ -429,12 +507,16 @@ class _HubEntity:
             return None
 
         def rank(record: HubRepoRecord) -> tuple[int, float, bool, str]:
-            fetched = _utc(record.data_fetched_at, f"{record.repo_type} {record.requested_id}")
+            fetched = as_utc(record.data_fetched_at, f"{record.repo_type} {record.requested_id}")
             age = -fetched.timestamp() if fetched else math.inf
             canonical = record.requested_id == record.repo_id
             return (_STATUS_RANK[record.status], age, not canonical, record.requested_id)
 
         return min(self.records, key=rank)
+
+    def mark_not_asked(self, reason: str) -> None:
+        self.asked = False
+        self.unresolved = reason
 
 
 class _HubEntities:
@@ -447,10 +529,10 @@ class _HubEntities:
 
     @classmethod
     def collect(
-        cls, links: Sequence[Link], records: Mapping[RepoRef, HubRepoRecord], prev: _Previous
+        cls, links: Sequence[Link], records: Mapping[RepoRef, HubRepoRecord], base: _Baseline
     ) -> _HubEntities:
         found = cls()
-        aliases = prev.aliases()
+        not_asked = base.not_asked.hub
 
         def canonical(ref: RepoRef) -> str:
             record = records.get(ref)
@@ -459,7 +541,7 @@ class _HubEntities:
                 record.status != "error" or record.repo_id != record.requested_id
             ):
                 return record.repo_id
-            return aliases.get(ref, ref[1])
+            return base.alias(ref, asked=record is not None or ref not in not_asked)
 
         for ref in sorted(records):
             record = records[ref]
@@ -477,29 +559,37 @@ class _HubEntities:
             entity.lineage.add(link.occurrence)
             if not identity.valid:
                 entity.invalid = identity.problem or ""
+        if not_asked:
+            for entity in found.entities.values():
+                names = {(entity.repo_type, name) for name in entity.written_as}
+                if not entity.records and names <= not_asked:
+                    entity.mark_not_asked(base.not_asked.reason)
         return found
 
-    def add_collection_items(self, repos: Sequence[Row], prev: _Previous) -> bool:
+    def add_collection_items(self, repos: Sequence[Row], base: _Baseline) -> bool:
         """Give a row to every model, dataset and space of a good collection that no record
-        speaks of: the collection's lookup failed tonight (its row is the last good one),
-        so its items were not asked, and they keep their rows as the collection does.
-        True when an entity was added."""
-        aliases = prev.aliases()
+        speaks of: the collection's lookup failed tonight, or was not asked (its row is
+        the last good one), so its items were not asked, and they keep their rows as the
+        collection does. True when an entity was added."""
         added = False
         for repo in repos:
             if repo["repo_type"] != "collection" or repo["status"] not in GOOD:
                 continue
+            collection = self.entities[("collection", repo["repo_id"])]
             for item in repo["items"]:
                 repo_type = _COLLECTION_ITEM_TYPES.get(item["item_type"])
                 ref: RepoRef | None = (repo_type, item["item_id"]) if repo_type else None
                 if ref is None or not ref[1] or ref in self.canonical:
                     continue
-                entity = self._entity(ref, aliases.get(ref, ref[1]))
+                entity = self._entity(ref, base.alias(ref, asked=collection.asked))
                 entity.written_as.add(ref[1])
-                entity.unresolved = (
-                    f"{NOT_RESOLVED}: an item of collection {repo['repo_id']}, "
-                    "whose items could not be looked up"
-                )
+                if collection.asked:
+                    entity.unresolved = (
+                        f"{NOT_RESOLVED}: an item of collection {repo['repo_id']}, "
+                        "whose items could not be looked up"
+                    )
+                else:
+                    entity.mark_not_asked(base.not_asked.reason)
                 added = True
         return added
 
@@ -525,9 +615,9 @@ _COLLECTION_ITEM_TYPES: dict[str, RepoType] = {
 """Collection items that are Hub repos (the resolver looks these up in turn)."""
 
 
-def _repo_rows(hub: _HubEntities, prev: _Previous, snapshot_date: date) -> list[Row]:
+def _repo_rows(hub: _HubEntities, base: _Baseline, snapshot_date: date) -> list[Row]:
     return [
-        _hub_row(entity, _REPO_LOOKUP, _repo_values, prev.row("repos", key), snapshot_date)
+        _hub_row(entity, _REPO_LOOKUP, _repo_values, "repos", key, base, snapshot_date)
         for key, entity in hub.sorted_items(_OTHER_REPO_TYPES)
     ]
 
@@ -541,8 +631,8 @@ def _hub_common(record: HubRepoRecord) -> Row:
         "license": record.license,
         "gated": record.gated,
         "private": record.private,
-        "created_at": _utc(record.created_at, f"{what} created_at"),
-        "last_modified": _utc(record.last_modified, f"{what} last_modified"),
+        "created_at": as_utc(record.created_at, f"{what} created_at"),
+        "last_modified": as_utc(record.last_modified, f"{what} last_modified"),
         "tags": sorted(set(record.tags)),
         "arxiv_ids": sorted(set(record.arxiv_ids)),
     }
@@ -581,7 +671,9 @@ def _hub_row(
     entity: _HubEntity,
     lookup: _Lookup,
     values: Callable[[HubRepoRecord], Row],
-    previous: Row | None,
+    table: str,
+    key: tuple[Any, ...],
+    base: _Baseline,
     snapshot_date: date,
 ) -> Row:
     record = entity.winner()
@@ -594,8 +686,9 @@ def _hub_row(
         row.update(values(record))
     what = f"{entity.repo_type} {entity.repo_id}"
     row.update(_resolution(record, what, entity.invalid, lookup, entity.unresolved))
-    row.update(entity.lineage.columns(previous, snapshot_date))
-    _carry_forward(row, previous, lookup)
+    row.update(entity.lineage.columns(base.previous.row(table, key), snapshot_date))
+    last = base.last_known(table, key, lookup, asked=entity.asked)
+    _carry_forward(row, last, lookup, asked=entity.asked)
     return row
 
 
@@ -664,8 +757,8 @@ def _paper_values(paper: PaperRecord) -> Row:
         "authors": list(paper.authors),
         "author_affiliations": [list(a) for a in paper.author_affiliations],
         "abstract": paper.abstract,
-        "published": _utc(paper.published, f"{what} published"),
-        "updated": _utc(paper.updated, f"{what} updated"),
+        "published": as_utc(paper.published, f"{what} published"),
+        "updated": as_utc(paper.updated, f"{what} updated"),
         "latest_version": paper.latest_version,
         # arXiv's order: the primary category first, then cross-lists.
         "primary_category": paper.primary_category,
@@ -704,7 +797,7 @@ def _linked_model(model: LinkedModel) -> Row:
 def _paper_rows(
     links: Sequence[Link],
     inputs: SnapshotInputs,
-    prev: _Previous,
+    base: _Baseline,
     models: list[Row],
     items: _ItemIndex,
     snapshot_date: date,
@@ -722,7 +815,7 @@ def _paper_rows(
         if how == "id":
             by_id.add(arxiv_id)
         else:
-            by_title[arxiv_id].add(link.occurrence.link_text)
+            by_title[arxiv_id].add(title_key(link.occurrence.link_text))
         if link.resolved_arxiv_id is None and not link.identity.valid:
             invalid[arxiv_id] = link.identity.problem or ""
 
@@ -732,12 +825,13 @@ def _paper_rows(
             for arxiv_id in model["arxiv_ids"]:
                 citing[arxiv_id][model["repo_id"]] = _citing_model(model)
 
+    not_asked = inputs.not_asked
     keys = set(lineage) | set(inputs.papers) | set(inputs.paper_pages)
     rows = []
     for arxiv_id in sorted(keys):
         paper = inputs.papers.get(arxiv_id)
         page = inputs.paper_pages.get(arxiv_id)
-        previous = prev.row("papers", (arxiv_id,))
+        row_key = (arxiv_id,)
         resolved_by: ResolvedBy | None = (
             "id" if arxiv_id in by_id else "title" if arxiv_id in by_title else None
         )
@@ -753,12 +847,21 @@ def _paper_rows(
         if page is not None:
             row.update(_page_values(page))
         bad = invalid.get(arxiv_id)
-        unresolved = _title_search_failure(by_title.get(arxiv_id, set()), inputs.title_matches)
-        row.update(_resolution(paper, f"paper {arxiv_id}", bad, _ARXIV_LOOKUP, unresolved))
-        row.update(_resolution(page, f"paper page {arxiv_id}", bad, _PAGE_LOOKUP, unresolved))
-        row.update(lineage[arxiv_id].columns(previous, snapshot_date))
-        _carry_forward(row, previous, _ARXIV_LOOKUP)
-        _carry_forward(row, previous, _PAGE_LOOKUP)
+        texts = by_title.get(arxiv_id, set())
+        # A paper only titles that were not searched lead to was not asked about either.
+        unsearched = arxiv_id not in by_id and bool(texts) and texts <= not_asked.arxiv_titles
+        unresolved = _title_search_failure(texts, inputs.title_matches)
+        lookups: tuple[tuple[_Answer | None, str, _Lookup, Set[str]], ...] = (
+            (paper, "paper", _ARXIV_LOOKUP, not_asked.arxiv),
+            (page, "paper page", _PAGE_LOOKUP, not_asked.paper_pages),
+        )
+        for record, what, lookup, skipped in lookups:
+            asked = record is not None or not (unsearched or arxiv_id in skipped)
+            why = unresolved if asked else not_asked.reason
+            row.update(_resolution(record, f"{what} {arxiv_id}", bad, lookup, why))
+            last = base.last_known("papers", row_key, lookup, asked=asked)
+            _carry_forward(row, last, lookup, asked=asked)
+        row.update(lineage[arxiv_id].columns(base.previous.row("papers", row_key), snapshot_date))
         # Models of our own models table are fresher and complete: they win over the
         # paper page's list for the same repo.
         merged = {m["repo_id"]: m for m in row["hf_models"]}
@@ -920,16 +1023,7 @@ def _table(name: str, rows: list[Row]) -> pa.Table:
     return pa.Table.from_pylist([{**defaults, **row} for row in rows], schema=schema)
 
 
-# --------------------------------------------------------------------------- checking
-
-
-# --------------------------------------------------------------------------- locking
-
-
-# --------------------------------------------------------------------------- publishing
-
-
-# --------------------------------------------------------------------------- reading
+# ----- links
 
 
 def apply_title_matches(links: Iterable[Link], matches: Mapping[str, str]) -> list[Link]:
@@ -937,7 +1031,7 @@ def apply_title_matches(links: Iterable[Link], matches: Mapping[str, str]) -> li
     lead to that paper; links that already lead to one by ID keep it."""
     out = []
     for link in links:
-        arxiv_id = matches.get(link.occurrence.link_text)
+        arxiv_id = matches.get(title_key(link.occurrence.link_text))
         if link.resolved_arxiv_id is None and arxiv_id is not None:
             link = replace(link, resolved_arxiv_id=arxiv_id, resolved_by="title")
         out.append(link)

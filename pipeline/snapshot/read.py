@@ -21,8 +21,8 @@ from pipeline.snapshot.store import (
     RUNS_DIR,
     PublishedSnapshot,
     SnapshotError,
-    _current_runs,
-    _read_manifest,
+    current_runs,
+    manifest_table,
 )
 
 _LOAD_ATTEMPTS = 3
@@ -36,10 +36,10 @@ _RETRY_SECONDS = 0.05
 def read_manifest(out_dir: Path | str = DEFAULT_OUT_DIR) -> pd.DataFrame:
     """Every run recorded under `out_dir`, oldest first (empty when none), with a derived
     `current` column: True for the run whose tables are its date's snapshot."""
-    manifest = _read_manifest(Path(out_dir))
+    manifest = manifest_table(Path(out_dir))
     if manifest is None:
         manifest = MANIFEST_SCHEMA.empty_table()
-    current = set(_current_runs(manifest).values())
+    current = set(current_runs(manifest).values())
     flags = [run_id in current for run_id in manifest.column("run_id").to_pylist()]
     manifest = manifest.append_column("current", pa.array(flags, pa.bool_()))
     frame: pd.DataFrame = manifest.to_pandas(types_mapper=pd.ArrowDtype)
@@ -51,7 +51,7 @@ def _pick(
 ) -> tuple[date, str] | None:
     """(date, run) of the snapshot of `snapshot_date`, else the latest one dated before
     `before` (or the latest of all); None when there is no such snapshot."""
-    current = _current_runs(manifest)
+    current = current_runs(manifest)
     if snapshot_date is not None:
         run_id = current.get(snapshot_date)
         return None if run_id is None else (snapshot_date, run_id)
@@ -65,7 +65,7 @@ def _pick(
 def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot | None:
     """The published snapshot with the latest date, or None when there is none."""
     out = Path(out_dir)
-    manifest = _read_manifest(out)
+    manifest = manifest_table(out)
     picked = _pick(manifest, None, None)
     if manifest is None or picked is None:
         return None
@@ -90,9 +90,21 @@ def previous_tables(
     built against the same baseline as the run it replaces. Tables are returned as
     written, even by an older schema version (`build_tables` reads missing columns as
     empty)."""
-    out = Path(out_dir)
+    return _published_tables(Path(out_dir), None, before)
+
+
+def replaced_tables(out_dir: Path | str, snapshot_date: date) -> dict[str, pa.Table] | None:
+    """Every table of the snapshot published for `snapshot_date` itself (the night a
+    rerun replaces), as `previous_tables` returns them; None when that night was not
+    published. A restricted run keeps the values it did not ask for from it."""
+    return _published_tables(Path(out_dir), snapshot_date, None)
+
+
+def _published_tables(
+    out: Path, snapshot_date: date | None, before: date | None
+) -> dict[str, pa.Table] | None:
     for attempt in range(_LOAD_ATTEMPTS):
-        picked = _pick(_read_manifest(out), None, before)
+        picked = _pick(manifest_table(out), snapshot_date, before)
         if picked is None:
             return None
         taken, run_id = picked
@@ -131,14 +143,14 @@ def load(
     out = Path(out_dir)
     wanted = _as_date(snapshot_date) if snapshot_date is not None else None
     for attempt in range(_LOAD_ATTEMPTS):
-        manifest = _read_manifest(out)
+        manifest = manifest_table(out)
         if manifest is None:
             raise FileNotFoundError(
                 f"no snapshot under {out}: {out / MANIFEST_FILE} does not exist"
             )
         picked = _pick(manifest, wanted, None)
         if picked is None:
-            dates = ", ".join(d.isoformat() for d in sorted(_current_runs(manifest))) or "none"
+            dates = ", ".join(d.isoformat() for d in sorted(current_runs(manifest))) or "none"
             asked = f"of {wanted.isoformat()} " if wanted else ""
             raise SnapshotError(f"no snapshot {asked}under {out} (published: {dates})")
         taken, run_id = picked

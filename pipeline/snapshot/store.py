@@ -1,4 +1,26 @@
-"""The output directory: lock, atomic publish, manifest, Hive views, garbage collection."""
+"""The output directory: lock, atomic publish, manifest, Hive views, garbage collection.
+
+Layout of an output directory (`docs/data-contract.md` is the reference)::
+
+    _snapshots.parquet                      the manifest: one row per run; the commit point
+    <table>/snapshot_date=YYYY-MM-DD/part-0.parquet
+                                            Hive view of every published night, for tools
+                                            that read a directory (pandas, DuckDB, Polars)
+    .runs/<run_id>/<table>.parquet          the published files themselves, immutable;
+                                            each Hive partition file is a hard link to one
+    .staging/                               work in progress; whatever is there when a
+                                            run starts was left by a killed run
+    .lock                                   flock(2) lock; holds the holder's pid and run
+
+Why the `.runs` indirection: a night is published by appending its manifest row, one
+atomic `os.replace` of `_snapshots.parquet`. Data files are written before that and
+never modified after, so whatever the manifest names is complete, and all tables of a
+night come from the same run even while a rerun of that night is being written. The
+Hive partitions are updated after the commit (one atomic rename each) and repaired by
+the next run if a run dies in between; `read.load` reads what the manifest names, so it
+never depends on them. Every file is created with mode 0666 less the umask, as `open`
+creates files: the manifest is readable by whoever can read the tables.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +34,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -26,7 +49,7 @@ from pipeline.records import (
     STATUSES,
     ApiStats,
     Document,
-    _utc,
+    as_utc,
     utc_now,
 )
 from pipeline.snapshot.schemas import (
@@ -41,28 +64,14 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 ManifestStatus = Literal["ok", "partial", "failed"]
-
-
 RUN_STATUSES: tuple[ManifestStatus, ...] = ("ok", "partial", "failed")
 
-
 MANIFEST_FILE = "_snapshots.parquet"
-
-
 PART_FILE = "part-0.parquet"
-
-
 RUNS_DIR = ".runs"
-
-
 STAGING_DIR = ".staging"
-
-
 LOCK_FILE = ".lock"
-
-
 PARTITION_PREFIX = "snapshot_date="
-
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -170,8 +179,6 @@ def _check_keys(name: str, table: pa.Table) -> None:
 
 
 _held_lock = threading.Lock()
-
-
 _held: dict[Path, int] = {}
 """Output directories whose lock this process holds -> the holding thread."""
 
@@ -184,7 +191,7 @@ def snapshot_lock(out_dir: Path | str, run_id: str) -> Iterator[None]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -246,7 +253,7 @@ def publish(
     _check_entry(entry)
     check_tables(tables)
     rows = {name: tables[name].num_rows for name in TABLE_SCHEMAS}
-    finished_at = _utc(entry.finished_at, "finished_at") or utc_now()
+    finished_at = as_utc(entry.finished_at, "finished_at") or utc_now()
     row = _manifest_row(entry, finished_at, published=True, rows=rows)
     with _locked(out, entry.run_id):
         manifest = _manifest_for_update(out)
@@ -290,7 +297,7 @@ def _discard_unless_committed(out: Path, run_id: str) -> None:
     failure came after the commit). If even that cannot be told, the next run's garbage
     collection decides."""
     with contextlib.suppress(Exception):
-        if run_id not in _current_runs(_read_manifest(out)).values():
+        if run_id not in current_runs(manifest_table(out)).values():
             shutil.rmtree(out / RUNS_DIR / run_id, ignore_errors=True)
 
 
@@ -306,7 +313,7 @@ def record_failed_run(out_dir: Path | str, manifest_entry: ManifestEntry) -> Non
         manifest = _manifest_for_update(out)
         if entry.run_id in manifest.column("run_id").to_pylist():
             raise SnapshotError(f"run {entry.run_id} is already in {out / MANIFEST_FILE}")
-        finished_at = _utc(entry.finished_at, "finished_at") or utc_now()
+        finished_at = as_utc(entry.finished_at, "finished_at") or utc_now()
         failed = replace(entry, status="failed")
         row = _manifest_row(failed, finished_at, published=False, rows=None)
         _write_manifest(out, _append(manifest, row))
@@ -320,8 +327,8 @@ def _check_entry(entry: ManifestEntry) -> None:
         )
     if entry.status not in RUN_STATUSES:
         raise ValueError(f"run {entry.run_id}: status {entry.status!r} not in {RUN_STATUSES}")
-    _utc(entry.started_at, f"run {entry.run_id} started_at")
-    _utc(entry.finished_at, f"run {entry.run_id} finished_at")
+    as_utc(entry.started_at, f"run {entry.run_id} started_at")
+    as_utc(entry.finished_at, f"run {entry.run_id} finished_at")
 
 
 def _manifest_row(
@@ -331,7 +338,7 @@ def _manifest_row(
         "run_id": entry.run_id,
         "flow_run_id": entry.flow_run_id,
         "snapshot_date": entry.snapshot_date,
-        "started_at": _utc(entry.started_at, "started_at"),
+        "started_at": as_utc(entry.started_at, "started_at"),
         "finished_at": finished_at,
         "status": entry.status,
         "status_reason": entry.status_reason,
@@ -384,7 +391,10 @@ def _write_manifest(out: Path, manifest: pa.Table) -> None:
     """Replace the manifest atomically: readers see the old one or the new one."""
     staging = out / STAGING_DIR
     staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=staging, prefix="manifest-", suffix=".parquet")
+    tmp = staging / f"manifest-{uuid.uuid4().hex}.parquet"
+    # Not `tempfile.mkstemp`: its files are 0600 whatever the umask, and the manifest must
+    # be as readable as the tables it publishes.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             pq.write_table(manifest, handle, compression="zstd")
@@ -392,7 +402,7 @@ def _write_manifest(out: Path, manifest: pa.Table) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, out / MANIFEST_FILE)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(out)
 
@@ -411,7 +421,7 @@ def _manifest_for_update(out: Path) -> pa.Table:
     Partitions and run files that the manifest does not name are deleted as leftovers of
     killed runs, so a directory that holds snapshot data but lost its manifest is refused
     rather than emptied."""
-    manifest = _read_manifest(out)
+    manifest = manifest_table(out)
     if manifest is not None:
         return manifest
     runs = out / RUNS_DIR
@@ -442,7 +452,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _current_runs(manifest: pa.Table | None) -> dict[date, str]:
+def current_runs(manifest: pa.Table | None) -> dict[date, str]:
     """Snapshot date -> the run whose tables are that date's snapshot (the last published)."""
     current: dict[date, str] = {}
     if manifest is None:
@@ -460,7 +470,7 @@ def _partition(out: Path, table: str, snapshot_date: date) -> Path:
 def _sync_views(out: Path, manifest: pa.Table) -> None:
     """Make every Hive partition a link to the run file the manifest publishes for its
     date, and remove partitions of dates that no run published."""
-    current = _current_runs(manifest)
+    current = current_runs(manifest)
     staging = out / STAGING_DIR
     staging.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=staging, prefix="views-"))
@@ -529,13 +539,15 @@ def _collect_garbage(out: Path, manifest: pa.Table) -> None:
     runs = out / RUNS_DIR
     if not runs.is_dir():
         return
-    keep = set(_current_runs(manifest).values())
+    keep = set(current_runs(manifest).values())
     for run in runs.iterdir():
         if run.name not in keep:
             _remove(run)
 
 
-def _read_manifest(out: Path) -> pa.Table | None:
+def manifest_table(out: Path) -> pa.Table | None:
+    """The manifest of `out` as written (no derived columns), or None when there is
+    none; `SnapshotError` when it cannot be read or has another schema version's shape."""
     path = out / MANIFEST_FILE
     try:
         # Read whole, then parsed: given a path, pyarrow may open a file more than once,

@@ -1,9 +1,10 @@
-"""Publishing and reading snapshots: layout, declared types in every reader, the manifest
-as commit point, same-day replacement, the lock, crash safety, `load`.
+"""Publishing snapshots (`pipeline.snapshot.store`): layout and file modes, the manifest
+as commit point, same-day replacement, integrity checks, the lock, garbage collection and
+crash safety.
 
-Building tables is tested in `test_snapshot.py`; here they are built from small
-hand-made inputs. Crash tests SIGKILL a forked child process that publishes, just before
-every filesystem step of a publish and at random moments of a big one.
+Tables are built from small hand-made inputs (`published.night`). Crash tests SIGKILL a
+forked child process that publishes, just before every filesystem step of a publish and
+at random moments of a big one. Reading back is tested in `test_read.py`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import select
 import shutil
 import signal
+import stat
 import threading
 import time
 import traceback
@@ -23,22 +25,30 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
-import polars as pl
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from published import (
+    DAY1,
+    DAY2,
+    DAY3,
+    DAY4,
+    TABLE_ROWS,
+    Tables,
+    as_loaded,
+    assert_tidy,
+    entry,
+    hive_views,
+    loaded,
+    night,
+    same,
+)
 
-from pipeline.links.documents import Link
-from pipeline.links.extract import Occurrence
-from pipeline.links.identify import Identity, Kind
-from pipeline.records import ApiStats, CollectionItem, Document, HubRepoRecord, PaperRecord, RepoRef
-from pipeline.snapshot.build import SnapshotInputs, build_tables
-from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
+from pipeline.snapshot.read import load, read_manifest
 from pipeline.snapshot.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS
 from pipeline.snapshot.store import (
+    LOCK_FILE,
     MANIFEST_FILE,
     RUNS_DIR,
     STAGING_DIR,
@@ -46,142 +56,14 @@ from pipeline.snapshot.store import (
     SnapshotError,
     SnapshotIntegrityError,
     SnapshotLockedError,
+    check_tables,
     publish,
     record_failed_run,
     snapshot_lock,
 )
 
-DAY1 = date(2026, 11, 19)
-DAY2 = date(2026, 11, 20)
-DAY3 = date(2026, 11, 21)
-DAY4 = date(2026, 11, 22)
-ONE_DAY = DAY2 - DAY1
-STARTED = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
-Tables = dict[str, pa.Table]
 CHILD_TIMEOUT_SECONDS = 60.0
 """Only a hung child ever waits this long; it fails the test instead of hanging it."""
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def night(day: date, tag: str, papers: int = 3, words: int = 5) -> Tables:
-    """A small snapshot with a row in every table, whose contents depend on `tag`."""
-    rng = random.Random(f"{tag}-{papers}")
-    vocabulary = [f"w{i}" for i in range(2000)]
-    ids = [f"2409.{10000 + i}" for i in range(papers)]
-
-    def link(position: int, kind: Kind, entity_id: str, item: str, resolved: bool = False) -> Link:
-        occurrence = Occurrence(
-            "list.md", position, position + 1, ("Models",), None, tag, item, True, "u", "inline"
-        )
-        identity = Identity(kind, entity_id, f"https://example.org/{entity_id}", "example.org")
-        if resolved:
-            return Link(occurrence, identity, entity_id, "id")
-        return Link(occurrence, identity)
-
-    links = [link(i, "arxiv", arxiv_id, f"item {i}", True) for i, arxiv_id in enumerate(ids)]
-    links += [
-        link(papers, "github_repo", "QwenLM/Qwen2-VL", "item 0"),  # the first paper's code
-        link(papers + 1, "hf_model", "Qwen/Qwen2-VL-7B", "models"),
-        link(papers + 2, "hf_collection", "Qwen/qwen2-vl-66cee7455501d7126940800d", "models"),
-    ]
-    records = {
-        arxiv_id: PaperRecord(
-            arxiv_id,
-            "ok",
-            title=f"{tag} paper {arxiv_id}",
-            authors=("A. Author",),
-            abstract=" ".join(rng.choices(vocabulary, k=words)),
-            published=STARTED,
-            data_fetched_at=STARTED,
-        )
-        for arxiv_id in ids
-    }
-    model = HubRepoRecord(
-        "model",
-        "Qwen/Qwen2-VL-7B",
-        "Qwen/Qwen2-VL-7B",
-        "ok",
-        params_total=8_291_375_616,
-        params_by_dtype=(("BF16", 8_291_375_616),),
-        arxiv_ids=(ids[0],),
-        data_fetched_at=STARTED,
-    )
-    collection = HubRepoRecord(
-        "collection",
-        "Qwen/qwen2-vl-66cee7455501d7126940800d",
-        "Qwen/qwen2-vl-66cee7455501d7126940800d",
-        "ok",
-        title="Qwen2-VL",
-        items=(CollectionItem("model", "Qwen/Qwen2-VL-7B"), CollectionItem("paper", ids[0])),
-        data_fetched_at=STARTED,
-    )
-    repos: dict[RepoRef, HubRepoRecord] = {
-        (r.repo_type, r.requested_id): r for r in (model, collection)
-    }
-    given = SnapshotInputs(links, papers=records, repos=repos)
-    return build_tables(given, snapshot_date=day)
-
-
-TABLE_ROWS = {"links": 6, "papers": 3, "models": 1, "repos": 1, "github_repos": 1, "changes": 6}
-"""Rows of each table of a `night` of three papers."""
-
-
-def entry(run_id: str, day: date, status: str = "ok", **kw: Any) -> ManifestEntry:
-    values: dict[str, Any] = {
-        "documents": [Document("list.md", Path("list.md"), "ab" * 32, 1234, links=4)],
-        "api_stats": [ApiStats("arxiv", requests=2, by_status={200: 1, 503: 1}, retries=1)],
-        "finished_at": STARTED,
-    }
-    values.update(kw)
-    return ManifestEntry(run_id, day, STARTED, status, **values)
-
-
-def loaded(out: Path, day: date | None = None) -> Tables:
-    """Every table of a published snapshot, as `load` reads it, back in Arrow."""
-    return {
-        name: pa.Table.from_pandas(load(name, out, day), preserve_index=False)
-        for name in TABLE_SCHEMAS
-    }
-
-
-def same(a: Tables, b: Tables) -> bool:
-    return all(a[name].equals(b[name]) for name in TABLE_SCHEMAS)
-
-
-def as_loaded(tables: Tables) -> Tables:
-    """Tables through the same pandas round trip as `loaded`, for comparison."""
-    return {
-        name: pa.Table.from_pandas(t.to_pandas(types_mapper=pd.ArrowDtype), preserve_index=False)
-        for name, t in tables.items()
-    }
-
-
-def hive_views(out: Path) -> dict[tuple[str, str], Path]:
-    return {
-        (table, part.name): part / "part-0.parquet"
-        for table in TABLE_SCHEMAS
-        if (out / table).is_dir()
-        for part in sorted((out / table).iterdir())
-    }
-
-
-def assert_tidy(out: Path) -> None:
-    """Nothing left over: no staging, only current runs, every view its run's file."""
-    manifest = read_manifest(out)
-    current = manifest[manifest["current"]]
-    assert list((out / STAGING_DIR).iterdir()) == []
-    assert sorted(p.name for p in (out / RUNS_DIR).iterdir()) == sorted(current["run_id"])
-    expected = {
-        (table, f"snapshot_date={day}"): out / RUNS_DIR / run_id / f"{table}.parquet"
-        for day, run_id in zip(current["snapshot_date"].astype(str), current["run_id"], strict=True)
-        for table in TABLE_SCHEMAS
-    }
-    views = hive_views(out)
-    assert set(views) == set(expected)
-    for key, view in views.items():
-        assert view.read_bytes() == expected[key].read_bytes(), key
 
 
 # ----------------------------------------------------------------------------- layout
@@ -214,93 +96,31 @@ def test_publish_writes_hive_partitions_and_a_manifest_row(tmp_path: Path) -> No
     assert_tidy(out)
 
 
-def test_load_returns_declared_dtypes_and_python_lists(tmp_path: Path) -> None:
-    out = tmp_path / "enriched"
-    tables = night(DAY2, "a")
-    publish(out, tables, entry("run-1", DAY2))
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_every_file_gets_the_mode_the_umask_gives_new_files(tmp_path: Path, umask: int) -> None:
+    """The manifest, the lock, run files and partitions alike: whoever can read the
+    tables can read the manifest that says which are current."""
+    before = os.umask(umask)
+    try:
+        publish(tmp_path, night(DAY1, "a"), entry("run-1", DAY1))
+        record_failed_run(tmp_path, entry("run-2", DAY2, "failed", status_reason="x"))
+    finally:
+        os.umask(before)
 
-    for name, schema in TABLE_SCHEMAS.items():
-        frame = load(name, out)
-        assert list(frame.columns) == schema.names
-        for column in schema:
-            assert frame[column.name].dtype == pd.ArrowDtype(column.type), (name, column.name)
-    papers = load("papers", out)
-    assert papers.attrs == {"snapshot_date": "2026-11-20", "run_id": "run-1"}
-    assert papers["authors"].iloc[0] == ["A. Author"]
-    assert papers["published"].iloc[0] == pd.Timestamp("2026-11-20 03:00", tz="UTC")
-    assert pd.isna(papers["latest_version"].iloc[0])  # null stays null, not NaN-as-float
-    assert papers["hf_models"].map(len).tolist() == [1, 0, 0]
-    models = load("models", out)
-    assert models["params_total"].iloc[0] == 8_291_375_616
-    assert models["params_by_dtype"].iloc[0] == [{"dtype": "BF16", "params": 8_291_375_616}]
-    assert models["collections"].iloc[0] == ["Qwen/qwen2-vl-66cee7455501d7126940800d"]
-    assert load("repos", out)["items"].iloc[0] == [
-        {"item_type": "model", "item_id": "Qwen/Qwen2-VL-7B"},
-        {"item_type": "paper", "item_id": "2409.10000"},
+    files = [
+        tmp_path / MANIFEST_FILE,
+        tmp_path / LOCK_FILE,
+        *(tmp_path / RUNS_DIR / "run-1").iterdir(),
+        *hive_views(tmp_path).values(),
     ]
-    assert load("github_repos", out)["arxiv_ids"].iloc[0] == ["2409.10000"]
-
-
-def test_pandas_pyarrow_duckdb_and_polars_read_the_declared_types(tmp_path: Path) -> None:
-    out = tmp_path / "enriched"
-    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
-    publish(out, night(DAY2, "b"), entry("run-2", DAY2))
-
-    for name, schema in TABLE_SCHEMAS.items():
-        folder = out / name
-        declared_empty = schema.empty_table()
-        # pyarrow.dataset: the Hive directory, with snapshot_date from the path.
-        dataset = ds.dataset(folder, format="parquet", partitioning="hive")
-        assert dataset.schema.remove(dataset.schema.get_field_index("snapshot_date")).equals(
-            schema, check_metadata=False
-        ), name
-        assert dataset.count_rows() == 2 * TABLE_ROWS[name]
-        # pandas: history of the directory, one night by filter.
-        frame = pd.read_parquet(
-            folder, dtype_backend="pyarrow", filters=[("snapshot_date", "=", "2026-11-20")]
-        )
-        assert len(frame) == TABLE_ROWS[name]
-        for column in schema:
-            assert frame[column.name].dtype == pd.ArrowDtype(column.type), (name, column.name)
-        # DuckDB and Polars: their own type for each column equals their type for the
-        # declared schema (nothing widened, nothing lost).
-        glob = f"{folder}/*/*.parquet"
-        assert _duckdb_types(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)") == {
-            **_duckdb_types("SELECT * FROM declared", declared=declared_empty),
-            "snapshot_date": "DATE",
-        }, name
-        lazy = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True)
-        assert dict(lazy.collect_schema()) == {
-            **dict(pl.from_arrow(declared_empty).schema),  # type: ignore[union-attr]
-            "snapshot_date": pl.Date,
-        }, name
-        assert lazy.collect().height == 2 * TABLE_ROWS[name]
-
-
-def _duckdb_types(sql: str, **tables: pa.Table) -> dict[str, str]:
-    connection = duckdb.connect()
-    for name, table in tables.items():
-        connection.register(name, table)
-    relation = connection.sql(sql)
-    assert relation is not None
-    return dict(zip(relation.columns, map(str, relation.types), strict=True))
+    modes = {
+        path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode) for path in files
+    }
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
+    assert len(modes) == 2 + 2 * len(TABLE_SCHEMAS)
 
 
 # ----------------------------------------------------------------------------- manifest
-
-
-def test_load_reads_the_latest_date_or_the_one_asked(tmp_path: Path) -> None:
-    out = tmp_path / "enriched"
-    first, second = night(DAY1, "a"), night(DAY2, "b")
-    publish(out, second, entry("run-2", DAY2))
-    publish(out, first, entry("run-1", DAY1))  # a backfill does not become the latest
-
-    assert same(loaded(out), as_loaded(second))
-    assert same(loaded(out, DAY1), as_loaded(first))
-    assert load("papers", out, "2026-11-19").attrs["run_id"] == "run-1"
-    latest = latest_snapshot(out)
-    assert latest is not None and (latest.run_id, latest.snapshot_date) == ("run-2", DAY2)
-    assert latest.rows["papers"] == 3
 
 
 def test_a_rerun_of_the_same_night_replaces_it(tmp_path: Path) -> None:
@@ -326,22 +146,6 @@ def test_identical_inputs_publish_identical_bytes(tmp_path: Path) -> None:
     for name in TABLE_SCHEMAS:
         file = f"{name}/snapshot_date=2026-11-20/part-0.parquet"
         assert (one / file).read_bytes() == (two / file).read_bytes(), name
-
-
-def test_previous_tables_is_the_latest_night_before_the_date(tmp_path: Path) -> None:
-    out = tmp_path / "enriched"
-    assert previous_tables(out) is None
-    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
-    publish(out, night(DAY2, "b"), entry("run-2", DAY2))
-
-    before = previous_tables(out, before=DAY2)
-    latest = previous_tables(out)
-
-    assert before is not None and latest is not None
-    assert before["papers"].equals(night(DAY1, "a")["papers"])
-    assert before["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-19"
-    assert latest["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-20"
-    assert previous_tables(out, before=DAY1) is None
 
 
 def test_a_failed_run_adds_a_manifest_row_and_touches_no_table(tmp_path: Path) -> None:
@@ -373,31 +177,7 @@ def test_a_run_with_failed_status_that_publishes_is_loadable(tmp_path: Path) -> 
     assert len(load("links", out, DAY2)) == TABLE_ROWS["links"]
 
 
-@pytest.mark.parametrize(
-    ("call", "error", "message"),
-    [
-        (lambda out: load("paper", out), ValueError, "no table 'paper'; tables: links, papers"),
-        (lambda out: load("papers", out / "nowhere"), FileNotFoundError, "no snapshot under"),
-        (lambda out: load("papers", out, "20-11-2026"), ValueError, "expected YYYY-MM-DD"),
-        (lambda out: load("papers", out, DAY3), SnapshotError, "published: 2026-11-20"),
-    ],
-    ids=["unknown table", "nothing published", "bad date", "date not published"],
-)
-def test_load_says_what_is_wrong(
-    tmp_path: Path, call: Callable[[Path], Any], error: type[Exception], message: str
-) -> None:
-    publish(tmp_path, night(DAY2, "a"), entry("run-1", DAY2))
-
-    with pytest.raises(error, match=message):
-        call(tmp_path)
-
-
-def test_read_manifest_of_an_empty_directory_is_empty_with_its_columns(tmp_path: Path) -> None:
-    manifest = read_manifest(tmp_path / "nothing-yet")
-
-    assert manifest.empty
-    assert [*MANIFEST_SCHEMA.names, "current"] == list(manifest.columns)
-    assert latest_snapshot(tmp_path / "nothing-yet") is None
+# ----------------------------------------------------------------------------- integrity
 
 
 @pytest.mark.parametrize(
@@ -421,6 +201,44 @@ def test_publish_refuses_a_bad_entry_and_changes_nothing(
 
     assert (tmp_path / MANIFEST_FILE).read_bytes() == before
     assert_tidy(tmp_path)
+
+
+def test_check_tables_refuses_a_duplicate_key_naming_it() -> None:
+    tables = night(DAY2, "a")
+    papers = tables["papers"]
+    tables["papers"] = pa.concat_tables([papers, papers.slice(0, 1)])
+
+    with pytest.raises(SnapshotIntegrityError, match=r"papers.*not unique.*2409\.10000"):
+        check_tables(tables)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop_columns(["title"]), "schema differs"),
+        (
+            lambda t: t.set_column(
+                0, t.schema.field("arxiv_id"), pa.array([None] * t.num_rows, pa.string())
+            ),
+            "nulls in column arxiv_id",
+        ),
+        (
+            lambda t: t.set_column(
+                t.schema.get_field_index("status"),
+                t.schema.field("status"),
+                pa.array(["fine"] * t.num_rows),
+            ),
+            "unknown statuses",
+        ),
+    ],
+    ids=["missing column", "null key", "unknown status"],
+)
+def test_check_tables_refuses_a_table_off_its_schema(change: Any, message: str) -> None:
+    tables = night(DAY2, "a")
+    tables["papers"] = change(tables["papers"])
+
+    with pytest.raises(SnapshotIntegrityError, match=message):
+        check_tables(tables)
 
 
 def test_tables_that_break_their_contract_are_never_published(tmp_path: Path) -> None:
@@ -487,65 +305,7 @@ def test_snapshot_data_without_a_manifest_is_refused_not_emptied(tmp_path: Path)
     assert (tmp_path / "papers" / "snapshot_date=2026-11-19" / "part-0.parquet").exists()
 
 
-# ----------------------------------------------------------------------------- concurrency
-
-
-def test_readers_during_reruns_see_one_complete_version(tmp_path: Path) -> None:
-    versions = [night(DAY2, f"v{i}", papers=30) for i in range(12)]
-    expected = [as_loaded(v)["papers"] for v in versions]
-    publish(tmp_path, versions[0], entry("run-0", DAY2))
-    seen: list[int] = []
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def read() -> None:
-        try:
-            while not done.is_set():
-                got = pa.Table.from_pandas(load("papers", tmp_path), preserve_index=False)
-                matches = [i for i, e in enumerate(expected) if got.equals(e)]
-                assert len(matches) == 1
-                seen.append(matches[0])
-        except BaseException as exc:
-            errors.append(exc)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for i, version in enumerate(versions[1:], start=1):
-            publish(tmp_path, version, entry(f"run-{i}", DAY2))
-    finally:
-        done.set()
-        reader.join()
-
-    assert not errors, errors[0]
-    assert seen == sorted(seen)  # never back to an older version
-
-
-def test_readers_never_see_a_torn_manifest(tmp_path: Path) -> None:
-    """The manifest is replaced in place (by name): a reader must read one whole file."""
-    publish(tmp_path, night(DAY1, "a"), entry("run-0", DAY1))
-    sizes: list[int] = []
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def read() -> None:
-        try:
-            while not done.is_set():
-                sizes.append(len(read_manifest(tmp_path)))
-        except BaseException as exc:
-            errors.append(exc)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for i in range(1, 60):
-            record_failed_run(tmp_path, entry(f"run-{i}", DAY2, "failed", status_reason="x"))
-    finally:
-        done.set()
-        reader.join()
-
-    assert not errors, errors[0]
-    assert sizes == sorted(sizes) and len(set(sizes)) > 10
+# ----------------------------------------------------------------------------- lock
 
 
 def test_a_second_locker_is_told_who_holds_the_lock(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Building a snapshot: dedup keys and winners, one row per entity, lineage, the
-last-known-good fallback, the change log and determinism (pure: no disk).
+"""Building a snapshot (`pipeline.snapshot.build`): the links table and its title
+matches, dedup keys and winners, one row per entity, lineage, the last-known-good
+fallback, what a restricted run did not ask, the change log and determinism (pure: no
+disk).
 
 Inputs are hand-made records of the resolvers' contract types, not network answers.
-Publishing and reading snapshots back are tested in `test_load.py`.
+Publishing is tested in `test_store.py`, reading back in `test_read.py`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,17 @@ from pipeline.records import (
     TitleMatch,
     size_label,
 )
-from pipeline.snapshot.build import INVALID_ID, NOT_RESOLVED, SnapshotInputs, build_tables
+from pipeline.snapshot.build import (
+    INVALID_ID,
+    NOT_ASKED,
+    NOT_RESOLVED,
+    NotAsked,
+    SnapshotInputs,
+    apply_title_matches,
+    build_tables,
+)
 from pipeline.snapshot.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
-from pipeline.snapshot.store import SnapshotIntegrityError, check_tables
+from pipeline.snapshot.store import check_tables
 
 DAY1 = date(2026, 11, 19)
 DAY2 = date(2026, 11, 20)
@@ -168,9 +178,12 @@ def inputs(
 
 
 def build(
-    given: SnapshotInputs, day: date = DAY2, previous: dict[str, pa.Table] | None = None
+    given: SnapshotInputs,
+    day: date = DAY2,
+    previous: dict[str, pa.Table] | None = None,
+    replaced: dict[str, pa.Table] | None = None,
 ) -> dict[str, pa.Table]:
-    tables = build_tables(given, snapshot_date=day, previous=previous)
+    tables = build_tables(given, snapshot_date=day, previous=previous, replaced=replaced)
     check_tables(tables)
     return tables
 
@@ -290,44 +303,6 @@ def test_keys_are_unique_and_rows_sorted_by_key() -> None:
             assert keys == sorted(keys), name
 
 
-def test_check_tables_refuses_a_duplicate_key_naming_it() -> None:
-    tables = build(rich_inputs())
-    papers = tables["papers"]
-    tables["papers"] = pa.concat_tables([papers, papers.slice(0, 1)])
-
-    with pytest.raises(SnapshotIntegrityError, match=r"papers.*not unique.*2304\.08485"):
-        check_tables(tables)
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda t: t.drop_columns(["title"]), "schema differs"),
-        (
-            lambda t: t.set_column(
-                0, t.schema.field("arxiv_id"), pa.array([None] * t.num_rows, pa.string())
-            ),
-            "nulls in column arxiv_id",
-        ),
-        (
-            lambda t: t.set_column(
-                t.schema.get_field_index("status"),
-                t.schema.field("status"),
-                pa.array(["fine"] * t.num_rows),
-            ),
-            "unknown statuses",
-        ),
-    ],
-    ids=["missing column", "null key", "unknown status"],
-)
-def test_check_tables_refuses_a_table_off_its_schema(change: Any, message: str) -> None:
-    tables = build(rich_inputs())
-    tables["papers"] = change(tables["papers"])
-
-    with pytest.raises(SnapshotIntegrityError, match=message):
-        check_tables(tables)
-
-
 # ----------------------------------------------------------------------------- links
 
 
@@ -341,6 +316,20 @@ def test_every_link_occurrence_is_a_row_of_links_with_its_title_resolution() -> 
     by_text = {r["link_text"]: r for r in links}
     assert by_text["Visual Instruction Tuning"]["resolved_arxiv_id"] == "2304.08485"
     assert by_text["Visual Instruction Tuning"]["resolved_by"] == "title"
+
+
+def test_title_matches_lead_links_to_papers_but_never_override_ids() -> None:
+    links = [arxiv(0, PAPER, text="Qwen2-VL"), titled(1, TITLE)]
+    titles = [
+        TitleMatch(TITLE, "ok", "2304.08485", TITLE, 1.0),
+        TitleMatch("Qwen2-VL", "ok", "9999.99999", "Qwen2-VL", 1.0),
+    ]
+
+    tables = build(inputs(links, titles=titles))
+
+    resolved = [(r["resolved_arxiv_id"], r["resolved_by"]) for r in tables["links"].to_pylist()]
+    assert resolved == [(PAPER, "id"), ("2304.08485", "title")]
+    assert set(rows(tables["papers"])) == {PAPER, "2304.08485"}
 
 
 def test_a_link_from_a_document_that_was_not_read_is_refused() -> None:
@@ -758,6 +747,201 @@ def test_first_seen_is_carried_from_the_previous_snapshot() -> None:
 
     assert (papers[PAPER]["first_seen"], papers[PAPER]["last_seen"]) == (DAY1, DAY2)
     assert papers["2502.13923"]["first_seen"] == DAY2
+
+
+# ----------------------------------------------------------------------------- not asked
+
+LLAVA = "2304.08485"
+LLAVA_TITLE = "Visual Instruction Tuning"
+RESTRICTION = "restricted run: --resolvers arxiv hub"
+COLLECTION = "o/c-1"
+
+
+def full_night(fetched: datetime) -> SnapshotInputs:
+    """A paper by ID, a paper by title, a model, a collection holding another model."""
+    links = [
+        arxiv(0, PAPER),
+        titled(1, LLAVA_TITLE),
+        hub(2, MODEL),
+        hub(3, COLLECTION, "hf_collection"),
+    ]
+    held = "o/held"
+    return inputs(
+        links,
+        [paper(PAPER, data_fetched_at=fetched), paper(LLAVA, data_fetched_at=fetched)],
+        [
+            model(MODEL, data_fetched_at=fetched),
+            model(
+                COLLECTION,
+                repo_type="collection",
+                items=(CollectionItem("model", held),),
+                data_fetched_at=fetched,
+            ),
+            model(held, data_fetched_at=fetched),
+        ],
+        [page(PAPER, data_fetched_at=fetched), page(LLAVA, data_fetched_at=fetched)],
+        [TitleMatch(LLAVA_TITLE, "ok", LLAVA, LLAVA_TITLE, 1.0, data_fetched_at=fetched)],
+    )
+
+
+def restricted(given: SnapshotInputs, not_asked: NotAsked) -> SnapshotInputs:
+    """`given` as a run that did not ask what `not_asked` lists: no record for it."""
+    return replace(
+        given,
+        papers={k: v for k, v in given.papers.items() if k not in not_asked.arxiv},
+        title_matches={
+            k: v for k, v in given.title_matches.items() if k not in not_asked.arxiv_titles
+        },
+        repos={k: v for k, v in given.repos.items() if k not in not_asked.hub},
+        paper_pages={k: v for k, v in given.paper_pages.items() if k not in not_asked.paper_pages},
+        not_asked=not_asked,
+    )
+
+
+def kept(when: datetime) -> str:
+    """The reason of a row that keeps values the run did not ask for."""
+    fetched = when.isoformat()
+    return f"{NOT_ASKED} ({RESTRICTION}); values are the last good ones, fetched at {fetched}"
+
+
+def test_a_restricted_rerun_keeps_what_it_did_not_ask_from_the_night_it_replaces() -> None:
+    """The night is replaced by a run with `--resolvers arxiv hub`, and no night came
+    before: titles and paper pages were not asked, and the paper found by title keeps
+    its row, its link and its values, as the replaced night had them."""
+    replaced = as_previous(build(full_night(FETCHED1), DAY2), DAY2)
+    not_asked = NotAsked(arxiv_titles={LLAVA_TITLE}, paper_pages={PAPER}, restriction=RESTRICTION)
+    tonight = restricted(full_night(FETCHED2), not_asked)
+    # Its title was not searched: the night knows no ID of the paper found by it.
+    tonight = replace(tonight, papers={PAPER: tonight.papers[PAPER]}, paper_pages={})
+
+    tables = build(tonight, DAY2, previous=None, replaced=replaced)
+
+    link = rows(tables["links"])[(DOC, 1)]
+    assert (link["resolved_arxiv_id"], link["resolved_by"]) == (LLAVA, "title")
+    papers = rows(tables["papers"])
+    by_title = papers[LLAVA]
+    assert (by_title["status"], by_title["data_fetched_at"]) == ("stale", FETCHED1)
+    assert by_title["status_reason"] == kept(FETCHED1)
+    assert (by_title["title"], by_title["title_queries"]) == (f"Paper {LLAVA}", [LLAVA_TITLE])
+    assert (by_title["hf_page_status"], by_title["hf_upvotes"]) == ("stale", 42)
+    assert by_title["hf_page_status_reason"] == kept(FETCHED1)
+    by_id = papers[PAPER]
+    assert (by_id["status"], by_id["data_fetched_at"]) == ("ok", FETCHED2)
+    assert (by_id["hf_page_status"], by_id["hf_page_fetched_at"]) == ("stale", FETCHED1)
+    assert by_id["hf_page_status_reason"] == kept(FETCHED1)
+    assert rows(tables["models"])[MODEL]["status"] == "ok"
+
+
+def test_what_a_restricted_run_did_not_ask_and_never_knew_is_an_error_saying_so() -> None:
+    not_asked = NotAsked(
+        arxiv={PAPER},
+        hub={("model", MODEL), ("collection", COLLECTION)},
+        paper_pages={PAPER},
+        restriction=RESTRICTION,
+    )
+    tonight = restricted(full_night(FETCHED2), not_asked)
+
+    tables = build(tonight, DAY2)
+
+    reason = f"{NOT_ASKED} ({RESTRICTION})"
+    paper_row = rows(tables["papers"])[PAPER]
+    assert (paper_row["status"], paper_row["status_reason"]) == ("error", reason)
+    assert (paper_row["hf_page_status"], paper_row["hf_page_status_reason"]) == ("error", reason)
+    assert rows(tables["models"])[MODEL]["status_reason"] == reason
+    assert rows(tables["repos"])[("collection", COLLECTION)]["status_reason"] == reason
+    # What was asked is answered as in a full run.
+    assert rows(tables["papers"])[LLAVA]["status"] == "ok"
+
+
+def test_a_not_found_answer_is_kept_when_a_restricted_run_does_not_ask_again() -> None:
+    """Nobody on the Hub cites the paper: a run that skips paper pages does not turn that
+    answer into an error."""
+    night1 = replace(
+        full_night(FETCHED1),
+        paper_pages={
+            PAPER: page(PAPER, "not_found", status_reason="no paper page", data_fetched_at=FETCHED1)
+        },
+    )
+    previous = as_previous(build(night1, DAY1), DAY1)
+    not_asked = NotAsked(paper_pages={PAPER, LLAVA}, restriction=RESTRICTION)
+
+    tables = build(restricted(full_night(FETCHED2), not_asked), DAY2, previous)
+
+    row = rows(tables["papers"])[PAPER]
+    assert (row["hf_page_status"], row["hf_page_fetched_at"]) == ("not_found", FETCHED1)
+    assert row["hf_page_status_reason"] == (
+        f"{NOT_ASKED} ({RESTRICTION}); the last answer, fetched at {FETCHED1.isoformat()}:"
+        " no paper page"
+    )
+    # Never asked before either: no answer to keep.
+    assert rows(tables["papers"])[LLAVA]["hf_page_status"] == "error"
+
+
+def test_a_limited_run_keeps_the_previous_nights_values_of_what_it_left_out() -> None:
+    """`--limit`: the Hub was asked about the model only. The collection, and the model
+    only the collection holds, keep the previous night's values."""
+    previous = as_previous(build(full_night(FETCHED1), DAY1), DAY1)
+    not_asked = NotAsked(hub={("collection", COLLECTION)}, restriction="restricted run: --limit 1")
+    tonight = restricted(full_night(FETCHED2), not_asked)
+    tonight = replace(tonight, repos={k: v for k, v in tonight.repos.items() if k[1] == MODEL})
+
+    tables = build(tonight, DAY2, previous)
+
+    reason = f"{NOT_ASKED} (restricted run: --limit 1); values are the last good ones"
+    collection = rows(tables["repos"])[("collection", COLLECTION)]
+    assert (collection["status"], collection["data_fetched_at"]) == ("stale", FETCHED1)
+    assert collection["status_reason"].startswith(reason)
+    held = rows(tables["models"])["o/held"]
+    assert (held["status"], held["downloads"], held["collections"]) == ("stale", 1000, [COLLECTION])
+    assert held["status_reason"].startswith(reason)
+    assert rows(tables["models"])[MODEL]["data_fetched_at"] == FETCHED2
+
+
+def test_what_was_not_asked_comes_from_the_replaced_night_before_the_previous_one() -> None:
+    previous = as_previous(build(full_night(FETCHED1), DAY1), DAY1)
+    replaced = as_previous(build(full_night(FETCHED2), DAY2, previous), DAY2)
+    not_asked = NotAsked(arxiv={PAPER}, restriction=RESTRICTION)
+
+    tables = build(restricted(full_night(FETCHED2), not_asked), DAY2, previous, replaced)
+
+    row = rows(tables["papers"])[PAPER]
+    assert (row["status"], row["data_fetched_at"]) == ("stale", FETCHED2)
+    assert row["status_reason"] == kept(FETCHED2)
+    assert (row["first_seen"], row["last_seen"]) == (DAY1, DAY2)  # lineage: previous night
+
+
+def test_a_record_answers_for_an_entity_listed_as_not_asked() -> None:
+    """A collection's lookup answers for its items, even those `--limit` left out."""
+    previous = as_previous(build(full_night(FETCHED1), DAY1), DAY1)
+    not_asked = NotAsked(hub={("model", "o/held")}, restriction=RESTRICTION)
+
+    tables = build(replace(full_night(FETCHED2), not_asked=not_asked), DAY2, previous)
+
+    held = rows(tables["models"])["o/held"]
+    assert (held["status"], held["data_fetched_at"]) == ("ok", FETCHED2)
+
+
+def test_a_full_rerun_does_not_read_the_night_it_replaces() -> None:
+    given = rich_inputs()
+    previous = as_previous(build(given, DAY1), DAY1)
+    replaced = as_previous(build(full_night(FETCHED1), DAY2), DAY2)
+
+    with_replaced = build(given, DAY2, previous, replaced)
+    without = build(given, DAY2, previous)
+
+    for name in TABLE_SCHEMAS:
+        assert with_replaced[name].equals(without[name]), name
+
+
+def test_links_given_with_their_title_matches_applied_build_the_same_tables() -> None:
+    given = rich_inputs()
+    matched = {t: m.arxiv_id for t, m in given.title_matches.items() if m.arxiv_id}
+
+    again = build(replace(given, links=apply_title_matches(given.links, matched)))
+
+    first = build(given)
+    for name in TABLE_SCHEMAS:
+        assert again[name].equals(first[name]), name
 
 
 # ----------------------------------------------------------------------------- changes

@@ -1,0 +1,255 @@
+"""Reading snapshots back (`pipeline.snapshot.read`): `load` with the declared types,
+other readers of the Hive folders, dates, the baselines a night is built against, the
+manifest, and readers that run while a night is being replaced.
+
+Snapshots are published from small hand-made inputs (`published.night`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from published import (
+    DAY1,
+    DAY2,
+    DAY3,
+    TABLE_ROWS,
+    as_loaded,
+    entry,
+    loaded,
+    night,
+    same,
+)
+
+from pipeline.snapshot.read import (
+    latest_snapshot,
+    load,
+    previous_tables,
+    read_manifest,
+    replaced_tables,
+)
+from pipeline.snapshot.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS
+from pipeline.snapshot.store import SnapshotError, publish, record_failed_run
+
+# ----------------------------------------------------------------------------- load
+
+
+def test_load_returns_declared_dtypes_and_python_lists(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    tables = night(DAY2, "a")
+    publish(out, tables, entry("run-1", DAY2))
+
+    for name, schema in TABLE_SCHEMAS.items():
+        frame = load(name, out)
+        assert list(frame.columns) == schema.names
+        for column in schema:
+            assert frame[column.name].dtype == pd.ArrowDtype(column.type), (name, column.name)
+    papers = load("papers", out)
+    assert papers.attrs == {"snapshot_date": "2026-11-20", "run_id": "run-1"}
+    assert papers["authors"].iloc[0] == ["A. Author"]
+    assert papers["published"].iloc[0] == pd.Timestamp("2026-11-20 03:00", tz="UTC")
+    assert pd.isna(papers["latest_version"].iloc[0])  # null stays null, not NaN-as-float
+    assert papers["hf_models"].map(len).tolist() == [1, 0, 0]
+    models = load("models", out)
+    assert models["params_total"].iloc[0] == 8_291_375_616
+    assert models["params_by_dtype"].iloc[0] == [{"dtype": "BF16", "params": 8_291_375_616}]
+    assert models["collections"].iloc[0] == ["Qwen/qwen2-vl-66cee7455501d7126940800d"]
+    assert load("repos", out)["items"].iloc[0] == [
+        {"item_type": "model", "item_id": "Qwen/Qwen2-VL-7B"},
+        {"item_type": "paper", "item_id": "2409.10000"},
+    ]
+    assert load("github_repos", out)["arxiv_ids"].iloc[0] == ["2409.10000"]
+
+
+def test_pandas_pyarrow_duckdb_and_polars_read_the_declared_types(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
+    publish(out, night(DAY2, "b"), entry("run-2", DAY2))
+
+    for name, schema in TABLE_SCHEMAS.items():
+        folder = out / name
+        declared_empty = schema.empty_table()
+        # pyarrow.dataset: the Hive directory, with snapshot_date from the path.
+        dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+        assert dataset.schema.remove(dataset.schema.get_field_index("snapshot_date")).equals(
+            schema, check_metadata=False
+        ), name
+        assert dataset.count_rows() == 2 * TABLE_ROWS[name]
+        # pandas: history of the directory, one night by filter.
+        frame = pd.read_parquet(
+            folder, dtype_backend="pyarrow", filters=[("snapshot_date", "=", "2026-11-20")]
+        )
+        assert len(frame) == TABLE_ROWS[name]
+        for column in schema:
+            assert frame[column.name].dtype == pd.ArrowDtype(column.type), (name, column.name)
+        # DuckDB and Polars: their own type for each column equals their type for the
+        # declared schema (nothing widened, nothing lost).
+        glob = f"{folder}/*/*.parquet"
+        assert _duckdb_types(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)") == {
+            **_duckdb_types("SELECT * FROM declared", declared=declared_empty),
+            "snapshot_date": "DATE",
+        }, name
+        lazy = pl.scan_parquet(f"{folder}/**/*.parquet", hive_partitioning=True)
+        assert dict(lazy.collect_schema()) == {
+            **dict(pl.from_arrow(declared_empty).schema),  # type: ignore[union-attr]
+            "snapshot_date": pl.Date,
+        }, name
+        assert lazy.collect().height == 2 * TABLE_ROWS[name]
+
+
+def _duckdb_types(sql: str, **tables: pa.Table) -> dict[str, str]:
+    connection = duckdb.connect()
+    for name, table in tables.items():
+        connection.register(name, table)
+    relation = connection.sql(sql)
+    assert relation is not None
+    return dict(zip(relation.columns, map(str, relation.types), strict=True))
+
+
+def test_load_reads_the_latest_date_or_the_one_asked(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    first, second = night(DAY1, "a"), night(DAY2, "b")
+    publish(out, second, entry("run-2", DAY2))
+    publish(out, first, entry("run-1", DAY1))  # a backfill does not become the latest
+
+    assert same(loaded(out), as_loaded(second))
+    assert same(loaded(out, DAY1), as_loaded(first))
+    assert load("papers", out, "2026-11-19").attrs["run_id"] == "run-1"
+    latest = latest_snapshot(out)
+    assert latest is not None and (latest.run_id, latest.snapshot_date) == ("run-2", DAY2)
+    assert latest.rows["papers"] == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda out: load("paper", out), ValueError, "no table 'paper'; tables: links, papers"),
+        (lambda out: load("papers", out / "nowhere"), FileNotFoundError, "no snapshot under"),
+        (lambda out: load("papers", out, "20-11-2026"), ValueError, "expected YYYY-MM-DD"),
+        (lambda out: load("papers", out, DAY3), SnapshotError, "published: 2026-11-20"),
+    ],
+    ids=["unknown table", "nothing published", "bad date", "date not published"],
+)
+def test_load_says_what_is_wrong(
+    tmp_path: Path, call: Callable[[Path], Any], error: type[Exception], message: str
+) -> None:
+    publish(tmp_path, night(DAY2, "a"), entry("run-1", DAY2))
+
+    with pytest.raises(error, match=message):
+        call(tmp_path)
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def test_previous_tables_is_the_latest_night_before_the_date(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    assert previous_tables(out) is None
+    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
+    publish(out, night(DAY2, "b"), entry("run-2", DAY2))
+
+    before = previous_tables(out, before=DAY2)
+    latest = previous_tables(out)
+
+    assert before is not None and latest is not None
+    assert before["papers"].equals(night(DAY1, "a")["papers"])
+    assert before["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-19"
+    assert latest["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-20"
+    assert previous_tables(out, before=DAY1) is None
+
+
+def test_replaced_tables_are_the_current_run_of_the_night_itself(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    assert replaced_tables(out, DAY2) is None
+    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
+    publish(out, night(DAY2, "b"), entry("run-2", DAY2))
+    publish(out, night(DAY2, "c"), entry("run-3", DAY2))  # a rerun replaced run-2
+    record_failed_run(out, entry("run-4", DAY2, "failed", status_reason="x"))
+
+    replaced = replaced_tables(out, DAY2)
+
+    assert replaced is not None
+    assert replaced["papers"].equals(night(DAY2, "c")["papers"])
+    assert replaced["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-20"
+    assert replaced_tables(out, DAY3) is None
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def test_read_manifest_of_an_empty_directory_is_empty_with_its_columns(tmp_path: Path) -> None:
+    manifest = read_manifest(tmp_path / "nothing-yet")
+
+    assert manifest.empty
+    assert [*MANIFEST_SCHEMA.names, "current"] == list(manifest.columns)
+    assert latest_snapshot(tmp_path / "nothing-yet") is None
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+def test_readers_during_reruns_see_one_complete_version(tmp_path: Path) -> None:
+    versions = [night(DAY2, f"v{i}", papers=30) for i in range(12)]
+    expected = [as_loaded(v)["papers"] for v in versions]
+    publish(tmp_path, versions[0], entry("run-0", DAY2))
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                got = pa.Table.from_pandas(load("papers", tmp_path), preserve_index=False)
+                matches = [i for i, e in enumerate(expected) if got.equals(e)]
+                assert len(matches) == 1
+                seen.append(matches[0])
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i, version in enumerate(versions[1:], start=1):
+            publish(tmp_path, version, entry(f"run-{i}", DAY2))
+    finally:
+        done.set()
+        reader.join()
+
+    assert not errors, errors[0]
+    assert seen == sorted(seen)  # never back to an older version
+
+
+def test_readers_never_see_a_torn_manifest(tmp_path: Path) -> None:
+    """The manifest is replaced in place (by name): a reader must read one whole file."""
+    publish(tmp_path, night(DAY1, "a"), entry("run-0", DAY1))
+    sizes: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                sizes.append(len(read_manifest(tmp_path)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 60):
+            record_failed_run(tmp_path, entry(f"run-{i}", DAY2, "failed", status_reason="x"))
+    finally:
+        done.set()
+        reader.join()
+
+    assert not errors, errors[0]
+    assert sizes == sorted(sizes) and len(set(sizes)) > 10
