@@ -3,7 +3,7 @@
 Every subcommand is documented in the README (a test fails when one is not).
 Exit codes: 0 success, 1 the run failed, 2 bad usage or input, 3 the run published a
 snapshot in which some entities could not be resolved (partial), 4 another run holds
-the snapshot lock.
+the snapshot lock, 130 `pipeline run` was interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy, __version__
 
@@ -33,13 +33,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_LOCKED = 0, 1, 2, 3, 4
 
 
 def printable(text: str) -> str:
+    """`links.documents.printable`, imported when first needed: `pipeline --help` and the
+    usage errors stay free of the markdown parser."""
     from pipeline.links.documents import printable as escape
 
     return escape(text)
-
-
-def printable_path(path: Path) -> str:
-    return printable(str(path))
 
 
 class UsageError(Exception):
@@ -49,6 +47,9 @@ class UsageError(Exception):
 def _output_file(path: Path) -> Path:
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name such as {path / 'links.parquet'}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{parent} is a file, so {path} cannot be written")
     return path
 
 
@@ -61,7 +62,7 @@ def _output_dir(path: Path, what: str) -> Path:
 def _cmd_extract(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from pipeline.links.documents import extract_links, printable
+    from pipeline.links.documents import extract_links
     from pipeline.snapshot.build import links_table
 
     out = _output_file(args.output)
@@ -106,10 +107,7 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
             sandbox=args.sandbox,
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(_problem(error) for error in exc.errors())
         raise UsageError(problems) from None
     for path in params.documents:
         if not Path(path).exists():
@@ -117,6 +115,14 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     _output_dir(Path(params.resolved_out_dir), "--out")
     _output_dir(Path(params.resolved_raw_dir), "--raw")
     return params
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation problem: where (when it has a place) and what, without pydantic's
+    "Value error, " prefix."""
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    what = str(error.get("msg", "")).removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -208,7 +214,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     out = _output_dir(args.out, "--out")
     manifest = read_manifest(out)
     if manifest.empty:
-        print(f"no snapshots under {printable_path(out)}")
+        print(f"no snapshots under {printable(str(out))}")
         return EXIT_OK
     columns = [
         c
@@ -247,6 +253,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         values["out_dir"] = _output_dir(args.out, "--out").resolve().as_posix()
     if args.raw:
         values["raw_dir"] = _output_dir(args.raw, "--raw").resolve().as_posix()
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        # Without a server the runs' schedule would live in a temporary one that stops
+        # with this process: nothing would run at night.
+        raise UsageError(
+            "pipeline serve needs a Prefect server: start one (`prefect server start`) and set"
+            " PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)"
+        )
     quiet_prefect_environment()
     try:
         serve(cron=args.cron, timezone=args.timezone, params=RunParameters.model_validate(values))
@@ -370,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline-minutes",
         type=float,
         metavar="N",
-        help="how long the run may wait on rate limits and backoffs in all (default 360)",
+        help="how long the run may take, waits on rate limits and backoffs included (default 360)",
     )
     run.add_argument(
         "--prefect",
@@ -428,7 +443,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _interrupted() -> None:
-    print("error: interrupted; nothing was published by this run", file=sys.stderr, flush=True)
+    print("error: interrupted; published nights are intact", file=sys.stderr, flush=True)
     # Resolver threads may be mid-request; they hold nothing that outlives the process
     # (the lock is a file lock, raw answers are written atomically), so end now rather
     # than wait for them.

@@ -37,7 +37,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from pipeline.links.documents import Link, extract_document_links
-from pipeline.night import EXTRACT_THREADS, StageProgress, run_night
+from pipeline.night import TASK_THREADS, StageProgress, run_night
 from pipeline.parameters import Resolver, RunParameters
 from pipeline.records import Document
 from pipeline.report import UNRESOLVED_ROWS_MAX, RunSummary, markdown_report, short_summary
@@ -114,7 +114,7 @@ class PrefectExecutor:
     name=FLOW_NAME,
     description="Extract the links of the reading lists, resolve papers and models, "
     "and publish a deduplicated Parquet snapshot.",
-    task_runner=ThreadPoolTaskRunner(max_workers=EXTRACT_THREADS),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     log_prints=False,
 )

@@ -48,14 +48,21 @@ from pipeline.records import (
     RepoRef,
     TitleMatch,
 )
-from pipeline.report import RunSummary, run_status, run_status_reason, summarise_tables
+from pipeline.report import (
+    TITLES,
+    RunSummary,
+    run_status,
+    run_status_reason,
+    summarise_tables,
+    summarise_title_matches,
+)
 from pipeline.resolve.arxiv import ArxivResolver
 from pipeline.resolve.common import Deadline, ProgressCallback
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
 from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables
-from pipeline.snapshot.read import previous_tables, replaced_tables
+from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
 
 logger = logging.getLogger(__name__)
@@ -63,8 +70,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
-EXTRACT_THREADS = 4
-"""Extraction is CPU-bound and resolvers bound their own concurrency: a few threads do."""
+TASK_THREADS = 4
+"""Threads for a night's work: documents (CPU-bound: a few threads do) and the resolver
+stages (two wait on a third, titles before IDs, while the Hub's two run; each bounds its
+own concurrency)."""
 
 
 class NothingToPublish(Exception):
@@ -123,8 +132,7 @@ class ThreadExecutor:
 
     def __init__(self, log: logging.Logger | None = None) -> None:
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = log or logger
-        # Two resolver stages wait on a third (titles before IDs) while the Hub's two run.
-        self._pool = ThreadPoolExecutor(max_workers=EXTRACT_THREADS, thread_name_prefix="night")
+        self._pool = ThreadPoolExecutor(max_workers=TASK_THREADS, thread_name_prefix="night")
 
     def extract(self, documents: Sequence[tuple[str, Path]]) -> list[tuple[Document, list[Link]]]:
         return list(self._pool.map(lambda item: extract_document_links(*item), documents))
@@ -289,6 +297,7 @@ def run_night(
         out_dir=str(params.resolved_out_dir),
     )
     started_at = datetime.now(UTC)
+    started_monotonic = time.monotonic()
     clock = _StageClock(summary.stage_seconds)
     night = Night(summary)
 
@@ -329,7 +338,9 @@ def run_night(
                 with RawStore(Path(params.resolved_raw_dir)) as store:
                     phase("resolve")
                     with clock("resolve"):
-                        resolved = _resolve(executor, plan, params, endpoints, store, phase)
+                        resolved = _resolve(
+                            executor, plan, params, endpoints, store, phase, started_monotonic
+                        )
                 summary.api = resolved.stats
                 phase("build")
                 with clock("snapshot"):
@@ -351,6 +362,10 @@ def run_night(
                         ),
                     )
                     counts, unresolved, changes = summarise_tables(night.tables)
+                    if resolved.titles:
+                        counts[TITLES], unresolved[TITLES] = summarise_title_matches(
+                            resolved.titles
+                        )
                     summary.status_counts, summary.unresolved = counts, unresolved
                     summary.changes = changes
                     failed = summary.failed_stages = resolved.failed_stages
@@ -380,8 +395,10 @@ def run_night(
                     summary.published = True
         except BaseException as exc:
             # Whatever broke (Ctrl-C included), the manifest says so; published nights
-            # stay as they were.
-            _record_failure(summary, out_dir, started_at, exc, log)
+            # stay as they were. A night whose manifest row was committed is published,
+            # whatever came after (a Ctrl-C while old files were being cleaned up).
+            if not _committed(out_dir, summary.run_id):
+                _record_failure(summary, out_dir, started_at, exc, log)
             raise
     phase("done")
     return night
@@ -394,8 +411,10 @@ def _resolve(
     settings: Settings,
     store: RawStore,
     phase: Callable[[str], None],
+    started: float,
 ) -> Resolved:
-    deadline = Deadline(settings.run_deadline_seconds)
+    # The deadline counts from the start of the night, extraction included.
+    deadline = Deadline(settings.run_deadline_seconds - (time.monotonic() - started))
     arxiv = ArxivResolver(settings, store, deadline=deadline)
     hub = HubResolver(settings, store, deadline=deadline)
     answers = Resolved()
@@ -461,8 +480,12 @@ def _resolve(
                     answers.failed_stages,
                 )
             )
-    finally:
+    except KeyboardInterrupt:
+        raise  # the process ends now: closing the client under a running stage is only noise
+    except BaseException:
         arxiv.close()
+        raise
+    arxiv.close()
     answers.stats = [arxiv.stats, hub.stats]
     return answers
 
@@ -497,6 +520,17 @@ def _endpoints(params: RunParameters, settings: Settings | None) -> Iterator[Set
         env = {**os.environ, **sandbox.env()}
         env.pop("HF_TOKEN", None)  # a real token never goes to the double
         yield Settings.from_env(env).replace(refresh=params.refresh)
+
+
+def _committed(out_dir: Path, run_id: str) -> bool:
+    try:
+        manifest = read_manifest(out_dir)
+    except Exception:  # an unreadable manifest: the failure is recorded (or says why not)
+        return False
+    if manifest.empty:
+        return False
+    mine = manifest[manifest["run_id"] == run_id]
+    return bool(mine["published"].any())
 
 
 def _record_failure(

@@ -1,9 +1,9 @@
 """A temporary Prefect server for `pipeline run --prefect` when none is configured.
 
 Prefect's own ephemeral mode starts its server as a child that outlives a SIGKILLed run
-(reparented to PID 1, holding its port and ~200 MB), is stopped by the Ctrl-C meant for
-the run (leaving the run's last state report hanging), and gives up after 20 s, which a
-busy 2-core machine exceeds. This one is started in its own session (a terminal's Ctrl-C
+(reparented to PID 1, holding its port and its memory), is stopped by the Ctrl-C meant for
+the run (leaving the run's last state report hanging), and gives up after a start-up limit
+that a busy 2-core machine exceeds. This one is started in its own session (a terminal's Ctrl-C
 reaches the run alone, which then stops it), dies with this process even on SIGKILL
 (Linux parent-death signal), writes its log to a file instead of the terminal, and waits
 as long as `startup_timeout_seconds` allows.
@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 
 STARTUP_TIMEOUT_SECONDS = 180.0
-"""How long to wait for the server to answer: it starts in ~5 s on an idle machine and
-has been seen to take over 40 s on 2 busy cores. `PIPELINE_PREFECT_STARTUP_SECONDS`."""
+"""How long to wait for the server to answer: generous, because a busy machine slows its
+start-up many times over (`benchmarks/RESULTS.md`). `PIPELINE_PREFECT_STARTUP_SECONDS`."""
 STOP_GRACE_SECONDS = 5.0
 """After SIGTERM, how long the server may take to stop before SIGKILL."""
 _PR_SET_PDEATHSIG = 1
@@ -72,7 +72,8 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def temporary_server(timeout_seconds: float | None = None) -> Iterator[str]:
     """Start a server on a free loopback port, yield its API URL, stop it on exit."""
-    timeout = startup_timeout_seconds() if timeout_seconds is None else timeout_seconds
+    if timeout_seconds is None:
+        timeout_seconds = startup_timeout_seconds()
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finally)
@@ -110,7 +111,7 @@ def temporary_server(timeout_seconds: float | None = None) -> Iterator[str]:
         preexec_fn=_die_with_parent,
     )
     try:
-        _wait_healthy(process, url, timeout, Path(log_file.name))
+        _wait_healthy(process, url, timeout_seconds, Path(log_file.name))
         yield url
     finally:
         _stop(process)
@@ -119,8 +120,10 @@ def temporary_server(timeout_seconds: float | None = None) -> Iterator[str]:
             os.unlink(log_file.name)
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_healthy(
+    process: subprocess.Popen[bytes], url: str, timeout_seconds: float, log: Path
+) -> None:
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise PrefectStartError(
@@ -132,7 +135,8 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float, lo
                 return
         time.sleep(0.25)
     raise PrefectStartError(
-        f"the temporary Prefect server did not answer within {timeout:.0f} s (a busy machine?):"
+        f"the temporary Prefect server did not answer within {timeout_seconds:.0f} s"
+        " (a busy machine?):"
         " run without --prefect, raise PIPELINE_PREFECT_STARTUP_SECONDS, or start a server"
         " with `prefect server start` and set PREFECT_API_URL"
     )

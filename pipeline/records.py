@@ -1,8 +1,9 @@
-"""Small types shared by every stage.
+"""What the stages hand each other: statuses, documents, resolver records, size labels.
 
-Each stage declares its own record type beside the code that makes it
-(`extract.Occurrence`, `identify.Identity`, `links.Link`, `resolve_arxiv.PaperRecord`,
-`resolve_hub.HubRepoRecord`, ...); only what several stages must agree on lives here.
+The links stage's own records (`links.extract.Occurrence`, `links.identify.Identity`,
+`links.documents.Link`) stay beside the code that makes them; what a later stage reads
+from an earlier one (a `Document`, a `PaperRecord`, a `HubRepoRecord`, ...) lives here, so
+that no stage imports another's module for its types alone.
 """
 
 from __future__ import annotations

@@ -6,12 +6,13 @@ The flow publishes it as Prefect artifacts; the CLI prints its short form.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
 
-from pipeline.records import STATUSES, ApiStats, Document, Status
+from pipeline.records import STATUSES, ApiStats, Document, Status, TitleMatch
 
 RunStatus = Literal["ok", "partial", "failed", "dry_run"]
 
@@ -49,7 +50,11 @@ LOOKUPS: tuple[Lookup, ...] = (
 )
 """Every lookup whose statuses a run's status counts."""
 
-_LABELS = {lookup.name: lookup.label for lookup in LOOKUPS}
+TITLES = "titles"
+"""The title searches: no table of their own (a paper found by title is a row of `papers`,
+and one that was not found is no row at all), so the night counts their matches."""
+
+_LABELS = {lookup.name: lookup.label for lookup in LOOKUPS} | {TITLES: "titles (arXiv search)"}
 _PARTIAL: tuple[Status, ...] = ("stale", "error")
 """Statuses that make a run partial: what it publishes is not all fresh."""
 
@@ -112,6 +117,20 @@ def summarise_tables(
         )
         changes = dict(sorted(Counter(f"{kind} {change}" for kind, change in pairs).items()))
     return counts, unresolved, changes
+
+
+def summarise_title_matches(
+    matches: Mapping[str, TitleMatch],
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Status counts and unresolved rows of the title searches. A search that failed on a
+    first night leaves its paper out of every table: only this count says so."""
+    tally = Counter(match.status for match in matches.values())
+    unresolved = [
+        {"key": title, "status": match.status, "reason": match.status_reason or ""}
+        for title, match in sorted(matches.items())
+        if match.status != "ok"
+    ]
+    return {status: tally.get(status, 0) for status in STATUSES}, unresolved
 
 
 def run_status(

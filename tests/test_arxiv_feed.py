@@ -171,6 +171,10 @@ HOSTILE_FEEDS = {
         _sample(published="<published>2016-13-26T17:59:46Z</published>"),
         r"entry 1 \(1605\.08386\): <published> '2016-13-26T17:59:46Z' is not a date",
     ),
+    "a date at the edge of the calendar": (
+        _sample(published="<published>0001-01-01T00:00:00+01:00</published>"),
+        r"entry 1 \(1605\.08386\): <published> '0001-01-01T00:00:00\+01:00' is not a date",
+    ),
     "an updated date in words": (
         _sample(updated="<updated>yesterday</updated>"),
         r"entry 1 \(1605\.08386\): <updated> 'yesterday' is not a date",

@@ -1,5 +1,7 @@
 """The benchmark runner's pieces at tiny sizes: corpus generator, synthetic IDs, the naive
-baseline's request counting, the out-of-process double, floors, targets and the report.
+baseline's request counting, the out-of-process double (its faults and its log), the
+`pipeline` command timed as a user runs it, a first night against faults, floors, targets
+and the report.
 
 No timing is asserted here: the benchmarks measure time, these tests check that what they
 measure is what they claim to measure.
@@ -8,6 +10,7 @@ measure is what they claim to measure.
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,6 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.commands import (
+    ASKING,
+    FLOW_BEGIN,
+    FLOW_END,
+    Line,
+    arxiv_waits,
+    hub_waits,
+    is_quota_wait,
+    run_command,
+)
 from benchmarks.corpus import (
     MB,
     CorpusSpec,
@@ -37,26 +50,42 @@ from benchmarks.report import (
     Results,
     all_targets,
     arxiv_floor_seconds,
+    cli_targets,
     extraction_targets,
+    faults_targets,
     hub_floor_seconds,
     merge,
+    ok_share,
     render_generated,
     resolution_floor_seconds,
     resolution_targets,
     results_from_json,
+    seed_of,
 )
 from benchmarks.sections import (
+    PATH_DIRECT,
+    PATH_FIRST,
+    PATH_SERVER,
+    PATH_TEMPORARY,
     TIMED_STEPS,
+    CliConfig,
+    CliResult,
+    CommandRun,
     ExtractionConfig,
     ExtractionResult,
-    FlowResult,
+    FaultsConfig,
+    FaultsResult,
     ResolutionResult,
-    RunMeasure,
     ScaleConfig,
     ScaleResult,
     StepTiming,
+    WaitMeasure,
+    cli_runs,
     extraction,
+    faults_night,
+    faults_spec,
     scale,
+    transient_reset_seconds,
 )
 from pipeline.links.documents import link_for
 from pipeline.links.extract import extract_document
@@ -270,6 +299,236 @@ def test_the_double_process_counts_what_it_answers_and_resets() -> None:
         assert double.counts()["hub"] == 0
 
 
+def test_the_double_process_injects_a_fault_spec_and_hands_over_its_log() -> None:
+    with DoubleProcess(DoubleOptions(latency_seconds=0.0, faults="arxiv:503:1.0")) as double:
+        url = double.env["ARXIV_API_URL"]
+        for _ in range(2):
+            assert httpx.get(url, params={"id_list": "1605.08386"}).status_code == 503
+        httpx.get(f"{double.env['HF_ENDPOINT']}/api/models/Qwen/Qwen2-VL-72B")
+        log = double.log()
+    assert [(entry.api, entry.status) for entry in log] == [
+        ("arxiv", 503),
+        ("arxiv", 503),
+        ("hub", 200),
+    ]
+    assert log[0].path == "/api/query"
+    # Arrival order, each answered after it arrived: what a politeness audit reads.
+    assert log[0].received_at <= log[0].at <= log[1].received_at <= log[2].received_at
+
+
+# -- the `pipeline` command as a user runs it ------------------------------------------------
+
+_SCRIPT = """\
+import sys, time
+print("starting", file=sys.stderr, flush=True)
+time.sleep(0.3)
+print("5 documents, 9 links; asking: arxiv 3, arxiv_titles 1, hub 2, paper_pages 3",
+      file=sys.stderr, flush=True)
+print("run 20260101T000000Z-abc partial (papers: 1 error)", flush=True)
+sys.exit(3)
+"""
+
+
+def test_a_command_is_timed_from_start_to_exit_and_its_lines_as_they_arrive(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "logs" / "command.log"
+    finished = run_command([sys.executable, "-c", _SCRIPT], {}, log)
+    assert finished.exit_code == 3 and not finished.timed_out
+    asking = finished.mark(ASKING)
+    assert asking is not None
+    started = finished.mark("starting")
+    assert started is not None and started + 0.3 <= asking <= finished.seconds
+    assert finished.mark(FLOW_BEGIN) is None
+    assert finished.run_status() == "partial"
+    assert finished.entities_asked() == {
+        "arxiv": 3,
+        "arxiv_titles": 1,
+        "hub": 2,
+        "paper_pages": 3,
+    }
+    assert finished.cpu_seconds > 0 and finished.peak_rss_mb > 1
+    text = log.read_text("utf-8")
+    assert "asking:" in text and text.endswith(f"exit 3 after {finished.seconds:.3f} s\n")
+
+
+def test_a_command_past_its_timeout_is_killed_and_says_so(tmp_path: Path) -> None:
+    argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+    finished = run_command(argv, {}, tmp_path / "slow.log", timeout_seconds=0.5)
+    assert finished.timed_out and finished.exit_code < 0
+    assert finished.seconds < 10
+
+
+def test_the_last_finished_line_is_the_flow_runs() -> None:
+    from benchmarks.commands import Finished
+
+    lines = [
+        Line(4.0, "stderr", "12:00:00.000 | INFO | Flow run 'x' - Beginning flow run 'x'"),
+        Line(4.5, "stderr", "12:00:00.500 | INFO | Task run 'y' - Finished in state Completed()"),
+        Line(6.0, "stderr", "12:00:02.000 | INFO | Flow run 'x' - Finished in state Completed("),
+    ]
+    finished = Finished(0, 7.0, 5.0, 250.0, lines=lines)
+    assert (finished.mark(FLOW_BEGIN), finished.mark(FLOW_END, last=True)) == (4.0, 6.0)
+
+
+def test_waits_are_read_from_the_nights_log() -> None:
+    lines = [
+        Line(
+            40.0,
+            "stderr",
+            "12:00:40 | INFO    | hub: quota spent (0 of 500 left), waiting"
+            " 262 s for the window to reset",
+        ),
+        Line(
+            50.0,
+            "stderr",
+            "12:00:50 | INFO    | hub: HTTP 429 rate limited, waiting 3 s as its Retry-After asks",
+        ),
+        Line(
+            60.0,
+            "stderr",
+            "12:01:00 | INFO    | arXiv: waiting 29.7 s for a backoff after HTTP 503",
+        ),
+        Line(61.0, "stderr", "12:01:01 | INFO    | hub paper 2103.00020: not found: ..."),
+    ]
+    hub = hub_waits(lines)
+    assert [(w.at_seconds, w.seconds) for w in hub] == [(40.0, 262.0), (50.0, 3.0)]
+    assert [is_quota_wait(w) for w in hub] == [True, False]
+    [arxiv] = arxiv_waits(lines)
+    assert (arxiv.seconds, arxiv.why) == (29.7, "a backoff after HTTP 503")
+
+
+def test_the_pipeline_command_directly_cold_then_warm(tmp_path: Path) -> None:
+    config = CliConfig(
+        str(tmp_path / "cli"),
+        str(SEEDS),
+        latency_seconds=0.0,
+        arxiv_delay_seconds=0.01,
+        warm_runs=1,
+        prefect=False,
+        server=False,
+    )
+    result = cli_runs(config)
+    [cold], [warm] = result.of(PATH_DIRECT, "cold"), result.of(PATH_DIRECT, "warm")
+    assert (cold.arxiv_requests > 0, cold.hub_requests > 0) == (True, True)
+    assert (warm.arxiv_requests, warm.hub_requests) == (0, 0)
+    assert cold.status == warm.status == "ok"
+    assert warm.asking_seconds is not None and 0 < warm.asking_seconds < warm.seconds
+    assert warm.flow_begin_seconds is None
+    assert result.entities_asked["arxiv"] == 163
+    [speed, requests] = cli_targets(result)
+    assert speed.measured.startswith(f"{warm.seconds:.2f} s (median of 1;")
+    assert requests.passed and requests.measured == "0 in 1 warm runs (Hub: 0)"
+
+
+@pytest.mark.slow
+def test_the_pipeline_command_with_prefect_a_temporary_server_and_a_running_one(
+    tmp_path: Path,
+) -> None:
+    config = CliConfig(
+        str(tmp_path / "cli"),
+        str(SEEDS),
+        latency_seconds=0.0,
+        arxiv_delay_seconds=0.01,
+        warm_runs=1,
+        prefect_warm_runs=1,
+        temporary_server_starts=1,
+    )
+    result = cli_runs(config)
+    assert [(run.path, run.label) for run in result.runs] == [
+        (PATH_DIRECT, "cold"),
+        (PATH_DIRECT, "warm"),
+        (PATH_FIRST, "first"),
+        (PATH_TEMPORARY, "cold"),
+        (PATH_TEMPORARY, "warm"),
+        (PATH_SERVER, "warm"),
+    ]
+    for run in result.runs[2:]:
+        assert run.flow_begin_seconds is not None and run.flow_end_seconds is not None
+        assert 0 < run.flow_begin_seconds < run.flow_end_seconds < run.seconds
+    assert result.of(PATH_FIRST, "first")[0].status == "dry_run"
+    assert result.of(PATH_TEMPORARY, "cold")[0].arxiv_requests > 0
+    assert result.of(PATH_SERVER, "warm")[0].arxiv_requests == 0
+    assert len(result.temporary_server_seconds) == 1
+    assert result.server_start_seconds is not None and result.server_start_seconds > 0
+
+
+# -- a first night against faults --------------------------------------------------------------
+
+SEEDS = Path(__file__).resolve().parent.parent / "raw" / "seeds"
+
+TINY_LIST = """\
+# Tiny
+
+- [Qwen2-VL](https://arxiv.org/abs/2409.12191) [weights](https://huggingface.co/Qwen/Qwen2-VL-72B)
+- [Qwen2.5-VL](https://arxiv.org/pdf/2502.13923v2) [moondream](https://hf-mirror.com/vikhyatk/moondream2)
+- InternVL 2.5, arXiv:2412.05271
+"""
+
+SCALED = {
+    "PIPELINE_ARXIV_DELAY_SECONDS": "0.01",
+    "PIPELINE_ARXIV_BACKOFF_SECONDS": "0.01",
+    "PIPELINE_ARXIV_BACKOFF_MAX_SECONDS": "0.05",
+    "PIPELINE_HUB_BACKOFF_SECONDS": "0.01",
+    "PIPELINE_HUB_BACKOFF_MAX_SECONDS": "0.05",
+}
+"""The night's waits scaled down; attempts and deadline as the defaults have them."""
+
+
+def test_the_spec_is_the_issues_with_its_seed_and_scalable_for_tests() -> None:
+    from pipeline.sandbox import faults_from_spec
+
+    spec = faults_spec(7)
+    assert spec == (
+        "arxiv:503:0.25,arxiv:empty:0.15,hub:5xx:0.2,hub:429:0.05/3,hub:truncated:0.1,"
+        "hub:quota:150/500/300,seed:7"
+    )
+    assert faults_from_spec(spec)  # the double reads it
+    assert seed_of(spec) == "7" and transient_reset_seconds(spec) == 3.0
+    assert "hub:quota:2/500/2" in faults_spec(1, window_seconds=2, reset_seconds=1, left=2)
+    assert transient_reset_seconds("hub:429:0.1") == 3.0
+    assert transient_reset_seconds("arxiv:503:0.5") == 0.0
+
+
+def test_a_tiny_first_night_against_faults_reports_its_numbers(tmp_path: Path) -> None:
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "tiny.md").write_text(TINY_LIST, "utf-8")
+    # Two of the window's requests left: the night runs the quota out and waits.
+    spec = faults_spec(1, window_seconds=2, reset_seconds=1, left=2)
+    config = FaultsConfig(
+        str(tmp_path / "night"),
+        str(documents),
+        latency_seconds=0.0,
+        faults=spec,
+        settings=SCALED,
+        hub_window_seconds=2,
+        timeout_seconds=120.0,
+    )
+    night = faults_night(config)
+    assert night.exit_code in (0, 3) and not night.timed_out
+    assert night.status in ("ok", "partial")
+    assert sum(night.papers.values()) == 3 and sum(night.models.values()) == 2
+    assert sum(night.paper_pages.values()) == 3
+    assert night.arxiv_requests >= 1 and night.hub_requests >= 5
+    assert sum(night.hub_by_status.values()) == night.hub_requests
+    assert night.settings["arxiv_max_attempts"] == 8  # the default patience
+    assert night.settings["arxiv_delay_seconds"] == 0.01
+    assert night.politeness_violations == 0
+    assert night.quota_waits, night.hub_waits  # two left: the window ran out
+    assert night.longest_hub_silence_seconds > 0
+    targets = faults_targets([night])
+    assert [t.name.rsplit(": ", 1)[1] for t in targets] == [
+        "papers ok",
+        "models ok",
+        "arXiv politeness violations",
+    ]
+    assert targets[2].passed and targets[2].measured == "0 (seed 1)"
+    results = Results(mode="quick", command="test", faults=[night])
+    text = render_generated(results, describe_machine(Path.cwd()))
+    assert "## 3. A first night against faults" in text and spec in text
+
+
 # -- floors, targets, report -----------------------------------------------------------------
 
 
@@ -404,10 +663,109 @@ def test_scale_counts_requests_cold_and_asks_nothing_warm(tmp_path: Path) -> Non
     assert (warm.papers_ok, warm.models_ok) == (150, 6)
 
 
-def _flow() -> FlowResult:
-    cold = RunMeasure(30.0, {"extract": 0.3, "resolve": 29.0}, 9, 226, {"arxiv": 40}, {}, "ok", "C")
-    warm = replace(cold, seconds=3.0, arxiv_requests=0, hub_requests=0)
-    return FlowResult(0.3, 3.0, 4, 1.0, 9.0, 1.2, cold, warm)
+def _run(path: str, label: str, seconds: float, arxiv: int = 0) -> CommandRun:
+    prefect = path != PATH_DIRECT
+    return CommandRun(
+        path=path,
+        label=label,
+        seconds=seconds,
+        cpu_seconds=seconds * 0.8,
+        peak_rss_mb=210.0,
+        exit_code=0,
+        status="ok",
+        arxiv_requests=arxiv,
+        hub_requests=226 if arxiv else 0,
+        asking_seconds=1.0,
+        flow_begin_seconds=4.0 if prefect else None,
+        flow_end_seconds=seconds - 0.5 if prefect else None,
+    )
+
+
+def _cli(*warm: float) -> CliResult:
+    runs = [_run(PATH_DIRECT, "cold", 31.0, arxiv=9)]
+    runs += [_run(PATH_DIRECT, "warm", seconds) for seconds in warm or (2.0, 2.2, 1.9)]
+    runs += [
+        _run(PATH_FIRST, "first", 11.0),
+        _run(PATH_TEMPORARY, "cold", 36.0, arxiv=9),
+        _run(PATH_TEMPORARY, "warm", 7.0),
+        _run(PATH_SERVER, "warm", 4.0),
+    ]
+    asked = {"arxiv": 163, "arxiv_titles": 62, "hub": 23, "paper_pages": 163}
+    return CliResult(0.3, 3.0, 4, asked, runs, [3.0, 3.2], 7.0)
+
+
+@pytest.mark.parametrize(
+    ("warm", "passed"),
+    [((2.0, 2.2, 1.9), True), ((4.0, 6.0, 5.0), True), ((4.0, 6.0, 5.5), False)],
+)
+def test_the_warm_direct_target_is_on_the_median(warm: tuple[float, ...], passed: bool) -> None:
+    speed, requests = cli_targets(_cli(*warm))
+    assert speed.passed is passed and requests.passed
+    assert f"median of {len(warm)}" in speed.measured
+
+
+def _night(
+    seed: int, papers_ok: int = 185, models_ok: int = 25, violations: int = 0
+) -> FaultsResult:
+    return FaultsResult(
+        faults=faults_spec(seed),
+        latency_seconds=0.3,
+        settings={
+            "arxiv_delay_seconds": 3.0,
+            "arxiv_max_attempts": 8.0,
+            "arxiv_backoff_seconds": 30.0,
+            "arxiv_backoff_max_seconds": 300.0,
+            "hub_concurrency": 4.0,
+            "hub_max_attempts": 6.0,
+            "hub_backoff_seconds": 2.0,
+            "hub_backoff_max_seconds": 60.0,
+            "run_deadline_seconds": 21600.0,
+        },
+        seconds=420.0,
+        cpu_seconds=9.0,
+        exit_code=3 if papers_ok < 185 else 0,
+        timed_out=False,
+        status="partial" if papers_ok < 185 else "ok",
+        papers={"ok": papers_ok, "error": 185 - papers_ok},
+        paper_pages={"ok": 8, "not_found": 170, "error": 7},
+        models={"ok": models_ok, "error": 25 - models_ok},
+        arxiv_requests=14,
+        hub_requests=352,
+        arxiv_by_status={"200": 10, "503": 4},
+        hub_by_status={"200": 250, "429": 20, "500": 20, "503": 30, "404": 32},
+        politeness_violations=violations,
+        overlapping_requests=0,
+        min_arxiv_gap_seconds=3.3,
+        hub_waits=[
+            WaitMeasure(12.0, 3.0, "quota spent (0 of 500 left)"),
+            WaitMeasure(45.0, 262.0, "quota spent (0 of 500 left)"),
+        ],
+        arxiv_backoffs=[WaitMeasure(20.0, 30.0, "a backoff after HTTP 503")],
+        longest_hub_silence_seconds=262.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("nights", "passed"),
+    [
+        ([_night(7), _night(8)], [True, True, True]),
+        ([_night(7), _night(8, papers_ok=175)], [False, True, True]),  # 94.6 %
+        ([_night(7, papers_ok=176, models_ok=23)], [True, True, True]),  # 95.1 %, 92 %
+        ([_night(7, models_ok=22)], [True, False, True]),  # 88 %
+        ([_night(7), _night(8, violations=1)], [True, True, False]),
+    ],
+)
+def test_faults_targets_hold_for_every_seed(nights: list[FaultsResult], passed: list[bool]) -> None:
+    targets = faults_targets(nights)
+    assert [t.passed for t in targets] == passed
+    assert all("(seed 7)" in t.measured for t in targets)
+
+
+def test_a_night_tells_its_quota_waits_from_its_transient_ones() -> None:
+    night = _night(7)
+    assert [w.seconds for w in night.quota_waits] == [262.0]
+    assert [w.seconds for w in night.transient_waits] == [3.0]
+    assert ok_share({"ok": 3, "error": 1}) == 0.75 and ok_share({}) == 0.0
 
 
 def _scale() -> ScaleResult:
@@ -440,7 +798,8 @@ def _results() -> Results:
         load_average={"start": [1.0, 0.5, 0.25]},
         machine=describe_machine(Path.cwd()),
         resolution=_resolution(),
-        flow=_flow(),
+        cli=_cli(),
+        faults=[_night(7), _night(8, papers_ok=180)],
         corpus=CorpusSummary(10, 10 * MB, 1, "ab" * 32),
         extraction={"timing": _extraction("timing", 150.0, parse=10.0, links=15.0)},
         scale=[_scale()],
@@ -457,10 +816,13 @@ def test_the_report_shows_every_section_and_a_verdict_per_target() -> None:
     results = _results()
     assert results.machine is not None
     text = render_generated(results, results.machine)
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
         assert heading in text
     verdicts = text.count("| PASS |") + text.count("| **FAIL** |")
-    assert verdicts == len(all_targets(results)) == 4
+    assert verdicts == len(all_targets(results)) == 8
+    assert "Warm `pipeline run` of the seeds, no Prefect server | <= 5 s" in text
+    assert "262 s at 45 s" in text  # the quota's wait, when it came
+    assert "180/185 = 97.3%" in text
     assert "extrapolated" in text and "13.5 min" in text  # (802.5 + 7) s
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.links.documents import Link
+from pipeline.links.documents import Link, extract_links
 from pipeline.links.extract import Occurrence
 from pipeline.links.identify import Identity, Kind
 from pipeline.records import (
@@ -1090,3 +1090,18 @@ def test_an_empty_run_builds_empty_tables() -> None:
     tables = build(SnapshotInputs([]))
 
     assert all(table.num_rows == 0 for table in tables.values())
+
+
+def test_an_invalid_github_repo_is_a_link_never_a_key(tmp_path: Path) -> None:
+    document = tmp_path / "list.md"
+    document.write_text(
+        "- [ok](https://github.com/QwenLM/Qwen2-VL)\n"
+        "- [climb](https://github.com/../../etc/passwd)\n"
+        "- [climb too](https://github.com/x/y/blob/main/../../../../root/.ssh)\n"
+    )
+    links = extract_links([document]).links
+
+    tables = build_tables(SnapshotInputs(links=links), snapshot_date=DAY1)
+
+    assert tables["github_repos"].column("repo").to_pylist() == ["qwenlm/qwen2-vl"]
+    assert tables["links"].column("id_valid").to_pylist() == [True, False, False]

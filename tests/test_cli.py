@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -30,6 +33,15 @@ def test_every_command_is_documented_in_the_readme(command: str) -> None:
     )
 
 
+def _section(command: str) -> str:
+    """The README's section of one command: from its heading to the next heading."""
+    match = re.search(
+        rf"^#+ `pipeline {command}`\n(.*?)(?=^#+ )", README + "\n# end", re.MULTILINE | re.DOTALL
+    )
+    assert match, f"README.md has no section for `pipeline {command}`"
+    return match.group(1)
+
+
 @pytest.mark.parametrize(
     ("command", "option"),
     [
@@ -37,11 +49,18 @@ def test_every_command_is_documented_in_the_readme(command: str) -> None:
         for name, sub in sorted(_subcommands().items())
         for action in sub._actions
         for option in action.option_strings
-        if option.startswith("--") and option != "--help"
+        if option.startswith("--") and option not in ("--help", "--debug")
     ],
 )
-def test_every_option_is_documented_in_the_readme(command: str, option: str) -> None:
-    assert option in README, f"README.md does not mention `pipeline {command} {option}`"
+def test_every_option_is_documented_in_its_commands_section(command: str, option: str) -> None:
+    assert re.search(rf"`{re.escape(option)}\b", _section(command)), (
+        f"README.md's section on `pipeline {command}` does not document `{option}`"
+    )
+
+
+def test_debug_is_documented_for_every_command() -> None:
+    commands_part = README[README.index("## Commands") :]
+    assert "`--debug`" in commands_part.split("### ")[0]
 
 
 def test_extract_writes_the_links_table(tmp_path: Path) -> None:
@@ -189,3 +208,20 @@ def test_debug_shows_the_traceback_behind_the_line(
 
     assert main([*argv, "--debug"]) == EXIT_FAILED
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_serve_without_a_prefect_server_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "serve", "--sandbox"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == EXIT_USAGE
+    assert "needs a Prefect server" in _one_error_line(done.stderr)
+    assert not (tmp_path / "prefect-home" / "prefect.db").exists()  # no temporary server

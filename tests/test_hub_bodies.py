@@ -248,6 +248,23 @@ def test_paper_page_values_out_of_range_are_left_out_and_named(
     assert check(record), record
 
 
+@pytest.mark.parametrize(
+    ("github_repo", "expected"),
+    [
+        ("https://github.com/Physical-Intelligence/openpi", "physical-intelligence/openpi"),
+        ("https://github.com/../../etc/passwd", None),
+        ("https://github.com/x/y/blob/main/../../../../root/.ssh", None),
+        ("https://example.com/not/github", None),
+    ],
+)
+def test_a_paper_page_code_repo_must_be_a_valid_github_repo(
+    github_repo: str, expected: str | None
+) -> None:
+    body = pi0()
+    body["githubRepo"] = github_repo
+    assert paper(body).github_repo == expected
+
+
 def test_a_project_page_that_is_a_web_address_is_kept() -> None:
     body = pi0()
     body["projectPage"] = "https://www.physicalintelligence.company/blog/pi0"

@@ -20,7 +20,7 @@ from pipeline.links.documents import extract_links
 from pipeline.night import NothingToPublish, Plan, ThreadExecutor, entities_of, plan_night
 from pipeline.night import run_night as pipeline_run_night
 from pipeline.parameters import RunParameters
-from pipeline.sandbox import Sandbox
+from pipeline.sandbox import Fault, Sandbox
 from pipeline.sandbox.hub_api import HubDouble
 from pipeline.snapshot.read import load, read_manifest
 
@@ -172,3 +172,19 @@ def test_identifiers_that_climb_paths_are_never_entities(tmp_path: Path) -> None
     entities = entities_of(extraction.links)
     assert (entities.arxiv_ids, entities.hub_repos) == ([], [])
     assert [link.resolved_arxiv_id for link in extraction.links] == [None, None, None]
+
+
+def test_failed_title_searches_make_a_first_night_partial(tmp_path: Path) -> None:
+    """On a first night a paper whose title search failed is in no table at all: only the
+    title searches' own count can say the night is not whole."""
+    with Sandbox(hub=HubDouble(quota=1_000_000)) as double:
+        double.add_fault(
+            Fault(api="arxiv", kind="status", status=503, match="search_query", times=-1)
+        )
+        night = run_night([SEEDS], tmp_path / "out", tmp_path / "raw", fast_settings(double), DAY)
+
+    assert night.status == "partial"
+    manifest = read_manifest(tmp_path / "out")
+    reason = str(manifest["status_reason"].iloc[-1])
+    assert "titles (arXiv search): 62 error" in reason, reason
+    assert all(row["reason"] for row in night.unresolved["titles"])

@@ -137,6 +137,16 @@ def test_a_body_that_is_not_the_bytes_stored_is_unusable(tmp_path: Path) -> None
     assert isinstance(raised.value, OSError)  # every reader handles it as a failed read
 
 
+def test_the_same_answer_again_repairs_an_altered_body(tmp_path: Path) -> None:
+    with RawStore(tmp_path) as store:
+        first = _record(store, b"<feed>good</feed>")
+        first.body_path.write_bytes(b"<feed>edited</feed>")
+        again = _record(store, b"<feed>good</feed>")  # asked again: the same bytes
+
+        assert again.body_path == first.body_path
+        assert again.read() == first.read() == b"<feed>good</feed>"
+
+
 def test_a_missing_body_is_unusable(tmp_path: Path) -> None:
     with RawStore(tmp_path) as store:
         response = _record(store, b"<feed/>")

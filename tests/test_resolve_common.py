@@ -21,6 +21,7 @@ from pipeline.resolve.common import (
     Progress,
     ServiceUnreachable,
     TooLarge,
+    header_int,
     last_good_answer,
     read_capped,
     stale_reason,
@@ -165,3 +166,22 @@ def test_last_good_answer_is_read_by_tonights_rules(tmp_path: Path) -> None:
         assert stale_reason("HTTP 503", last) == (
             "HTTP 503; last good answer from 2026-11-19 03:04 UTC"
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("300", 300),
+        (" 7 ", 7),
+        ("0", 0),
+        (None, None),
+        ("", None),
+        ("-1", None),
+        ("1.5", None),
+        ("\u00b2", None),  # a superscript two: str.isdigit says yes, int says no
+        ("\u0663", None),  # an Arabic-Indic three: int would take it, a header must not
+        ("9" * 19, None),  # past what a count can be
+    ],
+)
+def test_header_integers_are_ascii_digits_only(value: str | None, expected: int | None) -> None:
+    assert header_int(value) == expected

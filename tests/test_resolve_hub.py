@@ -606,6 +606,25 @@ def test_timeouts_are_retried_then_an_error(tmp_path: Path) -> None:
             1,
         ),
         (Fault(api="hub", kind="status", status=403), "error", "HTTP 403", 1),
+        # Hostile answers: JSON nested past any parser's depth; digits `int` refuses.
+        (
+            Fault(api="hub", kind="status", status=200, body=b"[" * 200_000, times=-1),
+            "error",
+            "truncated or non-JSON body",
+            3,
+        ),
+        (
+            Fault(
+                api="hub",
+                kind="status",
+                status=429,
+                headers={"ratelimit": '"api";r=\u00b2;t=\u00b9', "retry-after": "\u00b3"},
+                times=-1,
+            ),
+            "error",
+            "HTTP 429",
+            3,
+        ),
     ],
 )
 def test_bad_bodies_and_statuses(

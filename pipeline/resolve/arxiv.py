@@ -60,8 +60,9 @@ from pipeline.resolve.common import (
     TransientFailure,
     last_good_answer,
     stale_reason,
+    unexpected,
 )
-from pipeline.resolve.rawstore import Outcome, RawStore, StoredAnswer, StoredResponse
+from pipeline.resolve.rawstore import Outcome, RawStore, RawStoreError, StoredAnswer, StoredResponse
 from pipeline.resolve.titles import (
     TitleVerdict,
     match_title,
@@ -238,6 +239,13 @@ class ArxivResolver:
                     self._ask_ids_once(pending, done)
         except LookupFailure as exc:
             failure = exc.reason
+        except RawStoreError:
+            raise  # the store itself is broken: the whole run must stop and say so
+        except Exception as exc:
+            # An answer no rule foresaw costs this batch, not the stage: the night goes on.
+            failure = unexpected(exc)
+            logger.warning("arXiv batch of %d: %s", len(batch), failure)
+            logger.debug("arXiv batch: the traceback", exc_info=True)
         for arxiv_id in pending:
             done[arxiv_id] = self._fallback(arxiv_id, failure) or PaperRecord(
                 arxiv_id, "error", failure
@@ -400,6 +408,10 @@ class ArxivResolver:
             return {batch[0].key: self._failed_title(batch[0], exc.reason)}, []
         except TransientFailure as exc:
             return {q.key: self._failed_title(q, exc.reason) for q in batch}, []
+        except Exception as exc:
+            logger.warning("arXiv title search: %s", unexpected(exc))
+            logger.debug("arXiv title search: the traceback", exc_info=True)
+            return {q.key: self._failed_title(q, unexpected(exc)) for q in batch}, []
         candidates = feed.titles()
         complete = feed.total_results <= len(candidates)
         outcomes: dict[str, _TitleOutcome] = {}

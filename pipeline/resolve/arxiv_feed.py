@@ -249,11 +249,12 @@ def _date(element: Any, name: str, where: str) -> datetime:
     try:
         # arXiv writes `2016-05-26T17:59:46Z`; the legacy backend wrote offsets (`-04:00`).
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        # A date at the edge of the calendar (0001-01-01 with an offset) overflows in UTC.
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise FeedError(f"{where}: <{name}> {text[:40]!r} is not a date") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _entry(element: Any, arxiv_id: str, version: int | None, where: str) -> Entry:

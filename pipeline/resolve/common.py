@@ -17,6 +17,7 @@ that would not is not taken, and what is left falls back on its last good answer
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -106,10 +107,32 @@ class TooLarge(Exception):
         self.size = size
 
 
+UNEXPECTED_REASON_MAX_CHARS = 200
+
+
+def unexpected(exc: BaseException) -> str:
+    """The reason an entity gives when its answer broke the resolver in a way no rule
+    foresaw (a bug, or a hostile answer): bounded, one line."""
+    text = " ".join(f"unexpected answer: {type(exc).__name__}: {exc}".split())
+    return text[:UNEXPECTED_REASON_MAX_CHARS]
+
+
+HEADER_DIGITS_MAX = 18
+"""An integer header longer than this is garbage, not a count (int64 has 19 digits)."""
+_ASCII_INTEGER = re.compile(rf"[0-9]{{1,{HEADER_DIGITS_MAX}}}")
+
+
+def header_int(value: str | None) -> int | None:
+    """A header's value as a non-negative integer, or None. ASCII digits only: `str.isdigit`
+    accepts `²` and other digits `int` refuses, and a hostile server may send them."""
+    text = (value or "").strip()
+    return int(text) if _ASCII_INTEGER.fullmatch(text) else None
+
+
 def read_capped(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(int(declared))
+    declared = header_int(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise TooLarge(declared)
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():

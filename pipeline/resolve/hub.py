@@ -91,9 +91,11 @@ from pipeline.resolve.common import (
     ServiceUnreachable,
     TooLarge,
     TransientFailure,
+    header_int,
     last_good_answer,
     read_capped,
     stale_reason,
+    unexpected,
 )
 from pipeline.resolve.hub_bodies import (
     Body,
@@ -109,7 +111,7 @@ from pipeline.resolve.hub_bodies import (
     repo_record,
     validate_answer,
 )
-from pipeline.resolve.rawstore import Outcome, RawStore, StoredAnswer, StoredResponse
+from pipeline.resolve.rawstore import Outcome, RawStore, RawStoreError, StoredAnswer, StoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -575,6 +577,13 @@ class HubResolver:
             body = validate_answer(body_type, answer.body, entity_id, served)
         except LookupFailure as exc:
             return self._fall_back(endpoint, entity_id, body_type, self._redact(exc.reason))
+        except RawStoreError:
+            raise  # the store itself is broken: the whole run must stop and say so
+        except Exception as exc:
+            # An answer no rule foresaw costs this entity, not the stage: the night goes on.
+            logger.warning("hub %s %s: %s", endpoint.kind, entity_id, unexpected(exc))
+            logger.debug("hub %s %s: the traceback", endpoint.kind, entity_id, exc_info=True)
+            return self._fall_back(endpoint, entity_id, body_type, self._redact(unexpected(exc)))
         ids = list(dict.fromkeys([entity_id, body.canonical_id()]))
         self.store.mark(answer.response, endpoint.kind, ids, "ok")
         return Resolution("ok", body=body, fetched_at=answer.response.fetched_at)
@@ -760,7 +769,7 @@ class HubResolver:
         if status == 200:
             try:
                 json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # a body nested past the parser's depth too
                 kind = headers.get("content-type", "no content type")
                 raise TransientFailure(
                     f"HTTP 200 with a truncated or non-JSON body ({len(body)} bytes, {kind})"
@@ -866,10 +875,8 @@ def _parse_ratelimit(header: str | None) -> tuple[int | None, float | None]:
     params = dict(item.strip().split("=", 1) for item in chosen.split(";")[1:] if "=" in item)
     remaining = params.get("r", "")
     reset = params.get("t", "")
-    return (
-        int(remaining) if remaining.isdigit() else None,
-        float(reset) if reset.isdigit() else None,
-    )
+    reset_seconds = header_int(reset)
+    return header_int(remaining), None if reset_seconds is None else float(reset_seconds)
 
 
 def _parse_policy(header: str | None) -> tuple[int | None, int | None]:
@@ -881,10 +888,7 @@ def _parse_policy(header: str | None) -> tuple[int | None, int | None]:
     chosen = next((p for p in policies if '"api"' in p), policies[0])
     params = dict(item.strip().split("=", 1) for item in chosen.split(";") if "=" in item)
     quota, window = params.get("q", ""), params.get("w", "")
-    return (
-        int(quota) if quota.isdigit() else None,
-        int(window) if window.isdigit() else None,
-    )
+    return header_int(quota), header_int(window)
 
 
 def _quota_spent(quota: int | None) -> str:
@@ -898,8 +902,8 @@ def _rate_limit_wait(headers: Mapping[str, str], heard: _Quota) -> float | None:
     reset, minutes away, says nothing of when to try again."""
     if heard.reset_seconds is not None and not heard.remaining:
         return heard.reset_seconds
-    retry_after = headers.get("retry-after", "").strip()
-    return float(retry_after) if retry_after.isdigit() else None
+    retry_after = header_int(headers.get("retry-after"))
+    return None if retry_after is None else float(retry_after)
 
 
 def _hidden(headers: Mapping[str, str]) -> bool:
@@ -921,7 +925,7 @@ def _error_message(headers: Mapping[str, str], body: bytes) -> str:
     if not message:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             message = data["error"]

@@ -514,6 +514,8 @@ def _github_repo(url: str | None) -> str | None:
     if not url:
         return None
     identity = identify(url)
+    if not identity.valid:  # a hostile page's `../../etc/passwd` is no repo
+        return None
     if identity.kind == "github_repo":
         return identity.entity_id
     if identity.kind == "github_asset":

@@ -264,7 +264,9 @@ class RawStore:
         day_dir = self.responses_dir / _safe_segment(api) / fetched_at.strftime("%Y-%m-%d")
         day_dir.mkdir(parents=True, exist_ok=True)
         body_path = day_dir / f"{sha}.body"
-        if not body_path.exists():  # identical bodies are stored once
+        # Identical bodies are stored once; a file that no longer holds them (altered or
+        # cut short on disk) is replaced, or it would spoil every answer that shares it.
+        if not _holds(body_path, sha):
             _write_atomically(body_path, body)
         kept = {
             name.lower(): value
@@ -445,6 +447,14 @@ def _safe_segment(name: str) -> str:
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"not a safe path segment: {name!r}")
     return name
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether `path` exists and holds the bytes whose digest is `sha256`."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    except OSError:
+        return False
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

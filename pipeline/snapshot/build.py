@@ -730,8 +730,8 @@ class _ItemIndex:
             key = _paper_key(link)
             if key is not None:
                 papers[item].add(key[0])
-            if link.identity.kind == "github_repo" and link.identity.entity_id:
-                repos[item].add(link.identity.entity_id)
+            if (repo := _github_repo_of(link)) is not None:
+                repos[item].add(repo)
         for item, item_repos in repos.items():
             for repo in item_repos:
                 index.papers_of_repo[repo] |= papers.get(item, set())
@@ -894,13 +894,22 @@ def _citing_model(model: Row) -> Row:
 # ----- GitHub
 
 
+def _github_repo_of(link: Link) -> str | None:
+    """The GitHub repo a link names, when its name keeps GitHub's rules: an invalid one
+    (`github.com/../../etc/passwd`) stays a row of `links` with its problem, never a key."""
+    identity = link.identity
+    if identity.kind == "github_repo" and identity.valid and identity.entity_id:
+        return identity.entity_id
+    return None
+
+
 def _github_rows(
     links: Sequence[Link], prev: _Previous, items: _ItemIndex, snapshot_date: date
 ) -> list[Row]:
     lineage: dict[str, _Lineage] = defaultdict(_Lineage)
     for link in links:
-        if link.identity.kind == "github_repo" and link.identity.entity_id:
-            lineage[link.identity.entity_id].add(link.occurrence)
+        if (repo := _github_repo_of(link)) is not None:
+            lineage[repo].add(link.occurrence)
     return [
         {
             "repo": repo,
