@@ -17,7 +17,7 @@ from pipeline.resolve.arxiv_http import (
     check_endpoint,
     query_url,
 )
-from pipeline.resolve.common import Deadline
+from pipeline.resolve.common import CONNECTION_FAILURES_TO_OPEN, Deadline
 
 ENDPOINT = "https://export.arxiv.org/api/query"
 
@@ -226,10 +226,11 @@ def test_connection_failures_open_the_breaker() -> None:
         sent.append(request)
         raise httpx.ConnectError("refused", request=request)
 
-    http = _http(httpx.MockTransport(answer), arxiv_max_attempts=2)
-    for _ in range(2):
+    # However many tries a busy arXiv gets, an unreachable one costs three connections.
+    http = _http(httpx.MockTransport(answer), arxiv_max_attempts=8)
+    for _ in range(CONNECTION_FAILURES_TO_OPEN):
         with pytest.raises(Unanswered, match=r"connection to arXiv failed \(ConnectError\)"):
             http.get(ENDPOINT)
     with pytest.raises(NotAsked, match="arXiv unreachable"):
         http.get(ENDPOINT)
-    assert len(sent) == 2
+    assert len(sent) == CONNECTION_FAILURES_TO_OPEN == 3

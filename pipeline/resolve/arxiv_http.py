@@ -40,6 +40,7 @@ import httpx
 from pipeline.config import Settings
 from pipeline.links.identify import parse_arxiv_id
 from pipeline.resolve.common import (
+    CONNECTION_FAILURES_TO_OPEN,
     Breaker,
     Deadline,
     PermanentFailure,
@@ -232,7 +233,7 @@ class ArxivHttp:
         self.settings = settings
         self.queue = queue
         self._clock = clock
-        self._breaker = Breaker("arXiv", settings.arxiv_max_attempts)
+        self._breaker = Breaker("arXiv", CONNECTION_FAILURES_TO_OPEN)
         self._client = httpx.Client(
             headers={"user-agent": settings.user_agent},
             timeout=httpx.Timeout(settings.arxiv_timeout_seconds),

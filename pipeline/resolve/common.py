@@ -30,6 +30,12 @@ from pipeline.resolve.rawstore import RawStore, StoredAnswer
 
 T = TypeVar("T")
 
+CONNECTION_FAILURES_TO_OPEN = 3
+"""Connection failures in a row that open a breaker: not the retry count, which is sized
+for a busy service (8 tries of arXiv, backing off for minutes) and would make an
+unreachable one cost half an hour of backoffs; three refusals in a row say it is not
+there."""
+
 
 class ServiceUnreachable(Exception):
     """Raised instead of a request while the breaker is open; says why."""

@@ -81,6 +81,7 @@ from pipeline.records import (
     Status,
 )
 from pipeline.resolve.common import (
+    CONNECTION_FAILURES_TO_OPEN,
     Breaker,
     Deadline,
     LookupFailure,
@@ -378,7 +379,7 @@ class HubResolver:
         self._gate = _QuotaGate(self._deadline, sleep, clock)
         # Repos and paper pages may be resolved at once (two pools): one bound for both.
         self._slots = threading.BoundedSemaphore(max(1, settings.hub_concurrency))
-        self._breaker = Breaker("the Hugging Face Hub", settings.hub_max_attempts)
+        self._breaker = Breaker("the Hugging Face Hub", CONNECTION_FAILURES_TO_OPEN)
         self._attempts = max(1, settings.hub_max_attempts)
 
     # -- public ------------------------------------------------------------------------
