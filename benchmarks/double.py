@@ -10,6 +10,10 @@ count is the server's, not the client's claim).
         settings = Settings.from_env(double.env)
         ...
         double.counts()  # {"arxiv": 2, "hub": 41}
+        double.log()  # every request: API, status, when it arrived and was answered
+
+With `DoubleOptions(faults=SPEC)` the double injects the faults of a spec
+(`pipeline.sandbox.faults_from_spec`), as `pipeline sandbox --faults SPEC` does.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from pipeline.sandbox import Sandbox
+from pipeline.sandbox import LoggedRequest, Sandbox, faults_from_spec
 from pipeline.sandbox.arxiv_api import ArxivDouble
 from pipeline.sandbox.hub_api import HubDouble
 
@@ -43,6 +47,8 @@ class DoubleOptions:
     hub_quota: int = 500
     """Hub requests per window before 429: the real anonymous quota by default."""
     hub_window_seconds: int = 300
+    faults: str = ""
+    """A fault spec (`pipeline.sandbox.faults_from_spec`); empty: no fault."""
     nagle: bool = False
     """Leave Nagle's algorithm on in the double's server (`Sandbox(nagle=True)`). Off by
     default: the server writes headers and body separately, so with Nagle on every answer
@@ -59,6 +65,8 @@ class DoubleOptions:
             args.append("--synthesize")
         if self.nagle:
             args.append("--nagle")
+        if self.faults:
+            args.append(f"--faults={self.faults}")
         return args
 
 
@@ -129,6 +137,26 @@ class DoubleProcess:
             },
         )
 
+    def log(self) -> list[LoggedRequest]:
+        """Every request the double received since the last reset, in arrival order, with
+        its status and the double's `time.monotonic()` when it arrived and was answered
+        (user agent and query left out)."""
+        answer = httpx.get(f"{self._control}/log", timeout=30.0).json()
+        return [
+            LoggedRequest(
+                api=entry["api"],
+                method=entry["method"],
+                path=entry["path"],
+                query="",
+                status=int(entry["status"]),
+                user_agent="",
+                authorization=False,
+                at=float(entry["at"]),
+                received_at=float(entry["received_at"]),
+            )
+            for entry in answer
+        ]
+
     def reset(self) -> None:
         httpx.post(f"{self._control}/reset", timeout=10.0).raise_for_status()
 
@@ -142,6 +170,24 @@ def _control_server(sandbox: Sandbox) -> ThreadingHTTPServer:
             pass
 
         def do_GET(self) -> None:
+            if self.path == "/log":
+                entries = sorted(sandbox.requests(), key=lambda entry: entry.received_at)
+                self._send(
+                    json.dumps(
+                        [
+                            {
+                                "api": entry.api,
+                                "method": entry.method,
+                                "path": entry.path,
+                                "status": entry.status,
+                                "at": entry.at,
+                                "received_at": entry.received_at,
+                            }
+                            for entry in entries
+                        ]
+                    ).encode()
+                )
+                return
             if self.path != "/counts":
                 self.send_error(404)
                 return
@@ -181,10 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub-quota", type=int, default=500)
     parser.add_argument("--hub-window-seconds", type=int, default=300)
     parser.add_argument("--nagle", action="store_true")
+    parser.add_argument("--faults", default="")
     args = parser.parse_args(argv)
     sandbox = Sandbox(
         latency_seconds=args.latency_seconds,
         nagle=args.nagle,
+        faults=faults_from_spec(args.faults),
         arxiv=ArxivDouble(synthesize_unknown=args.synthesize),
         hub=HubDouble(
             synthesize_unknown=args.synthesize,

@@ -7,18 +7,25 @@ analysis, the fixes proposed) is kept when the file is regenerated.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from benchmarks.machine import MB, Machine
 from benchmarks.naive import ARXIV_DEFAULT_DELAY_SECONDS
 from benchmarks.sections import (
+    PATH_DIRECT,
+    PATH_FIRST,
+    PATH_SERVER,
+    PATH_TEMPORARY,
+    CliResult,
+    CommandRun,
     ExtractionResult,
-    FlowResult,
+    FaultsResult,
     ResolutionResult,
-    RunMeasure,
     ScaleResult,
+    WaitMeasure,
     load_dataclass,
 )
 
@@ -34,6 +41,11 @@ EXTRACTION_OVERHEAD_MAX = 2.0
 """Our links stage over the bare parse of the same bytes."""
 EXTRACTION_PEAK_MB_MAX = 500.0
 """For the 100 MB corpus."""
+WARM_DIRECT_SECONDS_MAX = 5.0
+"""The architecture issue: a warm `pipeline run` of the seeds without a Prefect server."""
+FAULTS_PAPERS_OK_MIN = 0.95
+FAULTS_MODELS_OK_MIN = 0.90
+"""The operations issue: what a first night against faults must still resolve."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,8 @@ class Results:
     skews CPU-bound figures (the sections themselves use one core, the double another)."""
     machine: Machine | None = None
     resolution: ResolutionResult | None = None
-    flow: FlowResult | None = None
+    cli: CliResult | None = None
+    faults: list[FaultsResult] = field(default_factory=list)
     corpus: CorpusSummary | None = None
     extraction: dict[str, ExtractionResult] = field(default_factory=dict)
     scale: list[ScaleResult] = field(default_factory=list)
@@ -74,7 +87,8 @@ def results_from_json(data: dict[str, Any]) -> Results:
         load_average=data.get("load_average", {}),
         machine=maybe(Machine, data.get("machine")),
         resolution=maybe(ResolutionResult, data.get("resolution")),
-        flow=maybe(FlowResult, data.get("flow")),
+        cli=maybe(CliResult, data.get("cli")),
+        faults=[load_dataclass(FaultsResult, value) for value in data.get("faults", [])],
         corpus=maybe(CorpusSummary, data.get("corpus")),
         extraction={
             mode: load_dataclass(ExtractionResult, value)
@@ -134,14 +148,79 @@ def resolution_targets(r: ResolutionResult) -> list[Target]:
     ]
 
 
-def flow_targets(f: FlowResult) -> list[Target]:
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def cli_targets(c: CliResult) -> list[Target]:
+    targets: list[Target] = []
+    warm = c.of(PATH_DIRECT, "warm")
+    if warm:
+        seconds = [run.seconds for run in warm]
+        median = _median(seconds)
+        targets.append(
+            Target(
+                "Warm `pipeline run` of the seeds, no Prefect server",
+                f"<= {WARM_DIRECT_SECONDS_MAX:g} s",
+                f"{median:.2f} s (median of {len(seconds)}; {min(seconds):.2f}-"
+                f"{max(seconds):.2f} s)",
+                median <= WARM_DIRECT_SECONDS_MAX,
+            )
+        )
+        arxiv = sum(run.arxiv_requests for run in warm)
+        hub = sum(run.hub_requests for run in warm)
+        targets.append(
+            Target(
+                "Warm rerun: arXiv requests",
+                "0",
+                f"{arxiv} in {len(warm)} warm runs (Hub: {hub})",
+                arxiv == 0,
+            )
+        )
+    return targets
+
+
+def seed_of(spec: str) -> str:
+    """The `seed:<n>` of a fault spec ("0" when it has none, as the spec's default)."""
+    for item in spec.split(","):
+        head, _, value = item.strip().partition(":")
+        if head == "seed":
+            return value
+    return "0"
+
+
+def ok_share(counts: dict[str, int]) -> float:
+    """The share of rows whose status is ok (0 when there are none)."""
+    total = sum(counts.values())
+    return counts.get("ok", 0) / total if total else 0.0
+
+
+def faults_targets(nights: Sequence[FaultsResult]) -> list[Target]:
+    if not nights:
+        return []
+
+    def each(value: Callable[[FaultsResult], str]) -> str:
+        return ", ".join(f"{value(night)} (seed {seed_of(night.faults)})" for night in nights)
+
     return [
         Target(
-            "Warm rerun: arXiv requests",
+            "First night against faults: papers ok",
+            f">= {FAULTS_PAPERS_OK_MIN:.0%}",
+            each(lambda night: f"{ok_share(night.papers):.1%}"),
+            all(ok_share(night.papers) >= FAULTS_PAPERS_OK_MIN for night in nights),
+        ),
+        Target(
+            "First night against faults: models ok",
+            f">= {FAULTS_MODELS_OK_MIN:.0%}",
+            each(lambda night: f"{ok_share(night.models):.1%}"),
+            all(ok_share(night.models) >= FAULTS_MODELS_OK_MIN for night in nights),
+        ),
+        Target(
+            "First night against faults: arXiv politeness violations",
             "0",
-            f"{f.warm.arxiv_requests} (Hub: {f.warm.hub_requests})",
-            f.warm.arxiv_requests == 0,
-        )
+            each(lambda night: str(night.politeness_violations)),
+            all(night.politeness_violations == 0 for night in nights),
+        ),
     ]
 
 
@@ -168,7 +247,7 @@ def extraction_targets(
             ("links stage working set (links counted, then dropped)", streaming.peak_rss_mb)
         )
     if kept := results.get("links-kept"):
-        peaks.append(("links stage, every link kept (as the flow holds them)", kept.peak_rss_mb))
+        peaks.append(("links stage, every link kept (as the night holds them)", kept.peak_rss_mb))
         peaks.append(
             ("links kept, then the links table built (as the snapshot)", kept.table_peak_rss_mb)
         )
@@ -189,8 +268,9 @@ def all_targets(results: Results) -> list[Target]:
     targets: list[Target] = []
     if results.resolution:
         targets += resolution_targets(results.resolution)
-    if results.flow:
-        targets += flow_targets(results.flow)
+    if results.cli:
+        targets += cli_targets(results.cli)
+    targets += faults_targets(results.faults)
     targets += extraction_targets(results.extraction, results.corpus)
     return targets
 
@@ -236,8 +316,10 @@ def render_generated(results: Results, machine: Machine) -> str:
     lines.append("")
     if results.resolution:
         lines += _resolution_section(results.resolution)
-    if results.flow:
-        lines += _flow_section(results.flow)
+    if results.cli:
+        lines += _cli_section(results.cli)
+    if results.faults:
+        lines += _faults_section(results.faults)
     if results.extraction:
         lines += _extraction_section(results.extraction, results.corpus)
     if results.scale:
@@ -263,7 +345,7 @@ def _resolution_section(r: ResolutionResult) -> list[str]:
         f" Hub concurrency {r.hub_concurrency}. Requests are counted by the double.",
         "",
         "- **ours**: `ArxivResolver.resolve_ids` on the distinct IDs, with"
-        " `HubResolver.resolve_repos` beside it on a thread (as the flow runs them), fresh"
+        " `HubResolver.resolve_repos` beside it on a thread (as the night runs them), fresh"
         " raw store. The Hub count includes the items of the seeds' collections, which"
         " ours looks up and the baseline does not.",
         "- **naive**: `arxiv.Client()` defaults (delay changed to"
@@ -323,69 +405,239 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "none"
 
 
-def _run_row(name: str, m: RunMeasure) -> list[str]:
-    stages = m.stage_seconds
-    body = sum(stages.values())
-    store = ", ".join(f"{api} {n}" for api, n in m.from_store.items())
-    return [
-        name,
-        _s(m.seconds),
-        _s(stages.get("extract", 0.0)),
-        _s(stages.get("resolve", 0.0)),
-        _s(stages.get("snapshot", 0.0)),
-        _s(m.seconds - body),
-        str(m.arxiv_requests),
-        str(m.hub_requests),
-        store,
-        f"{m.state} ({m.status})",
-    ]
+_PATH_LABELS = {
+    PATH_DIRECT: "`pipeline run`, no Prefect server (the night in the command's process)",
+    PATH_FIRST: "`pipeline run --prefect --dry-run`, empty PREFECT_HOME (creates Prefect's"
+    " database)",
+    PATH_TEMPORARY: "`pipeline run --prefect` (temporary server, its start-up included)",
+    PATH_SERVER: "`pipeline run`, PREFECT_API_URL of a running `prefect server start`",
+}
 
 
-def _flow_section(f: FlowResult) -> list[str]:
-    cold = f.cold
-    asked = ", ".join(f"{name} {n}" for name, n in cold.entities_asked.items())
+def _spread(values: Sequence[float], digits: Callable[[float], str] = lambda x: _s(x)) -> str:
+    """One value, or the median of several with their range."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return digits(values[0])
+    return f"{digits(_median(values))} ({digits(min(values))}-{digits(max(values))})"
+
+
+def _counts_range(values: Sequence[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _optional(values: Sequence[float | None]) -> list[float]:
+    return [value for value in values if value is not None]
+
+
+def _cli_rows(c: CliResult) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    groups: dict[tuple[str, str], list[CommandRun]] = {}
+    for run in c.runs:
+        groups.setdefault((run.path, run.label), []).append(run)
+    for (path, label), runs in groups.items():
+        begins = _optional([run.flow_begin_seconds for run in runs])
+        flows = [
+            run.flow_end_seconds - run.flow_begin_seconds
+            for run in runs
+            if run.flow_end_seconds is not None and run.flow_begin_seconds is not None
+        ]
+        after = [run.seconds - run.flow_end_seconds for run in runs if run.flow_end_seconds]
+        rows.append(
+            (
+                _PATH_LABELS.get(path, path),
+                label if len(runs) == 1 else f"{label} (median of {len(runs)})",
+                _spread([run.seconds for run in runs]),
+                _spread(_optional([run.asking_seconds for run in runs])),
+                _spread(begins),
+                _spread(flows),
+                _spread(after),
+                _spread([run.cpu_seconds for run in runs]),
+                _spread([run.peak_rss_mb for run in runs], lambda x: f"{x:.0f}"),
+                _counts_range([run.arxiv_requests for run in runs]),
+                _counts_range([run.hub_requests for run in runs]),
+                ", ".join(sorted({run.status for run in runs})),
+            )
+        )
+    return rows
+
+
+def _cli_section(c: CliResult) -> list[str]:
+    asked = ", ".join(f"{name} {n}" for name, n in c.entities_asked.items()) or "-"
     lines = [
-        "## 2. The whole run: cold, then warm, and Prefect's share",
+        "## 2. The `pipeline` command: directly, and as a Prefect flow run",
         "",
-        "`pipeline.flow.run_once` on the seeds (every resolver: arXiv IDs and titles, Hub"
-        " repos, paper pages), in-process with Prefect's ephemeral API server, against the"
-        f" double at {f.latency_seconds * 1000:.0f} ms per request, arXiv delay"
-        f" {f.arxiv_delay_seconds:g} s, Hub concurrency {f.hub_concurrency}. Then the same run"
-        f" again on the same raw store. Entities asked: {asked}.",
-        "",
-        "Stage columns are the flow body's own clock; *Prefect & rest* is `run_once` minus"
-        " the stages (task and flow orchestration, artifacts, state round trips).",
+        "`pipeline run` of the seeds as a user runs it: the command in a process of its own,"
+        " timed from its start to its exit, against the double (in its own process) at"
+        f" {c.latency_seconds * 1000:.0f} ms per request, arXiv delay"
+        f" {c.arxiv_delay_seconds:g} s, Hub concurrency {c.hub_concurrency}, every resolver"
+        f" (entities asked: {asked}). *cold*: a fresh raw store and snapshot root, every"
+        " entity asked; *warm*: the same command again on that store, each answer younger"
+        " than its time-to-live. Times of log lines are taken as the lines arrive: *to"
+        " `asking:`* is when the night's first line came (imports, start-up and extraction"
+        " done); *Prefect start-up* is when `Beginning flow run` came; *flow run* from there"
+        " to the flow run's `Finished in state`; *after* from there to the exit (logs"
+        " drained, the temporary server stopped). Several runs: median (min-max). CPU and"
+        " peak RSS are the command's, with the children it waited for (the temporary"
+        " server).",
         "",
     ]
     lines += _table(
         (
+            "command",
             "run",
-            "run_once (s)",
-            "extract",
-            "resolve",
-            "snapshot",
-            "Prefect & rest",
+            "wall (s)",
+            "to `asking:` (s)",
+            "Prefect start-up (s)",
+            "flow run (s)",
+            "after (s)",
+            "CPU s",
+            "peak RSS (MB)",
             "arXiv requests",
             "Hub requests",
-            "answered from store",
-            "state",
+            "status",
         ),
-        [_run_row("cold", cold), _run_row("warm", f.warm)],
+        _cli_rows(c),
     )
-    lines += [
+    lines.append("")
+    notes = []
+    if c.temporary_server_seconds:
+        starts = ", ".join(f"{_s(x)} s" for x in c.temporary_server_seconds)
+        notes.append(
+            "- The temporary server alone (`pipeline.prefect_server.temporary_server`, from"
+            f" its start until its /health answers), in the benchmark's process: {starts}."
+        )
+    if c.server_start_seconds is not None:
+        notes.append(
+            "- `prefect server start` until its /health answers:"
+            f" {_s(c.server_start_seconds)} s (before the runs through it; not in their times)."
+        )
+    direct = [run.seconds for run in c.of(PATH_DIRECT, "warm")]
+    for path, what in ((PATH_TEMPORARY, "`--prefect`"), (PATH_SERVER, "a running server")):
+        others = [run.seconds for run in c.of(path, "warm")]
+        if direct and others:
+            notes.append(
+                f"- Warm, Prefect's cost over the direct path ({what}): median"
+                f" {_s(_median(others))} s - {_s(_median(direct))} s ="
+                f" {_s(_median(others) - _median(direct))} s."
+            )
+    cold = c.of(PATH_DIRECT, "cold")
+    if cold:
+        run = cold[0]
+        notes.append(
+            f"- Cold, direct: {run.arxiv_requests} arXiv requests x {c.arxiv_delay_seconds:g} s"
+            f" = {run.arxiv_requests * c.arxiv_delay_seconds:.0f} s of politeness on the"
+            f" one arXiv queue; the command took {_s(run.seconds)} s."
+        )
+    if notes:
+        lines += [*notes, ""]
+    return lines
+
+
+def _share_cell(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    return f"{counts.get('ok', 0)}/{total} = {ok_share(counts):.1%}" if total else "none"
+
+
+def _answered_cell(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "none"
+    answered = counts.get("ok", 0) + counts.get("not_found", 0)
+    return f"{answered}/{total} = {answered / total:.1%} (ok {counts.get('ok', 0)})"
+
+
+def _waits_cell(waits: Sequence[WaitMeasure]) -> str:
+    if not waits:
+        return "none"
+    return ", ".join(f"{w.seconds:.0f} s at {w.at_seconds:.0f} s" for w in waits)
+
+
+def _statuses(by_status: dict[str, int]) -> str:
+    return ", ".join(f"{status}: {n}" for status, n in sorted(by_status.items())) or "none"
+
+
+def _faults_section(nights: Sequence[FaultsResult]) -> list[str]:
+    first = nights[0]
+    s = first.settings
+    lines = [
+        "## 3. A first night against faults",
         "",
-        "Prefect's own start-up, measured apart in the same process before the runs:",
-        "",
-        f"- importing the flow module (Prefect, pandas, pyarrow...): {_s(f.import_seconds)} s",
-        "- first trivial flow in the process (starts the ephemeral API server, existing"
-        f" database): {_s(f.prefect_first_flow_seconds)} s",
-        f"- next trivial flow (server up): {_s(f.prefect_next_flow_seconds)} s",
-        "",
-        f"Cold arXiv: {cold.arxiv_requests} requests x {f.arxiv_delay_seconds:g} s ="
-        f" {cold.arxiv_requests * f.arxiv_delay_seconds:.0f} s of politeness; the resolve stage"
-        f" took {_s(cold.stage_seconds.get('resolve', 0.0))} s.",
+        "The seeds on a fresh raw store: `pipeline run` (no Prefect server) against the"
+        " double in its own process, which injects the faults of"
+        f" `{first.faults}` (the seed per row) and adds {first.latency_seconds * 1000:.0f} ms"
+        " to every answer. The double's own Hub window (500 requests) has the spec's length"
+        " and starts with the same first request, so the spec's, with fewer left, is the"
+        " one that runs out; the transient 429s carry the double's `RateLimit-Policy`."
+        f" Settings: arXiv delay {s['arxiv_delay_seconds']:g} s,"
+        f" {s['arxiv_max_attempts']:.0f} attempts, backoff {s['arxiv_backoff_seconds']:g} s"
+        f" doubling, capped at {s['arxiv_backoff_max_seconds']:g} s; Hub concurrency"
+        f" {s['hub_concurrency']:.0f}, {s['hub_max_attempts']:.0f} attempts, backoff"
+        f" {s['hub_backoff_seconds']:g} s doubling, capped at"
+        f" {s['hub_backoff_max_seconds']:g} s; run deadline"
+        f" {s['run_deadline_seconds'] / 3600:g} h. Rows of the published tables by status;"
+        " requests, statuses and arrival times from the double's own log; waits from the"
+        " run's log.",
         "",
     ]
+    rows = []
+    for night in nights:
+        hub_429 = night.hub_by_status.get("429", 0)
+        hub_5xx = sum(n for status, n in night.hub_by_status.items() if status.startswith("5"))
+        gap = night.min_arxiv_gap_seconds
+        outcome = f"exit {night.exit_code} ({night.status})"
+        if night.timed_out:
+            outcome += ", **timed out**"
+        rows.append(
+            (
+                seed_of(night.faults),
+                _s(night.seconds),
+                outcome,
+                _share_cell(night.papers),
+                _share_cell(night.models),
+                _answered_cell(night.paper_pages),
+                str(night.arxiv_requests),
+                str(night.hub_requests),
+                str(hub_429),
+                str(hub_5xx),
+                f"{night.politeness_violations}"
+                + (f" (closest {gap:.2f} s)" if gap is not None else ""),
+                _waits_cell(night.quota_waits),
+            )
+        )
+    lines += _table(
+        (
+            "seed",
+            "wall (s)",
+            "outcome",
+            "papers ok",
+            "models ok",
+            "paper pages answered (ok or not found)",
+            "arXiv requests",
+            "Hub requests",
+            "Hub 429s",
+            "Hub 5xx",
+            "politeness violations",
+            "quota waits (announced)",
+        ),
+        rows,
+    )
+    lines += ["", "Per night:", ""]
+    for night in nights:
+        others = night.transient_waits
+        backoff = sum(w.seconds for w in night.arxiv_backoffs)
+        lines.append(
+            f"- seed {seed_of(night.faults)}: arXiv answers {_statuses(night.arxiv_by_status)};"
+            f" Hub answers {_statuses(night.hub_by_status)} (a cut body is logged with its"
+            " status); the Hub silent for at most"
+            f" {_s(night.longest_hub_silence_seconds)} s; waits announced for transient"
+            f" 429s: {len(others)} ({sum(w.seconds for w in others):.0f} s in all); arXiv"
+            f" backoffs: {len(night.arxiv_backoffs)} ({backoff:.0f} s in all); CPU"
+            f" {_s(night.cpu_seconds)} s."
+        )
+    lines.append("")
     return lines
 
 
@@ -400,7 +652,7 @@ _STEP_LABELS = {
 def _extraction_section(
     results: dict[str, ExtractionResult], corpus: CorpusSummary | None
 ) -> list[str]:
-    lines = ["## 3. Extraction", ""]
+    lines = ["## 4. Extraction", ""]
     if corpus:
         lines += [
             f"Synthetic corpus (`benchmarks/corpus.py`, seed {corpus.seed}): {corpus.documents}"
@@ -436,7 +688,7 @@ def _extraction_section(
     rows: list[tuple[str, ...]] = []
     for mode, label in (
         ("links", "links stage, links counted and dropped (its working set)"),
-        ("links-kept", "links stage, every link kept (as the flow holds them)"),
+        ("links-kept", "links stage, every link kept (as the night holds them)"),
     ):
         r = results.get(mode)
         if r is None:
@@ -476,13 +728,13 @@ def _extraction_section(
 def _scale_section(points: list[ScaleResult]) -> list[str]:
     first = points[0]
     lines = [
-        "## 4. Scale: synthetic papers and models",
+        "## 5. Scale: synthetic papers and models",
         "",
         "Synthetic arXiv IDs and Hub model IDs (`benchmarks/corpus.py`) resolved against the"
         " double with `synthesize_unknown=True`. **Politeness scaled down** to see our own"
         f" cost: latency {first.latency_seconds * 1000:.0f} ms, arXiv delay"
         f" {first.arxiv_delay_seconds:g} s (real: 3 s), Hub quota lifted"
-        f" (real: 500 per 5 min, 450 per run); Hub concurrency {first.hub_concurrency}. arXiv"
+        f" (real: 500 per 5 min); Hub concurrency {first.hub_concurrency}. arXiv"
         " first, then the Hub, in one process per row; *cold* starts from an empty raw"
         " store, *warm* reruns on the store the cold row of that size filled, *new on* asks"
         " for the larger set on the store of the smaller one (only the difference is new).",

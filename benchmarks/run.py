@@ -1,16 +1,20 @@
 """Run the benchmarks and write the report: `python -m benchmarks.run [--quick]`.
 
-Four sections, each measured in fresh processes (`benchmarks.sections`) against the
+Five sections, each measured in fresh processes (`benchmarks.sections`) against the
 loopback double running in a process of its own (`benchmarks.double`):
 
 1. resolution: the seeds' arXiv IDs and Hub repos, ours vs the naive baseline vs the floor;
-2. flow: Prefect's start-up, a cold `run_once` on the seeds, then a warm rerun;
-3. extraction: the links stage vs the bare markdown parser on a synthetic corpus;
-4. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new.
+2. cli: the `pipeline run` command on the seeds, cold and warm, directly and as a Prefect
+   flow run (a temporary server, and an already-running `prefect server start`);
+3. faults: a first night of the seeds against the operations issue's faults, with the
+   real Hub window, the real arXiv delay and the default retries (one night per seed);
+4. extraction: the links stage vs the bare markdown parser on a synthetic corpus;
+5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new.
 
-The full run (~25 minutes on 2 cores) writes `benchmarks/RESULTS.md`, keeping what was
-written by hand outside its generated part; `--quick` (a minute or two: small corpus,
-scaled delays, fewer points) writes `benchmarks/_work/RESULTS-quick.md` instead.
+The full run (~45 minutes on 2 cores, two faults nights of ~6-10 minutes each included)
+writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
+part; `--quick` (~10 minutes: small corpus, scaled delays, fewer points, one faults
+night, which keeps the real delays) writes `benchmarks/_work/RESULTS-quick.md` instead.
 Scratch data, logs and the raw results (JSON) go to `benchmarks/_work/`.
 """
 
@@ -39,19 +43,22 @@ from benchmarks.report import (
 )
 from benchmarks.sections import (
     EXTRACTION_MODES,
+    CliConfig,
+    CliResult,
     ExtractionConfig,
     ExtractionResult,
-    FlowConfig,
-    FlowResult,
+    FaultsConfig,
+    FaultsResult,
     ResolutionConfig,
     ResolutionResult,
     ScaleConfig,
     ScaleResult,
+    faults_spec,
     load_dataclass,
 )
 from pipeline.config import PROJECT_ROOT
 
-SECTION_NAMES = ("resolution", "flow", "extraction", "scale")
+SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale")
 RESULTS_FILE = BENCHMARKS_DIR / "RESULTS.md"
 
 
@@ -72,6 +79,12 @@ class Plan:
     latency_seconds: float
     arxiv_delay_seconds: float
     naive_delay_seconds: float
+    warm_runs: int
+    """Warm runs of `pipeline run` without a server (the target is on their median)."""
+    prefect_warm_runs: int
+    """Warm runs of each Prefect path."""
+    fault_seeds: tuple[int, ...]
+    """One first night against faults per seed (real delays and window: minutes each)."""
     corpus: CorpusSpec
     extraction_modes: tuple[str, ...]
     scale_latency_seconds: float
@@ -100,6 +113,9 @@ FULL = Plan(
     latency_seconds=0.3,
     arxiv_delay_seconds=3.0,
     naive_delay_seconds=0.5,
+    warm_runs=5,
+    prefect_warm_runs=3,
+    fault_seeds=(7, 8),
     corpus=CorpusSpec(documents=1000, total_bytes=100 * MB),
     extraction_modes=EXTRACTION_MODES,
     scale_latency_seconds=0.02,
@@ -111,12 +127,19 @@ QUICK = Plan(
     latency_seconds=0.05,
     arxiv_delay_seconds=0.3,
     naive_delay_seconds=0.02,
+    warm_runs=3,
+    prefect_warm_runs=2,
+    fault_seeds=(7,),
     corpus=CorpusSpec(documents=40, total_bytes=4 * MB),
     extraction_modes=EXTRACTION_MODES,
     scale_latency_seconds=0.01,
     scale_delay_seconds=0.02,
     scale_points=_scale_points(1_000, 2_000, (1_000, 2_000)),
 )
+
+
+FAULTS_NIGHT_TIMEOUT_SECONDS = 40 * 60.0
+"""A faults night takes 6-10 minutes; one still running after this is killed and reported."""
 
 
 class BenchmarkError(Exception):
@@ -187,16 +210,30 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
             naive_delay_seconds=plan.naive_delay_seconds,
         )
         results.resolution = load_dataclass(ResolutionResult, runner.section("resolution", config))
-    if "flow" in sections:
-        _say("flow: Prefect start-up, a cold run, a warm rerun")
-        flow_config = FlowConfig(
-            work_dir=str(work / "flow"),
+    if "cli" in sections:
+        _say("cli: `pipeline run` cold and warm, directly, with --prefect, through a server")
+        cli_config = CliConfig(
+            work_dir=str(work / "cli"),
             seeds_dir=seeds,
             latency_seconds=plan.latency_seconds,
             arxiv_delay_seconds=plan.arxiv_delay_seconds,
+            warm_runs=plan.warm_runs,
+            prefect_warm_runs=plan.prefect_warm_runs,
         )
-        runner.section("prefect-init", flow_config)
-        results.flow = load_dataclass(FlowResult, runner.section("flow", flow_config))
+        results.cli = load_dataclass(CliResult, runner.section("cli", cli_config))
+    if "faults" in sections:
+        for seed in plan.fault_seeds:
+            _say(f"faults: a first night against faults, seed {seed} (minutes)")
+            faults_config = FaultsConfig(
+                work_dir=str(work / "faults" / f"seed-{seed}"),
+                seeds_dir=seeds,
+                latency_seconds=plan.latency_seconds,
+                faults=faults_spec(seed),
+                timeout_seconds=FAULTS_NIGHT_TIMEOUT_SECONDS,
+            )
+            results.faults.append(
+                load_dataclass(FaultsResult, runner.section("faults", faults_config))
+            )
     if "extraction" in sections:
         spec = plan.corpus
         _say(f"extraction: corpus of {spec.documents} documents, {spec.total_bytes / MB:.0f} MB")
@@ -245,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--arxiv-delay", type=float, help="our arXiv delay for the seeds (full: 3, the real rule)"
     )
+    parser.add_argument(
+        "--fault-seeds",
+        help="comma-separated seeds of the faults nights, one night each (full: 7,8; quick: 7)",
+    )
     parser.add_argument("--corpus-documents", type=int, help="documents in the corpus")
     parser.add_argument("--corpus-mb", type=float, help="corpus size in MB")
     parser.add_argument(
@@ -277,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         changes["naive_delay_seconds"] = args.naive_delay
     if args.arxiv_delay is not None:
         changes["arxiv_delay_seconds"] = args.arxiv_delay
+    if args.fault_seeds is not None:
+        try:
+            changes["fault_seeds"] = tuple(
+                int(seed) for seed in args.fault_seeds.split(",") if seed.strip()
+            )
+        except ValueError:
+            parser.error(f"--fault-seeds: whole numbers and commas, not {args.fault_seeds!r}")
     if args.corpus_documents is not None or args.corpus_mb is not None:
         changes["corpus"] = replace(
             plan.corpus,

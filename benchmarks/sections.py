@@ -31,7 +31,7 @@ _T = TypeVar("_T")
 
 def load_dataclass(cls: type[_T], data: dict[str, Any]) -> _T:
     """A dataclass from its `asdict` form; fields declared as one of this module's nested
-    result types (or a `dict[str, ...]` of one) are rebuilt too."""
+    result types (or a `dict[str, ...]` or `list[...]` of one) are rebuilt too."""
     values: dict[str, Any] = {}
     declared = {item.name: str(item.type) for item in fields(cls)}  # type: ignore[arg-type]
     for name, value in data.items():
@@ -43,6 +43,9 @@ def load_dataclass(cls: type[_T], data: dict[str, Any]) -> _T:
         elif kind.startswith("dict[str, ") and kind[10:-1] in _NESTED:
             item_type = _NESTED[kind[10:-1]]
             values[name] = {key: load_dataclass(item_type, item) for key, item in value.items()}
+        elif kind.startswith("list[") and kind[5:-1] in _NESTED:
+            item_type = _NESTED[kind[5:-1]]
+            values[name] = [load_dataclass(item_type, item) for item in value]
         else:
             values[name] = value
     return cls(**values)
@@ -169,120 +172,388 @@ def resolution(config: ResolutionConfig) -> ResolutionResult:
     )
 
 
-# -- the flow: Prefect's start-up, a cold run, a warm rerun ------------------------------
+# -- the `pipeline` command: directly, and as a Prefect flow run ---------------------------
+
+PATH_DIRECT = "direct"
+"""`pipeline run`, no Prefect server configured: the night in the command's process."""
+PATH_FIRST = "prefect-first"
+"""`pipeline run --prefect --dry-run` on an empty PREFECT_HOME: creates Prefect's database."""
+PATH_TEMPORARY = "prefect"
+"""`pipeline run --prefect`: a flow run, on a temporary server the command starts."""
+PATH_SERVER = "server"
+"""`pipeline run` with PREFECT_API_URL of an already-running `prefect server start`."""
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class CliConfig:
     work_dir: str
     seeds_dir: str
     latency_seconds: float
     arxiv_delay_seconds: float
+    warm_runs: int = 5
+    """Warm runs of the direct path (the target is on their median)."""
+    prefect: bool = True
+    """Also `pipeline run --prefect` (a temporary server per run): first, cold, warm."""
+    prefect_warm_runs: int = 3
+    server: bool = True
+    """Also warm runs through an already-running `prefect server start`."""
+    temporary_server_starts: int = 2
+    """Times the temporary server alone is started (until its /health answers)."""
+    timeout_seconds: float = 1800.0
 
 
 @dataclass
-class RunMeasure:
+class CommandRun:
+    """One `pipeline` command, from its process's start to its exit."""
+
+    path: str
+    """`PATH_DIRECT`, `PATH_FIRST`, `PATH_TEMPORARY` or `PATH_SERVER`."""
+    label: str
+    """`cold` (a fresh raw store), `warm` (the same store again) or `first`."""
     seconds: float
-    """`run_once`, end to end."""
-    stage_seconds: dict[str, float]
-    """The flow body's own clock per stage (extract, resolve, snapshot)."""
+    cpu_seconds: float
+    """The command's CPU, with the children it waited for (the temporary server)."""
+    peak_rss_mb: float
+    exit_code: int
+    status: str
+    """What the command's summary line says (`ok`, `partial`, ...)."""
     arxiv_requests: int
     hub_requests: int
-    from_store: dict[str, int]
-    entities_asked: dict[str, int]
-    status: str
-    state: str
+    asking_seconds: float | None
+    """When the night's first line (`... asking: ...`) came: start-up and extraction done."""
+    flow_begin_seconds: float | None = None
+    """Prefect paths: when `Beginning flow run` came (Prefect's start-up done)."""
+    flow_end_seconds: float | None = None
+    """Prefect paths: when the flow run's `Finished in state` came."""
 
 
 @dataclass
-class FlowResult:
+class CliResult:
     latency_seconds: float
     arxiv_delay_seconds: float
     hub_concurrency: int
-    import_seconds: float
-    prefect_first_flow_seconds: float
-    """A trivial flow, first in the process: starts the ephemeral API server."""
-    prefect_next_flow_seconds: float
-    """A trivial flow once the server is up: Prefect's per-run cost."""
-    cold: RunMeasure
-    warm: RunMeasure
+    entities_asked: dict[str, int]
+    runs: list[CommandRun]
+    temporary_server_seconds: list[float] = field(default_factory=list)
+    """`pipeline.prefect_server.temporary_server` alone, each time: start until /health."""
+    server_start_seconds: float | None = None
+    """`prefect server start` until its /health answers (not part of any run's time)."""
+
+    def of(self, path: str, label: str) -> list[CommandRun]:
+        return [run for run in self.runs if run.path == path and run.label == label]
 
 
-def prefect_init(config: FlowConfig) -> dict[str, float]:
-    """Create Prefect's database once, so that the flow section times a start-up with an
-    existing database, as every run but the very first has."""
-    started = time.perf_counter()
-    _trivial_flow()
-    return {"seconds": time.perf_counter() - started}
+def _command_env(
+    double_env: dict[str, str], settings: dict[str, str], prefect_home: Path
+) -> dict[str, str]:
+    """A user's environment pointed at the double: nothing of ours that would change what
+    is measured (PIPELINE_* tunables, a token, a Prefect server), `settings` on top."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PIPELINE_", "PREFECT_")) and name != "HF_TOKEN"
+    }
+    env.update(double_env)
+    env.update(settings)
+    env["PREFECT_HOME"] = str(prefect_home)
+    env["PYTHONUNBUFFERED"] = "1"  # stdout lines arrive when printed, to be timed
+    return env
 
 
-def _trivial_flow() -> None:
-    from prefect import flow
-
-    @flow(name="benchmark-trivial")
-    def trivial() -> int:
-        return 1
-
-    trivial()
-
-
-def flow_runs(config: FlowConfig) -> FlowResult:
-    started = time.perf_counter()
+def cli_runs(config: CliConfig) -> CliResult:
+    from benchmarks.commands import (
+        ASKING,
+        FLOW_BEGIN,
+        FLOW_END,
+        Finished,
+        executable,
+        free_port,
+        prefect_server,
+        run_command,
+    )
     from pipeline.config import Settings
-    from pipeline.flow import run_once
-    from pipeline.parameters import RunParameters
-
-    import_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    _trivial_flow()
-    first = time.perf_counter() - started
-    started = time.perf_counter()
-    _trivial_flow()
-    following = time.perf_counter() - started
 
     work = _fresh_dir(Path(config.work_dir))
+    home = work / "prefect-home"
+    pipeline = executable("pipeline")
+    delay = {"PIPELINE_ARXIV_DELAY_SECONDS": str(config.arxiv_delay_seconds)}
+    runs: list[CommandRun] = []
+    asked: dict[str, int] = {}
+    result = CliResult(
+        latency_seconds=config.latency_seconds,
+        arxiv_delay_seconds=Settings.from_env(delay).arxiv_delay_seconds,
+        hub_concurrency=Settings.from_env(delay).hub_concurrency,
+        entities_asked=asked,
+        runs=runs,
+    )
     with DoubleProcess(DoubleOptions(latency_seconds=config.latency_seconds)) as double:
-        # The flow reads its settings from the environment, as a deployed run does.
-        os.environ.update(double.env)
-        os.environ["PIPELINE_ARXIV_DELAY_SECONDS"] = str(config.arxiv_delay_seconds)
-        os.environ.pop("HF_TOKEN", None)
-        params = RunParameters(
-            documents=[config.seeds_dir],
-            out_dir=str(work / "enriched"),
-            raw_dir=str(work / "raw"),
-        )
-        measures = []
-        for _ in ("cold", "warm"):
+        env = _command_env(double.env, delay, home)
+
+        def measure(
+            path: str, label: str, store: str, *extra: str, run_env: dict[str, str] = env
+        ) -> Finished:
             double.reset()
-            started = time.perf_counter()
-            summary, state = run_once(params)
-            seconds = time.perf_counter() - started
-            if summary is None:
-                raise RuntimeError(f"the flow run ended without a summary: {state}")
+            argv = [
+                pipeline,
+                "run",
+                str(Path(config.seeds_dir).resolve()),
+                "--out",
+                str(work / store / "enriched"),
+                "--raw",
+                str(work / store / "raw"),
+                *extra,
+            ]
+            log = work / "logs" / f"{len(runs) + 1:02d}-{path}-{label}.log"
+            finished = run_command(
+                argv, run_env, log, cwd=work, timeout_seconds=config.timeout_seconds
+            )
+            if finished.exit_code not in (0, 3):
+                raise RuntimeError(f"{' '.join(argv)} exited {finished.exit_code}; see {log}")
             counts = double.counts()
-            measures.append(
-                RunMeasure(
-                    seconds=seconds,
-                    stage_seconds=dict(summary.stage_seconds),
+            prefect = path != PATH_DIRECT
+            runs.append(
+                CommandRun(
+                    path=path,
+                    label=label,
+                    seconds=finished.seconds,
+                    cpu_seconds=finished.cpu_seconds,
+                    peak_rss_mb=finished.peak_rss_mb,
+                    exit_code=finished.exit_code,
+                    status=finished.run_status(),
                     arxiv_requests=counts["arxiv"],
                     hub_requests=counts["hub"],
-                    from_store={stats.api: stats.from_store for stats in summary.api},
-                    entities_asked=dict(summary.entities_asked),
-                    status=summary.status,
-                    state=str(state.name),
+                    asking_seconds=finished.mark(ASKING),
+                    flow_begin_seconds=finished.mark(FLOW_BEGIN) if prefect else None,
+                    flow_end_seconds=finished.mark(FLOW_END, last=True) if prefect else None,
                 )
             )
-        settings = Settings.from_env()
-    return FlowResult(
+            if not asked:
+                asked.update(finished.entities_asked())
+            return finished
+
+        measure(PATH_DIRECT, "cold", "direct")
+        for _ in range(config.warm_runs):
+            measure(PATH_DIRECT, "warm", "direct")
+        if config.prefect:
+            measure(PATH_FIRST, "first", "prefect", "--prefect", "--dry-run")
+            result.temporary_server_seconds = _temporary_server_starts(
+                home, config.temporary_server_starts
+            )
+            measure(PATH_TEMPORARY, "cold", "prefect", "--prefect")
+            for _ in range(config.prefect_warm_runs):
+                measure(PATH_TEMPORARY, "warm", "prefect", "--prefect")
+        if config.server:
+            server_log = work / "logs" / "prefect-server.log"
+            with prefect_server(work / "server-home", server_log, free_port()) as server:
+                result.server_start_seconds = server.start_seconds
+                server_env = {**env, "PREFECT_API_URL": server.api_url}
+                for _ in range(config.prefect_warm_runs):
+                    measure(PATH_SERVER, "warm", "direct", run_env=server_env)
+    return result
+
+
+def _temporary_server_starts(home: Path, times: int) -> list[float]:
+    """The temporary server of `pipeline run --prefect` alone: from its start until its
+    /health answers, in this process, with the runs' PREFECT_HOME."""
+    from pipeline.prefect_server import quiet_prefect_environment, temporary_server
+
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.pop("PREFECT_API_URL", None)
+    quiet_prefect_environment()
+    seconds = []
+    for _ in range(times):
+        started = time.perf_counter()
+        with temporary_server():
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+# -- a first night against faults ----------------------------------------------------------
+
+FAULTS_SPEC = (
+    "arxiv:503:0.25,arxiv:empty:0.15,hub:5xx:0.2,hub:429:0.05/{reset},hub:truncated:0.1,"
+    "hub:quota:{left}/500/{window},seed:{seed}"
+)
+"""The operations issue's night: a quarter of arXiv's answers 503, 15 % of its pages
+empty, a fifth of the Hub's answers 5xx, 5 % transient 429s (resetting in `reset` s), a
+tenth of its bodies cut short, and `left` (150) of the Hub's 500 requests per `window` s
+left, so that the quota runs out mid-night."""
+
+
+def faults_spec(
+    seed: int, window_seconds: int = 300, reset_seconds: int = 3, left: int = 150
+) -> str:
+    """`FAULTS_SPEC` with its seed; the issue's window, transient reset and quota left by
+    default (tests scale them down)."""
+    return FAULTS_SPEC.format(seed=seed, window=window_seconds, reset=reset_seconds, left=left)
+
+
+def transient_reset_seconds(spec: str) -> float:
+    """The `t` of a spec's `hub:429:<share>/<t>` (3 s when it says none; 0 without one)."""
+    for item in spec.split(","):
+        parts = item.strip().split(":")
+        if parts[:2] == ["hub", "429"] and len(parts) == 3:
+            _, slash, reset = parts[2].partition("/")
+            return float(reset) if slash else 3.0
+    return 0.0
+
+
+_REPORTED_SETTINGS = (
+    "arxiv_delay_seconds",
+    "arxiv_max_attempts",
+    "arxiv_backoff_seconds",
+    "arxiv_backoff_max_seconds",
+    "hub_concurrency",
+    "hub_max_attempts",
+    "hub_backoff_seconds",
+    "hub_backoff_max_seconds",
+    "run_deadline_seconds",
+)
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    work_dir: str
+    seeds_dir: str
+    latency_seconds: float
+    faults: str
+    """The fault spec (`faults_spec`), seed included."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """`PIPELINE_*` variables of the night; empty: the defaults, as production has them."""
+    hub_window_seconds: int = 300
+    """The double's own Hub window (500 requests per window, as the spec's): the
+    `RateLimit-Policy` its transient 429s carry."""
+    timeout_seconds: float = 3600.0
+
+
+@dataclass
+class WaitMeasure:
+    at_seconds: float
+    """When the run announced it, since the command started."""
+    seconds: float
+    why: str
+
+
+@dataclass
+class FaultsResult:
+    faults: str
+    latency_seconds: float
+    settings: dict[str, float]
+    """The night's settings that bound its patience (`_REPORTED_SETTINGS`)."""
+    seconds: float
+    cpu_seconds: float
+    exit_code: int
+    timed_out: bool
+    status: str
+    """The run's status as its summary line says it."""
+    papers: dict[str, int]
+    """Rows of the published `papers` table by `status`."""
+    paper_pages: dict[str, int]
+    """... by `hf_page_status`."""
+    models: dict[str, int]
+    """Rows of the published `models` table by `status`."""
+    arxiv_requests: int
+    hub_requests: int
+    arxiv_by_status: dict[str, int]
+    """Requests the double answered, by HTTP status (0: the connection was cut)."""
+    hub_by_status: dict[str, int]
+    politeness_violations: int
+    """arXiv requests that arrived less than `arxiv_delay_seconds` after the previous one,
+    or while it was being answered (the double's log)."""
+    overlapping_requests: int
+    min_arxiv_gap_seconds: float | None
+    hub_waits: list[WaitMeasure]
+    """The Hub gate's announced waits: for a spent window, and for a transient 429 (its
+    `RateLimit` says none left, reset in a few seconds: the gate waits as for a window)."""
+    arxiv_backoffs: list[WaitMeasure]
+    longest_hub_silence_seconds: float
+    """The longest gap between two Hub requests arriving at the double."""
+
+    @property
+    def quota_waits(self) -> list[WaitMeasure]:
+        """The waits for the spec's window to reset: longer than a transient 429's reset."""
+        reset = transient_reset_seconds(self.faults)
+        return [wait for wait in self.hub_waits if wait.seconds > reset]
+
+    @property
+    def transient_waits(self) -> list[WaitMeasure]:
+        reset = transient_reset_seconds(self.faults)
+        return [wait for wait in self.hub_waits if wait.seconds <= reset]
+
+
+def faults_night(config: FaultsConfig) -> FaultsResult:
+    from itertools import pairwise
+
+    from benchmarks.commands import arxiv_waits, executable, hub_waits, run_command
+    from pipeline.config import Settings
+    from pipeline.sandbox import politeness_violations
+
+    work = _fresh_dir(Path(config.work_dir))
+    settings = Settings.from_env(config.settings)
+    out = work / "enriched"
+    options = DoubleOptions(
         latency_seconds=config.latency_seconds,
-        arxiv_delay_seconds=settings.arxiv_delay_seconds,
-        hub_concurrency=settings.hub_concurrency,
-        import_seconds=import_seconds,
-        prefect_first_flow_seconds=first,
-        prefect_next_flow_seconds=following,
-        cold=measures[0],
-        warm=measures[1],
+        hub_window_seconds=config.hub_window_seconds,
+        faults=config.faults,
     )
+    with DoubleProcess(options) as double:
+        env = _command_env(double.env, dict(config.settings), work / "prefect-home")
+        argv = [
+            executable("pipeline"),
+            "run",
+            str(Path(config.seeds_dir).resolve()),
+            "--out",
+            str(out),
+            "--raw",
+            str(work / "raw"),
+        ]
+        finished = run_command(
+            argv, env, work / "night.log", cwd=work, timeout_seconds=config.timeout_seconds
+        )
+        if finished.exit_code == 2:  # bad usage: the benchmark's fault, not the night's
+            raise RuntimeError(f"{' '.join(argv)} exited 2; see {work / 'night.log'}")
+        counts = double.counts()
+        log = double.log()
+    arxiv_log = [entry for entry in log if entry.api == "arxiv"]
+    violations = politeness_violations(arxiv_log, settings.arxiv_delay_seconds)
+    arrivals = sorted(entry.received_at for entry in arxiv_log)
+    hub_arrivals = sorted(entry.received_at for entry in log if entry.api == "hub")
+    return FaultsResult(
+        faults=config.faults,
+        latency_seconds=config.latency_seconds,
+        settings={name: float(getattr(settings, name)) for name in _REPORTED_SETTINGS},
+        seconds=finished.seconds,
+        cpu_seconds=finished.cpu_seconds,
+        exit_code=finished.exit_code,
+        timed_out=finished.timed_out,
+        status=finished.run_status(),
+        papers=_published_statuses(out, "papers", "status"),
+        paper_pages=_published_statuses(out, "papers", "hf_page_status"),
+        models=_published_statuses(out, "models", "status"),
+        arxiv_requests=counts["arxiv"],
+        hub_requests=counts["hub"],
+        arxiv_by_status={str(k): v for k, v in sorted(counts.by_status.get("arxiv", {}).items())},
+        hub_by_status={str(k): v for k, v in sorted(counts.by_status.get("hub", {}).items())},
+        politeness_violations=len(violations),
+        overlapping_requests=sum(1 for violation in violations if violation.overlapping),
+        min_arxiv_gap_seconds=min((b - a for a, b in pairwise(arrivals)), default=None),
+        hub_waits=[WaitMeasure(w.at_seconds, w.seconds, w.why) for w in hub_waits(finished.lines)],
+        arxiv_backoffs=[
+            WaitMeasure(w.at_seconds, w.seconds, w.why) for w in arxiv_waits(finished.lines)
+        ],
+        longest_hub_silence_seconds=max((b - a for a, b in pairwise(hub_arrivals)), default=0.0),
+    )
+
+
+def _published_statuses(out: Path, table: str, column: str) -> dict[str, int]:
+    """Rows of the latest published `table` by `column`; none when nothing was published."""
+    from pipeline.snapshot.read import load
+
+    try:
+        frame = load(table, out)
+    except Exception:  # nothing published (the night failed): no rows to count
+        return {}
+    return {str(status): int(n) for status, n in Counter(frame[column].tolist()).items()}
 
 
 # -- extraction: our links stage vs the bare parser ----------------------------------------
@@ -291,7 +562,7 @@ EXTRACTION_MODES = ("timing", "links", "links-kept")
 """- timing: every step of `TIMED_STEPS` on each document in turn, in one process;
 - links: the links stage alone (`extract_document_links`), links counted and dropped:
   its peak memory is the stage's working set;
-- links-kept: the same, every link kept, as the flow holds them for the snapshot; then
+- links-kept: the same, every link kept, as the night holds them for the snapshot; then
   the links table built from them (`links.links_table`), as the snapshot does."""
 
 TIMED_STEPS = ("parse", "stock-parse", "extract", "links")
@@ -542,12 +813,16 @@ def _fresh_dir(path: Path) -> Path:
     return path
 
 
-_NESTED: dict[str, type[Any]] = {"RunMeasure": RunMeasure, "StepTiming": StepTiming}
+_NESTED: dict[str, type[Any]] = {
+    "CommandRun": CommandRun,
+    "StepTiming": StepTiming,
+    "WaitMeasure": WaitMeasure,
+}
 
 SECTIONS: dict[str, tuple[type[Any], Callable[[Any], Any]]] = {
     "resolution": (ResolutionConfig, resolution),
-    "prefect-init": (FlowConfig, prefect_init),
-    "flow": (FlowConfig, flow_runs),
+    "cli": (CliConfig, cli_runs),
+    "faults": (FaultsConfig, faults_night),
     "extraction": (ExtractionConfig, extraction),
     "scale": (ScaleConfig, scale),
 }
