@@ -11,7 +11,7 @@ loopback double running in a process of its own (`benchmarks.double`):
 4. extraction: the links stage vs the bare markdown parser on a synthetic corpus;
 5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new.
 
-The full run (~45 minutes on 2 cores, two faults nights of ~6-10 minutes each included)
+The full run (~35 minutes on 2 cores, two faults nights of ~7 minutes each included)
 writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
 part; `--quick` (~10 minutes: small corpus, scaled delays, fewer points, one faults
 night, which keeps the real delays) writes `benchmarks/_work/RESULTS-quick.md` instead.
