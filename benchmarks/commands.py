@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+from pipeline.prefect_server import stop_process_group
 
 ASKING = "asking:"
 """The night's first line: the documents are read and the links extracted."""
@@ -276,15 +277,4 @@ def prefect_server(home: Path, log_path: Path, port: int) -> Iterator[RunningSer
                 time.sleep(0.25)
             yield RunningServer(api_url, time.perf_counter() - started)
         finally:
-            _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=_STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+            stop_process_group(process, _STOP_GRACE_SECONDS)

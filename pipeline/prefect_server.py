@@ -114,7 +114,7 @@ def temporary_server(timeout_seconds: float | None = None) -> Iterator[str]:
         _wait_healthy(process, url, timeout_seconds, Path(log_file.name))
         yield url
     finally:
-        _stop(process)
+        stop_process_group(process)
         log_file.close()
         with contextlib.suppress(OSError):
             os.unlink(log_file.name)
@@ -150,13 +150,17 @@ def _last_line(log: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process_group(
+    process: subprocess.Popen[bytes], grace_seconds: float = STOP_GRACE_SECONDS
+) -> None:
+    """SIGTERM to the process's group (started with `start_new_session`), SIGKILL to what
+    is left after `grace_seconds`, then reap it."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
+        process.wait(timeout=grace_seconds)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
