@@ -155,8 +155,15 @@ class HubRepoRecord:
     library_name: str | None = None
     tags: tuple[str, ...] = ()
     params_total: int | None = None
+    """Logical: packed 4-bit weights count as weights, their scales not at all."""
     params_by_dtype: tuple[tuple[str, int], ...] = ()
-    params_source: Literal["safetensors", "gguf", "name"] | None = None
+    params_source: str | None = None
+    """`safetensors`, `safetensors_unpacked:<packing>`, `gguf` or `name`."""
+    params_stored: int | None = None
+    """The count as stored (safetensors' elements, GGUF's total, the name's)."""
+    base_model: str | None = None
+    base_model_relation: str | None = None
+    """`finetune`, `quantized`, `adapter` or `merge`, when the card or the tags say."""
     arxiv_ids: tuple[str, ...] = ()
     """Papers the repo cites (the Hub's `arxiv:` tags)."""
     title: str | None = None

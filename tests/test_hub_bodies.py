@@ -485,3 +485,131 @@ def test_the_sandbox_collections_are_clean() -> None:
         )
         record = repo_record("collection", collection["slug"], Resolution("ok", body=parsed))
         assert record.status_reason is None and len(record.items) == len(collection["items"])
+
+
+# -- logical sizes and lineage -----------------------------------------------------------------
+GRM = "OrionLLM/GRM-2.6-Opus"
+
+
+def grm() -> Json:
+    return sample("hf_model_info_OrionLLM_GRM-2.6-Opus_image-text-to-text.json")
+
+
+def test_lineage_comes_from_the_card_first_then_the_tags() -> None:
+    # The real GRM body: a merge of two bases, both in cardData and in the tags.
+    record = model_record(grm(), GRM)
+    assert (record.base_model, record.base_model_relation) == (
+        "rico03/Qwen3.6-27B-Claude-Opus-Reasoning-Distilled",
+        "merge",
+    )
+    assert record.status_reason is None
+
+
+@pytest.mark.parametrize(
+    ("change", "base", "relation", "problem"),
+    [
+        # No card: the first plain `base_model:` tag, its relation from its relation tag.
+        (edit("cardData", None), "OrionLLM/GRM-2.6-Plus", "merge", None),
+        (edit("cardData.base_model", "a/b"), "a/b", "merge", None),
+        # A relation the Hub does not name is not kept; the tags have none for this base.
+        (
+            edit("cardData.base_model_relation", "cousin"),
+            "rico03/Qwen3.6-27B-Claude-Opus-Reasoning-Distilled",
+            "merge",
+            None,
+        ),
+        (
+            edit("tags", ["base_model:quantized:x/y", "base_model:x/y"]),
+            "rico03/Qwen3.6-27B-Claude-Opus-Reasoning-Distilled",
+            "merge",
+            None,
+        ),
+        (edit("cardData", {"base_model": "x/y"}), "x/y", None, None),
+        (
+            edit("cardData.base_model", ["../../etc/passwd"]),
+            None,
+            None,
+            "field 'cardData.base_model' left out: '../../etc/passwd' is not a Hub repo ID",
+        ),
+        (
+            edit("cardData.base_model", {"id": "a/b"}),
+            None,
+            None,
+            "field 'cardData.base_model' left out: {'id': 'a/b'} is not a Hub repo ID",
+        ),
+    ],
+)
+def test_lineage_cases(
+    change: Edit, base: str | None, relation: str | None, problem: str | None
+) -> None:
+    body = grm()
+    change(body)
+    record = model_record(body, GRM)
+    assert (record.status, record.base_model, record.base_model_relation) == ("ok", base, relation)
+    assert record.status_reason == problem
+
+
+def test_lineage_from_tags_alone_with_their_relation() -> None:
+    body = grm()
+    body["cardData"] = None
+    body["tags"] = ["base_model:Qwen/Qwen2-VL-7B", "base_model:finetune:qwen/qwen2-vl-7b"]
+    record = model_record(body, GRM)
+    assert (record.base_model, record.base_model_relation) == ("Qwen/Qwen2-VL-7B", "finetune")
+
+
+NVFP4_CONFIG = {
+    "quant_method": "compressed-tensors",
+    "format": "nvfp4-pack-quantized",
+    "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "float", "group_size": 16}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "parameters", "total", "source"),
+    [
+        (
+            {"quantization_config": NVFP4_CONFIG},
+            {"U8": 336_011_628_544, "F8_E4M3": 42_001_453_568, "BF16": 3_245_998_656},
+            675_269_255_744,
+            "safetensors_unpacked:compressed-tensors/nvfp4-pack-quantized",
+        ),
+        # No config (an answer without `expand[]=config`), or one without quantization:
+        # the stored count, named as such.
+        (None, {"U8": 336_011_628_544, "F8_E4M3": 42_001_453_568}, 378_013_082_112, "safetensors"),
+        ({"model_type": "x"}, {"U8": 10, "BF16": 5}, 15, "safetensors"),
+        # A config whose totals do not fit: stored, not a guess.
+        ({"quantization_config": NVFP4_CONFIG}, {"U8": 100, "BF16": 5}, 105, "safetensors"),
+        ({"quantization_config": "gptq"}, {"I32": 100}, 100, "safetensors"),
+    ],
+)
+def test_params_total_is_logical_and_params_stored_as_stored(
+    config: Json | None, parameters: dict[str, int], total: int, source: str
+) -> None:
+    body = bert()
+    body["config"] = config
+    body["safetensors"] = {"parameters": parameters, "total": sum(parameters.values())}
+    record = model_record(body)
+    assert (record.params_total, record.params_source) == (total, source)
+    assert record.params_stored == sum(parameters.values())
+    assert record.params_by_dtype == tuple(parameters.items())
+
+
+def test_gguf_and_name_counts_are_logical_already() -> None:
+    body = bert()
+    del body["safetensors"]
+    body["gguf"] = {"total": 7_000_000_000, "architecture": "llama"}
+    body["config"] = {"quantization_config": NVFP4_CONFIG}
+    record = model_record(body)
+    assert (record.params_total, record.params_stored, record.params_source) == (
+        7_000_000_000,
+        7_000_000_000,
+        "gguf",
+    )
+
+
+def test_the_sandbox_sample_has_packed_models_of_each_format() -> None:
+    methods = {
+        str(model.get("config", {}).get("quantization_config", {}).get("quant_method"))
+        for model in load_sample("hub_repos.json")["models"]
+    }
+    assert {"compressed-tensors", "gptq", "awq", "bitsandbytes"} <= methods

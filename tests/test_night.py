@@ -188,3 +188,39 @@ def test_failed_title_searches_make_a_first_night_partial(tmp_path: Path) -> Non
     reason = str(manifest["status_reason"].iloc[-1])
     assert "titles (arXiv search): 62 error" in reason, reason
     assert all(row["reason"] for row in night.unresolved["titles"])
+
+
+def test_every_model_of_the_sandbox_sample_has_its_logical_size(
+    double: Sandbox, tmp_path: Path
+) -> None:
+    night = run_night([SEEDS], tmp_path / "out", tmp_path / "raw", fast_settings(double), DAY)
+    assert night.status == "ok", night.unresolved
+    models = load("models", tmp_path / "out").set_index("repo_id")
+    good = models[models["status"] == "ok"]
+    assert good["params_total"].notna().all(), good[good["params_total"].isna()].index.tolist()
+    nvfp4 = "mistralai/Mistral-Large-3-675B-Instruct-2512-NVFP4"
+    packed = {
+        nvfp4: "compressed-tensors/nvfp4-pack-quantized",
+        "openbmb/MiniCPM-Llama3-V-2_5-int4": "bitsandbytes-4bit",
+        "sample-org/Llama-4-Scout-17B-16E-Instruct-GPTQ-Int4": "gptq",
+        "sample-org/Llama-4-Scout-17B-16E-Instruct-AWQ": "awq",
+    }
+    for model_id, packing in packed.items():
+        row = good.loc[model_id]
+        assert row["params_source"] == f"safetensors_unpacked:{packing}"
+        assert row["params_stored"] < row["params_total"]
+    # A quantised model is as large as its base, whatever its storage.
+    quantized = good[good["base_model_relation"] == "quantized"]
+    assert len(quantized) >= 6
+    for quantized_id, row in quantized.iterrows():
+        if row["base_model"] in good.index:
+            base = good.loc[row["base_model"], "params_total"]
+            assert abs(row["params_total"] - base) <= 0.005 * base, quantized_id
+    assert good.loc["mistralai/Mistral-Large-3-675B-Instruct-2512-GGUF", "params_source"] == "gguf"
+    # One family per 675B model: Base, Instruct and its three quantisations.
+    mistral = good[good.index.str.startswith("mistralai/Mistral-Large-3-675B")]
+    assert set(mistral["family"]) == {"mistralai/Mistral-Large-3-675B-Base-2512"}
+    assert len(mistral) == 4
+    # A base that is not in the table is the family.
+    assert good.loc["openbmb/MiniCPM-Llama3-V-2_5-int4", "family"] == "openbmb/MiniCPM-Llama3-V-2_5"
+    assert good.loc["Qwen/Qwen2-VL-72B", "family"] == "Qwen/Qwen2-VL-72B"  # no base

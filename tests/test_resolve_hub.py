@@ -157,10 +157,12 @@ def resolve_one(resolver: HubResolver, ref: RepoRef) -> HubRepoRecord:
     [
         ("Qwen/Qwen2-VL-72B", 73_405_560_320, "safetensors", (("BF16", 73_405_560_320),)),
         (
+            # bitsandbytes NF4 (the config, asked with `expand[]=config`, says so): its U8
+            # holds two weights a byte and the absmax, counted as weights.
             "openbmb/MiniCPM-Llama3-V-2_5-int4",
-            4_888_510_464,
-            "safetensors",
-            (("F32", 1_216_512), ("F16", 1_312_960_512), ("U8", 3_574_333_440)),
+            8_537_092_336,
+            "safetensors_unpacked:bitsandbytes-4bit",
+            (("F32", 425_984), ("F16", 1_557_770_480), ("U8", 3_598_712_832)),
         ),
         ("mistralai/Mistral-Large-3-675B-Instruct-2512-GGUF", 675_269_255_744, "gguf", ()),
         ("01-ai/Yi-VL-34B", 34_000_000_000, "name", ()),
@@ -191,6 +193,7 @@ def test_model_record_fields_and_the_expand_request(rig: Rig) -> None:
     assert set(expanded) == {
         "author",
         "cardData",
+        "config",
         "createdAt",
         "downloads",
         "gated",

@@ -130,10 +130,12 @@ class _Endpoint:
     expand: tuple[str, ...] = ()
 
 
-# Exactly the properties a record keeps (reference §2.1; cardData carries the licence).
+# Exactly the properties a record keeps (reference §2.1; cardData carries the licence and
+# the base model, config the quantization_config that says how weights are packed).
 _MODEL_EXPAND = (
     "author",
     "cardData",
+    "config",
     "createdAt",
     "downloads",
     "gated",

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainValidator, ValidationError
@@ -44,6 +44,7 @@ from pipeline.records import (
     Status,
 )
 from pipeline.resolve.common import PermanentFailure
+from pipeline.resolve.hub_params import logical_params, packing_of
 
 _UNIT_SCALE = {unit.lower(): scale for unit, scale in UNITS if unit != "K"}
 
@@ -147,6 +148,10 @@ class _CardData(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
     license: LicenseValue = None
     title: str | None = None
+    # README front matter, free-form: a bad value is that field's problem (`_lineage`),
+    # not the whole answer's.
+    base_model: Any = None
+    base_model_relation: Any = None
 
 
 class RepoBody(Body):
@@ -185,11 +190,19 @@ class _Gguf(BaseModel):
     total: Count = None
 
 
+class _Config(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # As written in the repo's config.json: read by `hub_params.packing_of`, which
+    # accepts only the shapes it knows.
+    quantization_config: Any = None
+
+
 class ModelBody(RepoBody):
     pipeline_tag: str | None = None
     library_name: str | None = None
     safetensors: _Safetensors | None = None
     gguf: _Gguf | None = None
+    config: _Config | None = None
 
 
 class DatasetBody(RepoBody):
@@ -388,12 +401,9 @@ def _arxiv_ids(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(ids)
 
 
-ParamsSource = Literal["safetensors", "gguf", "name"]
-
-
 def _params(
     body: ModelBody, fields: _Fields
-) -> tuple[int | None, tuple[tuple[str, int], ...], ParamsSource | None]:
+) -> tuple[int | None, tuple[tuple[str, int], ...], str | None]:
     """Safetensors' total (or the sum of its dtypes, which is what the total is), else
     GGUF's, else the name's. A count left out is as if absent; a sum with a dtype left out
     is unknown, not smaller."""
@@ -421,6 +431,63 @@ def _params(
     if from_name is not None:
         return from_name, (), "name"
     return None, (), None
+
+
+def _logical_params(
+    body: ModelBody,
+    stored: int | None,
+    by_dtype: tuple[tuple[str, int], ...],
+    source: str | None,
+) -> tuple[int | None, str | None]:
+    """The logical count: safetensors' stored one unpacked as the config's
+    `quantization_config` says (`hub_params`), when it does and the totals fit; GGUF
+    totals and sizes in names already count weights, not bytes."""
+    if source != "safetensors" or body.config is None:
+        return stored, source
+    packing = packing_of(body.config.quantization_config)
+    if packing is None:
+        return stored, source
+    logical = logical_params(dict(by_dtype), packing)
+    if logical is None or count_problem(logical) is not None:
+        return stored, source
+    return logical, f"safetensors_unpacked:{packing.name}"
+
+
+BASE_MODEL_RELATIONS = ("adapter", "finetune", "merge", "quantized")
+"""The relations the Hub's `base_model:<relation>:<id>` tags name."""
+
+
+def _lineage(body: ModelBody, fields: _Fields) -> tuple[str | None, str | None]:
+    """The model's base (the first of several, as the card lists them; a merge has
+    several) and its relation to it: the card's `base_model` and `base_model_relation`
+    first, else the Hub's `base_model:` tags. An ID that is no Hub repo ID is left out."""
+    card = body.cardData
+    bases: list[str] = []
+    written = card.base_model if card is not None else None
+    if written is not None:
+        values = written if isinstance(written, list) else [written]
+        for value in values:
+            if isinstance(value, str) and is_sendable_repo_id(value):
+                bases.append(value)
+            else:
+                fields.refuse("cardData.base_model", f"{_short(value)} is not a Hub repo ID")
+                return None, None
+    related: dict[str, str] = {}
+    for tag in body.tags:
+        parts = tag.split(":")
+        if parts[0] != "base_model":
+            continue
+        if len(parts) == 2 and is_sendable_repo_id(parts[1]):
+            bases.append(parts[1])
+        elif len(parts) == 3 and parts[1] in BASE_MODEL_RELATIONS:
+            related.setdefault(parts[2].lower(), parts[1])
+    if not bases:
+        return None, None
+    base = bases[0]
+    relation = card.base_model_relation if card is not None else None
+    if relation not in BASE_MODEL_RELATIONS:
+        relation = related.get(base.lower())
+    return base, relation if isinstance(relation, str) else None
 
 
 def _gated(value: bool | str | None) -> str | None:
@@ -472,14 +539,19 @@ def repo_record(
         arxiv_ids=_arxiv_ids(body.tags),
     )
     if isinstance(body, ModelBody):
-        total, by_dtype, source = _params(body, fields)
+        stored, by_dtype, source = _params(body, fields)
+        total, source = _logical_params(body, stored, by_dtype, source)
+        base_model, relation = _lineage(body, fields)
         record = replace(
             record,
             pipeline_tag=body.pipeline_tag,
             library_name=body.library_name,
             params_total=total,
+            params_stored=stored,
             params_by_dtype=by_dtype,
             params_source=source,
+            base_model=base_model,
+            base_model_relation=relation,
         )
     elif isinstance(body, SpaceBody):
         title = body.cardData.title if body.cardData is not None else None

@@ -156,6 +156,7 @@ def build_tables(
         for key, entity in hub.sorted_items(("model",))
     ]
     _add_collections(models, repos, hub)
+    _add_families(models)
     items = _ItemIndex.of(links)
     papers = _paper_rows(links, inputs, base, models, items, snapshot_date)
     github = _github_rows(links, base.previous, items, snapshot_date)
@@ -418,6 +419,9 @@ _MODEL_LOOKUP = _Lookup(
         "params_by_dtype",
         "params_source",
         "size_label",
+        "params_stored",
+        "base_model",
+        "base_model_relation",
         "pipeline_tag",
         "library_name",
     ),
@@ -648,6 +652,9 @@ def _model_values(record: HubRepoRecord) -> Row:
         ],
         "params_source": record.params_source,
         "size_label": _size_label(params),
+        "params_stored": record.params_stored,
+        "base_model": record.base_model,
+        "base_model_relation": record.base_model_relation,
         "pipeline_tag": record.pipeline_tag,
         "library_name": record.library_name,
     }
@@ -704,6 +711,33 @@ def _add_collections(models: list[Row], repos: list[Row], hub: _HubEntities) -> 
                 holders[model_id].add(repo["repo_id"])
     for model in models:
         model["collections"] = sorted(holders.get(model["repo_id"], ()))
+
+
+def _add_families(models: list[Row]) -> None:
+    """Each model's `family`: its base followed up to the root while the base is a model
+    of this table (by any name it was written as, case-insensitively as on the Hub);
+    the first base not in the table when the chain leaves it; the model itself without a
+    base. A cycle of bases (cards can say anything) ends at its smallest repo ID."""
+    by_name: dict[str, Row] = {}
+    for model in models:
+        for name in (model["repo_id"], *model["written_as"]):
+            by_name.setdefault(name.lower(), model)
+    for model in models:
+        chain = [model["repo_id"]]
+        current = model
+        family: str = model["repo_id"]
+        while current.get("base_model"):
+            base = by_name.get(current["base_model"].lower())
+            if base is None:
+                family = current["base_model"]
+                break
+            if base["repo_id"] in chain:
+                family = min(chain[chain.index(base["repo_id"]) :])
+                break
+            chain.append(base["repo_id"])
+            current = base
+            family = base["repo_id"]
+        model["family"] = family
 
 
 # ----- papers

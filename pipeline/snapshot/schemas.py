@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 """Every timestamp the pipeline writes: microseconds, timezone-aware UTC."""
@@ -129,6 +129,10 @@ MODELS_SCHEMA = _schema(
         pa.field("params_by_dtype", pa.list_(PARAMS_BY_DTYPE_TYPE), nullable=False),
         pa.field("params_source", pa.string()),
         pa.field("size_label", pa.string()),
+        pa.field("params_stored", pa.int64()),
+        pa.field("base_model", pa.string()),
+        pa.field("base_model_relation", pa.string()),
+        pa.field("family", pa.string()),
         pa.field("downloads", pa.int64()),
         pa.field("likes", pa.int64()),
         pa.field("license", pa.string()),
