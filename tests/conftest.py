@@ -1,8 +1,11 @@
-"""Fixtures shared by test modules: the fault suites' double, night 1, the rig, and a
-Prefect server for true flow runs."""
+"""Fixtures shared by test modules: the fault suites' double, night 1, the rig, a
+Prefect server for true flow runs, and a sandbox night as the README's quick start runs it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +80,19 @@ def flow_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**FAST_ENV, **sandbox.env()}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.fixture(scope="session")
+def quick_start_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where `pipeline run --sandbox` ran over the seeds, as after the README's
+    quick start: its snapshots are under `enriched/sandbox` (what the notebook and the
+    analysts' guide read by default)."""
+    root = tmp_path_factory.mktemp("quick-start")
+    seeds = Path(__file__).resolve().parent.parent / "raw" / "seeds"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "HF_"))}
+    command = [sys.executable, "-m", "pipeline", "run", str(seeds), "--sandbox"]
+    done = subprocess.run(
+        command, cwd=root, env={**env, **FAST_ENV}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root
