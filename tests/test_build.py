@@ -1105,3 +1105,47 @@ def test_an_invalid_github_repo_is_a_link_never_a_key(tmp_path: Path) -> None:
 
     assert tables["github_repos"].column("repo").to_pylist() == ["qwenlm/qwen2-vl"]
     assert tables["links"].column("id_valid").to_pylist() == [True, False, False]
+
+
+FAMILY_CASES: list[tuple[str, str | None, str]] = [
+    # (model, its base_model, its family)
+    ("a/base", None, "a/base"),
+    ("a/instruct", "a/base", "a/base"),
+    ("a/instruct-nvfp4", "A/Instruct", "a/base"),  # Hub names are case-insensitive
+    ("a/instruct-gguf", "old/name", "a/base"),  # by a name the table's row was written as
+    ("b/tuned", "outside/root", "outside/root"),  # a base not in the table is the family
+    ("c/one", "c/two", "c/one"),  # a cycle ends at its smallest repo ID
+    ("c/two", "c/one", "c/one"),
+    ("d/alone", None, "d/alone"),
+]
+
+
+def test_families_follow_bases_within_the_table() -> None:
+    links = [hub(i, repo_id) for i, (repo_id, _, _) in enumerate(FAMILY_CASES)]
+    links.append(hub(len(links), "old/name"))
+    records = [
+        model(repo_id, base_model=base, base_model_relation="finetune" if base else None)
+        for repo_id, base, _ in FAMILY_CASES
+        if repo_id != "a/instruct"
+    ]
+    records.append(model("old/name", "a/instruct", base_model="a/base"))
+    models = rows(build(inputs(links, repos=records))["models"])
+    assert {repo_id: models[repo_id]["family"] for repo_id, _, _ in FAMILY_CASES} == {
+        repo_id: family for repo_id, _, family in FAMILY_CASES
+    }
+    assert models["a/instruct"]["written_as"] == ["a/instruct", "old/name"]
+    assert models["b/tuned"]["base_model_relation"] == "finetune"
+
+
+def test_paper_pages_list_models_with_the_logical_size_of_their_row() -> None:
+    stored, logical = 381_259_080_768, 675_269_255_744
+    listed = (LinkedModel("m/nvfp4", stored), LinkedModel("m/elsewhere", stored))
+    given = inputs(
+        [arxiv(0, PAPER), hub(1, "m/nvfp4")],
+        [paper(PAPER)],
+        [model("m/nvfp4", params_total=logical, params_stored=stored)],
+        [page(PAPER, linked_models=listed)],
+    )
+    cited = rows(build(given)["papers"])[PAPER]["hf_models"]
+    sizes = {m["repo_id"]: m["params_total"] for m in cited}
+    assert sizes == {"m/nvfp4": logical, "m/elsewhere": stored}

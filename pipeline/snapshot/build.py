@@ -854,10 +854,13 @@ def _paper_rows(
             invalid[arxiv_id] = link.identity.problem or ""
 
     citing: dict[str, dict[str, Row]] = defaultdict(dict)
+    sized: dict[str, Row] = {}
     for model in models:
         if model["status"] in GOOD:
             for arxiv_id in model["arxiv_ids"]:
                 citing[arxiv_id][model["repo_id"]] = _citing_model(model)
+            if model["params_total"] is not None:
+                sized[model["repo_id"]] = model
 
     not_asked = inputs.not_asked
     keys = set(lineage) | set(inputs.papers) | set(inputs.paper_pages)
@@ -898,7 +901,7 @@ def _paper_rows(
         row.update(lineage[arxiv_id].columns(base.previous.row("papers", row_key), snapshot_date))
         # Models of our own models table are fresher and complete: they win over the
         # paper page's list for the same repo.
-        merged = {m["repo_id"]: m for m in row["hf_models"]}
+        merged = {m["repo_id"]: _logical_size(m, sized.get(m["repo_id"])) for m in row["hf_models"]}
         merged.update(citing.get(arxiv_id, {}))
         row["hf_models"] = [merged[repo_id] for repo_id in sorted(merged)]
         rows.append(row)
@@ -913,6 +916,14 @@ def _title_search_failure(texts: Iterable[str], matches: Mapping[str, TitleMatch
         if match is not None and match.status in ("error", "stale") and match.status_reason:
             return f"{NOT_RESOLVED}: its title search failed ({match.status_reason})"
     return NOT_RESOLVED
+
+
+def _logical_size(listed: Row, model: Row | None) -> Row:
+    """A paper page's model, with the logical size of its row of `models` when it has one:
+    the page's `numParameters` is the Hub's count as stored (packed weights as bytes)."""
+    if model is None:
+        return listed
+    return {**listed, "params_total": model["params_total"], "size_label": model["size_label"]}
 
 
 def _citing_model(model: Row) -> Row:
