@@ -1,5 +1,5 @@
-"""Fixtures shared by test modules: the fault suites' double, night 1, the rig, and a
-Prefect server for true flow runs."""
+"""Fixtures shared by test modules: the fault suites' double, night 1, the rig, a
+Prefect server for true flow runs, and S3 (moto's server) for object storage."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto_s3 import MotoS3, moto_server
 from nights import (
     ARXIV,
     FAST_ENV,
@@ -77,3 +78,18 @@ def flow_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**FAST_ENV, **sandbox.env()}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """One moto S3 server for the session (it starts in a second); a bucket per test."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<a fresh bucket>`, with this process's S3 environment pointed at the server."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.new_bucket()}"
