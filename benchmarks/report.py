@@ -794,7 +794,7 @@ def storage_section(r: StorageResult) -> list[str]:
         "## 6. Storage: a night on S3 (moto's server) against local disk",
         "",
         "The seeds' night through `pipeline.night.run_night` with `--out` and `--raw` on local"
-        " disk and on moto's S3 server (loopback HTTP, in the section's process), alternating;"
+        " disk and on moto's S3 server (a process of its own, loopback HTTP), alternating;"
         f" {r.links:,} links. Double latency {r.latency_seconds * 1000:.0f} ms, arXiv delay"
         f" {r.arxiv_delay_seconds:g} s (scaled down: the storage cost is what is compared)."
         " *cold*: empty raw store; *warm*: a later date on the same stores (answers reused)."

@@ -9,7 +9,6 @@ Prefect's API server) flatters the next. `benchmarks.run` drives them.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import sys
@@ -843,24 +842,27 @@ class StorageResult:
 
 def storage(config: StorageConfig) -> StorageResult:
     """The seeds' night through `pipeline.night.run_night`, `--out`/`--raw` on local disk
-    and on moto's S3 server (in this process, over loopback HTTP), cold then warm."""
+    and on moto's S3 server (a process of its own, over loopback HTTP), cold then warm."""
     import socket
+    import subprocess
     from datetime import date, timedelta
 
     import fsspec
-    from moto.server import ThreadedMotoServer
 
     from pipeline.config import Settings
     from pipeline.night import run_night
     from pipeline.parameters import RunParameters
 
     work = _fresh_dir(Path(config.work_dir))
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
+    # Its own process: the server's CPU is not the night's, as a real store's is not.
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     s3_env = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -871,6 +873,7 @@ def storage(config: StorageConfig) -> StorageResult:
     nights: list[StorageNight] = []
     links = 0
     try:
+        _wait_for_port(port, moto)
         fs = fsspec.filesystem("s3", use_listings_cache=False)
         fs.mkdir("bench")
         stores = {"local": (str(work / "enriched"), str(work / "raw"))}
@@ -908,7 +911,8 @@ def storage(config: StorageConfig) -> StorageResult:
         object_mb = sum(int(info["size"]) for info in found.values()) / 1024**2
         objects = len(found)
     finally:
-        moto.stop()
+        moto.terminate()
+        moto.wait(timeout=30)
     return StorageResult(
         latency_seconds=config.latency_seconds,
         arxiv_delay_seconds=config.arxiv_delay_seconds,
@@ -920,6 +924,20 @@ def storage(config: StorageConfig) -> StorageResult:
 
 
 # -- plumbing ------------------------------------------------------------------------------
+
+
+def _wait_for_port(port: int, process: Any, timeout_seconds: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"moto server not listening on {port} within {timeout_seconds:.0f} s")
 
 
 def _fresh_dir(path: Path) -> Path:

@@ -166,6 +166,17 @@ class Remote:
             {str(e).rstrip("/").removeprefix(prefix) for e in entries if str(e) != prefix[:-1]}
         )
 
+    def tokens(self) -> dict[str, str]:
+        """Every object under the prefix (its key relative to it) -> its version token, in
+        one listing: what `token` per object would ask one request each for."""
+        found = self.fs.find(self.root, detail=True)
+        prefix = self.root + "/"
+        return {
+            str(name).removeprefix(prefix): _token(info)
+            for name, info in found.items()
+            if str(name).startswith(prefix) and info.get("type") != "directory"
+        }
+
     def token(self, key: str) -> str | None:
         try:
             return _token(self.fs.info(self.path(key)))

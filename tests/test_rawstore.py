@@ -346,9 +346,11 @@ def test_an_altered_body_object_is_named_and_repaired_by_the_same_answer(s3_buck
             response.read()
         again = _record(store, b"<feed>good</feed>")
         assert again.read() == b"<feed>good</feed>"
-        remote.delete(key)
+    remote.delete(key)
+    with RawStore(raw) as store:
+        (gone, _) = store.responses()
         with pytest.raises(UnusableBody, match=rf"{raw}/responses/{key} unreadable"):
-            again.read()
+            gone.read()
 
 
 @pytest.mark.parametrize(

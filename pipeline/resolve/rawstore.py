@@ -142,16 +142,17 @@ class StoredResponse:
     body_sha256: str
     body_bytes: int
     headers: Mapping[str, str]
-    remote: Remote | None = None
+    remote: RemoteBodies | None = None
     """The object store holding the body; `body_path` is then its key under it."""
 
     def read(self) -> bytes:
         """The body, exactly as received; `UnusableBody` when the file is gone or its
         bytes are not those recorded."""
-        where = self.remote.url_of(self.body_path.as_posix()) if self.remote else self.body_path
+        key = self.body_path.as_posix()
+        where = self.remote.remote.url_of(key) if self.remote else self.body_path
         try:
             if self.remote is not None:
-                body = self.remote.read(self.body_path.as_posix())
+                body = self.remote.read(key, self.body_sha256)
             else:
                 body = self.body_path.read_bytes()
         except OSError as exc:
@@ -163,6 +164,34 @@ class StoredResponse:
                 f" {len(body)} bytes; recorded {self.body_sha256}, {self.body_bytes} bytes"
             )
         return body
+
+
+@dataclass(frozen=True)
+class RemoteBodies:
+    """The bodies of a raw store on an object store, read through a private cache by
+    sha256: an arXiv batch body answers up to 100 papers, and is fetched once, not once
+    per paper. Only bytes that hash to the recorded sha256 are cached, and the cache lives
+    as long as the open store (one night)."""
+
+    remote: Remote
+    cache: Path
+
+    def read(self, key: str, sha256: str) -> bytes:
+        cached = self.cache / sha256
+        try:
+            data = cached.read_bytes()
+        except OSError:
+            pass
+        else:
+            if hashlib.sha256(data).hexdigest() == sha256:
+                return data
+        data = self.remote.read(key)
+        if hashlib.sha256(data).hexdigest() == sha256:
+            self.cache.mkdir(exist_ok=True)
+            tmp = cached.with_name(f".{sha256}.{uuid.uuid4().hex}")
+            tmp.write_bytes(data)
+            os.replace(tmp, cached)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +232,7 @@ class RawStore:
     def __init__(self, root: Path | str) -> None:
         where = objectstore.location(root)
         self.remote: Remote | None = None
+        self._bodies: RemoteBodies | None = None
         self._cache: Path | None = None
         self._pending: list[dict[str, Any]] = []
         self._pending_responses = 0
@@ -220,6 +250,7 @@ class RawStore:
             self.root = self._cache
             self.responses_dir = self._cache
             self.index_path = self._cache / "index.sqlite"
+            self._bodies = RemoteBodies(self.remote, self._cache / "bodies")
         else:
             self.root = where
             self.responses_dir = self.root / "responses"
@@ -381,7 +412,7 @@ class RawStore:
             body_sha256=sha,
             body_bytes=len(body),
             headers=kept,
-            remote=self.remote,
+            remote=self._bodies,
         )
 
     @staticmethod
@@ -608,7 +639,7 @@ class RawStore:
             body_sha256=str(sha),
             body_bytes=int(str(size)),
             headers=json.loads(str(headers_json)),
-            remote=self.remote,
+            remote=self._bodies,
         )
 
 

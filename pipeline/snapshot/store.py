@@ -737,20 +737,26 @@ def _publish_remote(
 def _remote_views_and_garbage(store: Remote, manifest: pa.Table) -> None:
     """`_sync_views` and `_collect_garbage` on an object store: each partition a copy of
     the run object its date publishes (same ETag: nothing to do), then stale partitions
-    and unpublished runs deleted."""
+    and unpublished runs deleted. One listing says what is there, so a publish costs
+    the same few requests however many nights the prefix holds."""
     current = current_runs(manifest)
+    tokens = store.tokens()
     for table in TABLE_SCHEMAS:
         for snapshot_date, run_id in sorted(current.items()):
             source = f"{RUNS_DIR}/{run_id}/{table}.parquet"
             target = f"{table}/{PARTITION_PREFIX}{snapshot_date.isoformat()}/{PART_FILE}"
-            wanted = store.token(source)
-            if wanted is not None and store.token(target) != wanted:
+            if source in tokens and tokens.get(target) != tokens[source]:
                 store.copy(source, target)
-        for partition in store.children(table):
-            taken = _partition_date(partition)
-            if taken is not None and taken not in current:
-                store.delete(f"{table}/{partition}", recursive=True)
+    stale: set[str] = set()
     keep = set(current.values())
-    for run in store.children(RUNS_DIR):
-        if run not in keep:
-            store.delete(f"{RUNS_DIR}/{run}", recursive=True)
+    for key in tokens:
+        top, _, rest = key.partition("/")
+        second = rest.partition("/")[0]
+        if top == RUNS_DIR and second not in keep:
+            stale.add(f"{RUNS_DIR}/{second}")
+        elif top in TABLE_SCHEMAS:
+            taken = _partition_date(second)
+            if taken is not None and taken not in current:
+                stale.add(f"{top}/{second}")
+    for prefix in sorted(stale):
+        store.delete(prefix, recursive=True)
