@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fsspec import AbstractFileSystem
-from fsspec.core import url_to_fs
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class Remote:
 
     @classmethod
     def at(cls, url: str) -> Remote:
+        from fsspec.core import url_to_fs  # only for object stores: `import pipeline` stays light
+
         url = url.rstrip("/")
         try:
             # No listings cache: another machine may have written since the last look.
