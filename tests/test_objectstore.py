@@ -9,6 +9,8 @@ lock that names its holder, and readers (pandas, DuckDB, Polars) that find the t
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,10 +22,13 @@ from pathlib import Path
 import duckdb
 import fsspec
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from published import DAY1, DAY2, TABLE_ROWS, as_loaded, entry, loaded, night, same
 
 from pipeline.objectstore import Lease, PreconditionFailed, Remote, is_remote, location
+from pipeline.snapshot import store as store_module
 from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
 from pipeline.snapshot.schemas import TABLE_SCHEMAS
 from pipeline.snapshot.store import (
@@ -249,3 +254,62 @@ def _wait_for(condition: Callable[[], bool], timeout_seconds: float = 10.0) -> N
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_a_commit_after_another_writer_changed_the_manifest_commits_nothing(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{s3_bucket}/out"
+    publish(url, night(DAY1, "a"), entry("run-1", DAY1))
+    store = Remote.at(url)
+    real = store_module._remote_views_and_garbage
+    calls: list[int] = []
+
+    def another_writer_commits(target: Remote, manifest: pa.Table) -> None:
+        # Between this run's read of the manifest and its commit, a writer that thought
+        # the lock was stale commits a night of its own.
+        if not calls:
+            other = pa.BufferOutputStream()
+            pq.write_table(store_module.manifest_table(target), other, compression="snappy")
+            target.put(MANIFEST_FILE, other.getvalue().to_pybytes())  # another version
+        calls.append(1)
+        real(target, manifest)
+
+    monkeypatch.setattr(store_module, "_remote_views_and_garbage", another_writer_commits)
+    with pytest.raises(SnapshotError, match=r"changed by another writer.*nothing was committed"):
+        publish(url, night(DAY2, "b"), entry("run-2", DAY2))
+
+    assert store.children(RUNS_DIR) == ["run-1"]  # its run objects removed
+
+
+def test_a_publisher_killed_before_its_commit_leaves_the_last_night_and_no_lock_to_clear(
+    s3_bucket: str, tmp_path: Path
+) -> None:
+    url = f"{s3_bucket}/out"
+    publish(url, night(DAY1, "a"), entry("run-1", DAY1))
+    script = (
+        "import os, signal\n"
+        "from published import DAY2, entry, night\n"
+        "from pipeline.snapshot import store\n"
+        "def die(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "store._commit_remote = die\n"
+        f"store.publish({url!r}, night(DAY2, 'b'), entry('run-killed', DAY2))\n"
+    )
+    tests_dir = str(Path(__file__).resolve().parent)
+    killed = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": tests_dir},
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    store = Remote.at(url)
+    assert store.token(LOCK_FILE) is not None  # a dead process cannot delete its lock
+    assert store.children(RUNS_DIR) == ["run-1", "run-killed"]
+    assert same(loaded(url), as_loaded(night(DAY1, "a")))
+
+    # Its process is gone: the next run takes the lock at once and clears what it left.
+    publish(url, night(DAY2, "c"), entry("run-2", DAY2))
+    assert store.children(RUNS_DIR) == ["run-1", "run-2"]
+    assert same(loaded(url), as_loaded(night(DAY2, "c")))
