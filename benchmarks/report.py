@@ -25,6 +25,7 @@ from benchmarks.sections import (
     FaultsResult,
     ResolutionResult,
     ScaleResult,
+    StorageResult,
     WaitMeasure,
     load_dataclass,
 )
@@ -73,6 +74,7 @@ class Results:
     corpus: CorpusSummary | None = None
     extraction: dict[str, ExtractionResult] = field(default_factory=dict)
     scale: list[ScaleResult] = field(default_factory=list)
+    storage: StorageResult | None = None
 
 
 def results_from_json(data: dict[str, Any]) -> Results:
@@ -95,6 +97,7 @@ def results_from_json(data: dict[str, Any]) -> Results:
             for mode, value in data.get("extraction", {}).items()
         },
         scale=[load_dataclass(ScaleResult, value) for value in data.get("scale", [])],
+        storage=maybe(StorageResult, data.get("storage")),
     )
 
 
@@ -324,6 +327,8 @@ def render_generated(results: Results, machine: Machine) -> str:
         lines += _extraction_section(results.extraction, results.corpus)
     if results.scale:
         lines += _scale_section(results.scale)
+    if results.storage:
+        lines += storage_section(results.storage)
     lines += [END]
     return "\n".join(lines) + "\n"
 
@@ -777,6 +782,47 @@ def _scale_section(points: list[ScaleResult]) -> list[str]:
             "RSS growth / peak (MB)",
             "store (MB)",
             "ok papers / models",
+        ),
+        rows,
+    )
+    lines.append("")
+    return lines
+
+
+def storage_section(r: StorageResult) -> list[str]:
+    lines = [
+        "## 6. Storage: a night on S3 (moto's server) against local disk",
+        "",
+        "The seeds' night through `pipeline.night.run_night` with `--out` and `--raw` on local"
+        " disk and on moto's S3 server (a process of its own, loopback HTTP), alternating;"
+        f" {r.links:,} links. Double latency {r.latency_seconds * 1000:.0f} ms, arXiv delay"
+        f" {r.arxiv_delay_seconds:g} s (scaled down: the storage cost is what is compared)."
+        " *cold*: empty raw store; *warm*: a later date on the same stores (answers reused)."
+        f" The bucket holds {r.objects:,} objects, {r.object_mb:.1f} MB, after every S3 night.",
+        "",
+    ]
+    stages = sorted({name for n in r.nights for name in n.stage_seconds})
+    rows = [
+        (
+            n.store,
+            n.kind,
+            _s(n.seconds),
+            *(_s(n.stage_seconds.get(name, 0.0)) for name in stages),
+            str(n.requests),
+            str(n.from_store),
+            n.status,
+        )
+        for n in r.nights
+    ]
+    lines += _table(
+        (
+            "store",
+            "night",
+            "total s",
+            *(f"{name} s" for name in stages),
+            "requests",
+            "from store",
+            "status",
         ),
         rows,
     )

@@ -9,7 +9,8 @@ loopback double running in a process of its own (`benchmarks.double`):
 3. faults: a first night of the seeds against the operations issue's faults, with the
    real Hub window, the real arXiv delay and the default retries (one night per seed);
 4. extraction: the links stage vs the bare markdown parser on a synthetic corpus;
-5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new.
+5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new;
+6. storage: the seeds' night with --out/--raw on moto's S3 server against local disk.
 
 The full run (~35 minutes on 2 cores, two faults nights of ~7 minutes each included)
 writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
@@ -53,12 +54,14 @@ from benchmarks.sections import (
     ResolutionResult,
     ScaleConfig,
     ScaleResult,
+    StorageConfig,
+    StorageResult,
     faults_spec,
     load_dataclass,
 )
 from pipeline.config import PROJECT_ROOT
 
-SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale")
+SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale", "storage")
 RESULTS_FILE = BENCHMARKS_DIR / "RESULTS.md"
 
 
@@ -258,6 +261,16 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
                 fresh_store=point.fresh,
             )
             results.scale.append(load_dataclass(ScaleResult, runner.section("scale", scale_config)))
+    if "storage" in sections:
+        _say("storage: a night on S3 (moto's server) against local disk, cold then warm")
+        storage_config = StorageConfig(
+            work_dir=str(work / "storage"),
+            seeds_dir=seeds,
+            latency_seconds=plan.scale_latency_seconds,
+            arxiv_delay_seconds=plan.scale_delay_seconds,
+            nights=plan.warm_runs,
+        )
+        results.storage = load_dataclass(StorageResult, runner.section("storage", storage_config))
     results.load_average["end"] = list(os.getloadavg())
     return results
 

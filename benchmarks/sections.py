@@ -803,7 +803,141 @@ def scale(config: ScaleConfig) -> ScaleResult:
     )
 
 
+# -- storage: a night on S3 (moto's server) against local disk ----------------------------
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    work_dir: str
+    seeds_dir: str
+    latency_seconds: float
+    arxiv_delay_seconds: float
+    nights: int
+    """Warm nights per store (each a new date on the store the cold night filled)."""
+
+
+@dataclass
+class StorageNight:
+    store: str
+    """local | s3"""
+    kind: str
+    """cold (empty raw store) | warm (the answers are stored)"""
+    seconds: float
+    stage_seconds: dict[str, float]
+    requests: int
+    from_store: int
+    status: str
+
+
+@dataclass
+class StorageResult:
+    latency_seconds: float
+    arxiv_delay_seconds: float
+    links: int
+    nights: list[StorageNight]
+    objects: int
+    """Objects in the bucket after every S3 night (snapshots and raw store)."""
+    object_mb: float
+
+
+def storage(config: StorageConfig) -> StorageResult:
+    """The seeds' night through `pipeline.night.run_night`, `--out`/`--raw` on local disk
+    and on moto's S3 server (a process of its own, over loopback HTTP), cold then warm."""
+    import socket
+    import subprocess
+    from datetime import date, timedelta
+
+    import fsspec
+
+    from pipeline.config import Settings
+    from pipeline.night import run_night
+    from pipeline.parameters import RunParameters
+
+    work = _fresh_dir(Path(config.work_dir))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Its own process: the server's CPU is not the night's, as a real store's is not.
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    s3_env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    os.environ.update(s3_env)
+    nights: list[StorageNight] = []
+    links = 0
+    try:
+        _wait_for_port(port, moto)
+        fs = fsspec.filesystem("s3", use_listings_cache=False)
+        fs.mkdir("bench")
+        stores = {"local": (str(work / "enriched"), str(work / "raw"))}
+        stores["s3"] = ("s3://bench/enriched", "s3://bench/raw")
+        options = DoubleOptions(latency_seconds=config.latency_seconds)
+        with DoubleProcess(options) as double:
+            settings = Settings.from_env(
+                {**double.env, "PIPELINE_ARXIV_DELAY_SECONDS": str(config.arxiv_delay_seconds)}
+            )
+            for night in range(1 + config.nights):
+                for store, (out, raw) in stores.items():
+                    params = RunParameters(
+                        documents=[config.seeds_dir],
+                        out_dir=out,
+                        raw_dir=raw,
+                        snapshot_date=date(2026, 1, 1) + timedelta(days=night),
+                    )
+                    double.reset()
+                    started = time.perf_counter()
+                    done = run_night(params, settings=settings).summary
+                    seconds = time.perf_counter() - started
+                    links = done.links
+                    nights.append(
+                        StorageNight(
+                            store=store,
+                            kind="cold" if night == 0 else "warm",
+                            seconds=seconds,
+                            stage_seconds=dict(done.stage_seconds),
+                            requests=sum(double.counts().by_api.values()),
+                            from_store=sum(s.from_store for s in done.api),
+                            status=done.status,
+                        )
+                    )
+        found = fs.find("bench", detail=True)
+        object_mb = sum(int(info["size"]) for info in found.values()) / 1024**2
+        objects = len(found)
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+    return StorageResult(
+        latency_seconds=config.latency_seconds,
+        arxiv_delay_seconds=config.arxiv_delay_seconds,
+        links=links,
+        nights=nights,
+        objects=objects,
+        object_mb=object_mb,
+    )
+
+
 # -- plumbing ------------------------------------------------------------------------------
+
+
+def _wait_for_port(port: int, process: Any, timeout_seconds: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"moto server not listening on {port} within {timeout_seconds:.0f} s")
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -817,6 +951,7 @@ _NESTED: dict[str, type[Any]] = {
     "CommandRun": CommandRun,
     "StepTiming": StepTiming,
     "WaitMeasure": WaitMeasure,
+    "StorageNight": StorageNight,
 }
 
 SECTIONS: dict[str, tuple[type[Any], Callable[[Any], Any]]] = {
@@ -825,6 +960,7 @@ SECTIONS: dict[str, tuple[type[Any], Callable[[Any], Any]]] = {
     "faults": (FaultsConfig, faults_night),
     "extraction": (ExtractionConfig, extraction),
     "scale": (ScaleConfig, scale),
+    "storage": (StorageConfig, storage),
 }
 
 

@@ -59,6 +59,27 @@ def _output_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _location(value: str) -> str:
+    """`--out`/`--raw`: a folder, or an object-store URL kept as given (`Path` would fold
+    the `//` of `s3://bucket`)."""
+    from pipeline.objectstore import is_remote
+
+    return value.rstrip("/") if is_remote(value) else Path(value).as_posix()
+
+
+def _output_location(value: str, what: str) -> str:
+    """A folder that is not a file, or an object-store URL whose scheme has a driver."""
+    from pipeline.objectstore import Remote, is_remote, local_path
+
+    if not is_remote(value):
+        return _output_dir(local_path(value), what).as_posix()
+    try:
+        Remote.at(value)
+    except ValueError as exc:
+        raise UsageError(f"{what} {exc}") from None
+    return value
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
@@ -89,8 +110,8 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     try:
         params = RunParameters(
             documents=[p.as_posix() for p in args.paths] or [DEFAULT_SEEDS_DIR.as_posix()],
-            out_dir=args.out.as_posix() if args.out else None,
-            raw_dir=args.raw.as_posix() if args.raw else None,
+            out_dir=args.out,
+            raw_dir=args.raw,
             refresh=(
                 RefreshPolicy.OFFLINE
                 if args.offline
@@ -112,8 +133,8 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     for path in params.documents:
         if not Path(path).exists():
             raise UsageError(f"no such document or folder: {path}")
-    _output_dir(Path(params.resolved_out_dir), "--out")
-    _output_dir(Path(params.resolved_raw_dir), "--raw")
+    _output_location(params.resolved_out_dir, "--out")
+    _output_location(params.resolved_raw_dir, "--raw")
     return params
 
 
@@ -162,7 +183,7 @@ def _run_with_prefect(params: RunParameters) -> RunSummary:
     from pipeline.snapshot.store import snapshot_lock
 
     if not params.dry_run:
-        with snapshot_lock(Path(params.resolved_out_dir), "lock-check"):
+        with snapshot_lock(params.resolved_out_dir, "lock-check"):
             pass
     from pipeline.prefect_server import quiet_prefect_environment
 
@@ -211,7 +232,7 @@ class RunFailed(Exception):
 def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.snapshot.read import read_manifest
 
-    out = _output_dir(args.out, "--out")
+    out = _output_location(args.out, "--out")
     manifest = read_manifest(out)
     if manifest.empty:
         print(f"no snapshots under {printable(str(out))}")
@@ -239,6 +260,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.deploy import serve
+    from pipeline.objectstore import is_remote
     from pipeline.parameters import RunParameters
     from pipeline.prefect_server import quiet_prefect_environment
 
@@ -249,10 +271,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     values: dict[str, object] = {"sandbox": args.sandbox}
     if documents:
         values["documents"] = documents
-    if args.out:
-        values["out_dir"] = _output_dir(args.out, "--out").resolve().as_posix()
-    if args.raw:
-        values["raw_dir"] = _output_dir(args.raw, "--raw").resolve().as_posix()
+    for given, field in ((args.out, "out_dir"), (args.raw, "raw_dir")):
+        if given:
+            where = _output_location(given, f"--{field.removesuffix('_dir')}")
+            # Runs start in another working directory: a local folder is made absolute.
+            values[field] = where if is_remote(where) else Path(where).resolve().as_posix()
     from prefect.settings import get_current_settings
 
     if not get_current_settings().api.url:
@@ -311,10 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="markdown documents or folders (default: raw/seeds/)",
     )
     night_inputs.add_argument(
-        "--out", type=Path, metavar="DIR", help="snapshot root (default: enriched/)"
+        "--out",
+        type=_location,
+        metavar="DIR|URL",
+        help="snapshot root: a folder or an fsspec URL such as s3://bucket/prefix "
+        "(default: enriched/)",
     )
     night_inputs.add_argument(
-        "--raw", type=Path, metavar="DIR", help="raw-response store (default: raw/)"
+        "--raw",
+        type=_location,
+        metavar="DIR|URL",
+        help="raw-response store: a folder or an fsspec URL (default: raw/)",
     )
     night_inputs.add_argument(
         "--sandbox",
@@ -400,10 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument(
         "--out",
-        type=Path,
-        default=DEFAULT_OUT_DIR,
-        metavar="DIR",
-        help="snapshot root (default: enriched/)",
+        type=_location,
+        default=DEFAULT_OUT_DIR.as_posix(),
+        metavar="DIR|URL",
+        help="snapshot root: a folder or an fsspec URL (default: enriched/)",
     )
     status.add_argument("--limit", type=int, default=10, metavar="N", help="rows (default 10)")
     status.set_defaults(func=_cmd_status)

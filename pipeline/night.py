@@ -37,6 +37,7 @@ from pipeline.links.documents import (
     printable,
 )
 from pipeline.links.identify import HUB_REPO_TYPES
+from pipeline.objectstore import location
 from pipeline.parameters import ALL_RESOLVERS, Resolver, RunParameters
 from pipeline.records import (
     GOOD,
@@ -323,7 +324,7 @@ def run_night(
         summary.status = "dry_run"
         return night
 
-    out_dir = Path(params.resolved_out_dir)
+    out_dir = location(params.resolved_out_dir)  # a local Path, or an object-store URL
     with snapshot_lock(out_dir, summary.run_id):
         try:
             if not night.links:
@@ -335,7 +336,7 @@ def run_night(
             with _endpoints(params, settings) as endpoints:
                 if params.deadline_minutes is not None:
                     endpoints = endpoints.replace(run_deadline_seconds=params.deadline_minutes * 60)
-                with RawStore(Path(params.resolved_raw_dir)) as store:
+                with RawStore(params.resolved_raw_dir) as store:
                     phase("resolve")
                     with clock("resolve"):
                         resolved = _resolve(
@@ -522,7 +523,7 @@ def _endpoints(params: RunParameters, settings: Settings | None) -> Iterator[Set
         yield Settings.from_env(env).replace(refresh=params.refresh)
 
 
-def _committed(out_dir: Path, run_id: str) -> bool:
+def _committed(out_dir: Path | str, run_id: str) -> bool:
     try:
         manifest = read_manifest(out_dir)
     except Exception:  # an unreadable manifest: the failure is recorded (or says why not)
@@ -535,7 +536,7 @@ def _committed(out_dir: Path, run_id: str) -> bool:
 
 def _record_failure(
     summary: RunSummary,
-    out_dir: Path,
+    out_dir: Path | str,
     started_at: datetime,
     exc: BaseException,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],

@@ -34,13 +34,19 @@ class RunParameters(BaseModel):
     out_dir: str | None = Field(
         default=None,
         description=(
-            "Snapshot root. Default: enriched/ (enriched/sandbox/ for sandbox runs, so that "
-            "sample data never mixes with real snapshots)."
+            "Snapshot root: a folder, or an object-store URL such as s3://bucket/prefix "
+            "(credentials from the store's environment: AWS_*, AWS_ENDPOINT_URL). Default: "
+            "enriched/ (enriched/sandbox/ for sandbox runs, so that sample data never mixes "
+            "with real snapshots)."
         ),
     )
     raw_dir: str | None = Field(
         default=None,
-        description="Raw-response store. Default: raw/ (raw/sandbox/ for sandbox runs).",
+        description=(
+            "Raw-response store: a folder, or an object-store URL such as "
+            "s3://bucket/raw (shared by every worker that uses it). Default: raw/ "
+            "(raw/sandbox/ for sandbox runs)."
+        ),
     )
     refresh: RefreshPolicy = Field(
         default=RefreshPolicy.TTL,
@@ -102,6 +108,16 @@ class RunParameters(BaseModel):
             "pipeline/sandbox/faults.py). Empty: none."
         ),
     )
+
+    @field_validator("out_dir", "raw_dir")
+    @classmethod
+    def _store_has_a_driver(cls, value: str | None) -> str | None:
+        from pipeline.objectstore import Remote, is_remote
+
+        if value and is_remote(value):
+            Remote.at(value)  # a ValueError names a URL no installed fsspec driver serves
+            return value.rstrip("/")
+        return value
 
     @field_validator("sandbox_faults")
     @classmethod

@@ -1,5 +1,6 @@
 """Fixtures shared by test modules: the fault suites' double, night 1, the rig, a
-Prefect server for true flow runs, and a sandbox night as the README's quick start runs it."""
+Prefect server for true flow runs, a sandbox night as the README's quick start runs it,
+and S3 (moto's server) for object storage."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto_s3 import MotoS3, moto_server
 from nights import (
     ARXIV,
     FAST_ENV,
@@ -96,3 +98,18 @@ def quick_start_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """One moto S3 server for the session (it starts in a second); a bucket per test."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`s3://<a fresh bucket>`, with this process's S3 environment pointed at the server."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{s3_server.new_bucket()}"

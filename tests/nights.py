@@ -152,8 +152,8 @@ def _quiet(_: str) -> None:
 
 def run_night(
     documents: Sequence[Path],
-    out: Path,
-    raw: Path,
+    out: Path | str,
+    raw: Path | str,
     settings: Settings,
     day: date,
     *,

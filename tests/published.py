@@ -101,7 +101,7 @@ def entry(run_id: str, day: date, status: str = "ok", **kw: Any) -> ManifestEntr
     return ManifestEntry(run_id, day, STARTED, status, **values)
 
 
-def loaded(out: Path, day: date | None = None) -> Tables:
+def loaded(out: Path | str, day: date | None = None) -> Tables:
     """Every table of a published snapshot, as `load` reads it, back in Arrow."""
     return {
         name: pa.Table.from_pandas(load(name, out, day), preserve_index=False)

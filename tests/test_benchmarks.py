@@ -61,6 +61,7 @@ from benchmarks.report import (
     resolution_targets,
     results_from_json,
     seed_of,
+    storage_section,
 )
 from benchmarks.sections import (
     PATH_DIRECT,
@@ -79,12 +80,14 @@ from benchmarks.sections import (
     ScaleConfig,
     ScaleResult,
     StepTiming,
+    StorageConfig,
     WaitMeasure,
     cli_runs,
     extraction,
     faults_night,
     faults_spec,
     scale,
+    storage,
     transient_reset_seconds,
 )
 from pipeline.links.documents import link_for
@@ -834,3 +837,20 @@ def test_regenerating_keeps_what_a_person_wrote_around_the_generated_part() -> N
     assert "Intro by hand." in again and "Written by hand." in again
     assert "new numbers" in again and "old numbers" not in again
     assert again.count(BEGIN) == again.count(END) == 1
+
+
+def test_storage_runs_the_same_night_on_disk_and_on_s3_and_warm_asks_nothing(
+    tmp_path: Path,
+) -> None:
+    seeds = str(Path(__file__).resolve().parent.parent / "raw" / "seeds")
+    result = storage(StorageConfig(str(tmp_path / "storage"), seeds, 0.0, 0.0, nights=1))
+
+    by_run = {(n.store, n.kind): n for n in result.nights}
+    assert sorted(by_run) == [("local", "cold"), ("local", "warm"), ("s3", "cold"), ("s3", "warm")]
+    assert all(n.status == "ok" for n in result.nights)
+    assert by_run["s3", "cold"].requests == by_run["local", "cold"].requests > 0
+    assert by_run["s3", "warm"].requests == by_run["local", "warm"].requests == 0
+    assert by_run["s3", "warm"].from_store == by_run["local", "warm"].from_store > 0
+    assert result.objects > 0 and result.links > 0
+    rendered = "\n".join(storage_section(result))
+    assert "| s3 | warm |" in rendered and "| local | cold |" in rendered

@@ -12,7 +12,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, build_parser, main
+from pipeline.cli import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    build_parser,
+    main,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -225,3 +233,37 @@ def test_serve_without_a_prefect_server_is_refused_in_one_line(tmp_path: Path) -
     assert done.returncode == EXIT_USAGE
     assert "needs a Prefect server" in _one_error_line(done.stderr)
     assert not (tmp_path / "prefect-home" / "prefect.db").exists()  # no temporary server
+
+
+def test_run_and_status_take_an_s3_url_for_out_and_raw(
+    s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, raw = f"{s3_bucket}/enriched/", f"{s3_bucket}/raw"  # a trailing slash is the same
+    code = main(["run", "--sandbox", "--out", out, "--raw", raw, "--date", "2026-01-01"])
+    assert code in (EXIT_OK, EXIT_PARTIAL), capsys.readouterr().err
+    capsys.readouterr()
+
+    assert main(["status", "--out", out]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "2026-01-01" in printed and "True" in printed
+
+
+def test_an_s3_lock_held_elsewhere_is_one_line_naming_the_lock(
+    s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.snapshot.store import snapshot_lock
+
+    out = f"{s3_bucket}/out"
+    with snapshot_lock(out, "the-other-run"):
+        code = main(["run", "--sandbox", "--out", out, "--raw", f"{s3_bucket}/raw"])
+
+    assert code == EXIT_LOCKED
+    line = _one_error_line(capsys.readouterr().err)
+    assert "the-other-run" in line and f"lock {out}/.lock" in line
+
+
+def test_an_object_store_without_a_driver_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--sandbox", "--out", "nosuchstore://bucket/x"]) == EXIT_USAGE
+    assert "nosuchstore://bucket/x" in _one_error_line(capsys.readouterr().err)

@@ -41,6 +41,8 @@ def test_sandbox_runs_never_share_directories_with_real_ones(
         {"refresh": "sometimes"},
         {"snapshot_date": "2026-02-30"},
         {"unknown": 1},
+        {"out_dir": "nosuchstore://bucket/enriched"},
+        {"raw_dir": "nosuchstore://bucket/raw"},
     ],
 )
 def test_bad_parameters_are_refused(bad: dict[str, object]) -> None:
@@ -51,3 +53,16 @@ def test_bad_parameters_are_refused(bad: dict[str, object]) -> None:
 def test_the_form_describes_every_field() -> None:
     schema = RunParameters.model_json_schema()
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("s3://bucket/enriched/", "s3://bucket/enriched"),
+        ("file:///srv/enriched", "file:///srv/enriched"),
+        ("enriched", "enriched"),
+    ],
+)
+def test_object_store_urls_are_accepted_for_out_and_raw(given: str, kept: str) -> None:
+    params = RunParameters(out_dir=given, raw_dir=given)
+    assert params.resolved_out_dir == params.resolved_raw_dir == kept

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from moto_s3 import MotoS3
 from prefect_server_helpers import (
     FAST_PIPELINE_ENV,
     PrefectServer,
@@ -37,6 +38,7 @@ from prefect_server_helpers import (
 )
 
 from pipeline.sandbox import Sandbox
+from pipeline.snapshot.read import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 FLOW_NAME = "mllm-papers"
@@ -239,3 +241,95 @@ def test_the_readme_work_pool_path_deploys_and_a_worker_completes_a_run(
     assert row["status"] in ("ok", "partial"), row["status_reason"]
     assert row["arxiv_api_url"].startswith("http://127.0.0.1:")
     assert row["hf_endpoint"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_bucket_and_the_second_night_asks_nothing_stored(
+    tmp_path: Path, server: PrefectServer, s3_server: MotoS3, s3_bucket: str
+) -> None:
+    """Two machines (two `prefect worker start` processes, each with its own PIPELINE_HOME)
+    on the work pool, `--out` and `--raw` in one bucket: the second worker's night finds
+    the first's answers in the shared raw store and asks the double nothing."""
+    services = server.services
+    prefect = executable("prefect")
+    with Sandbox() as sandbox:
+        shared = {
+            **sandbox.env(),
+            **FAST_PIPELINE_ENV,
+            **s3_server.env(),
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }
+        # Deployed without PIPELINE_HOME: each worker's own applies at run time.
+        env = server.client_env(shared)
+        run_command(
+            services,
+            "work-pool-create",
+            [prefect, "work-pool", "create", WORK_POOL, "--type", "process"],
+            env=env,
+            cwd=REPO,
+            timeout=120,
+        )
+        run_command(
+            services,
+            "deploy",
+            [prefect, "deploy", "--name", DEPLOYMENT_NAME],
+            env=env,
+            cwd=REPO,
+            timeout=300,
+        )
+        homes = [_pipeline_home(tmp_path / machine) for machine in ("machine-a", "machine-b")]
+        runs: list[str] = []
+        for home, night in zip(homes, ("2026-01-01", "2026-01-02"), strict=True):
+            worker = services.start(
+                f"worker-{home.parent.name}",
+                [prefect, "worker", "start", "--pool", WORK_POOL],
+                env=server.client_env({**shared, "PIPELINE_HOME": str(home)}),
+                cwd=home,
+            )
+            try:
+                parameters = {
+                    "params": {
+                        "out_dir": f"{s3_bucket}/enriched",
+                        "raw_dir": f"{s3_bucket}/raw",
+                        "snapshot_date": night,
+                    }
+                }
+                started = run_command(
+                    services,
+                    f"deployment-run-{night}",
+                    [
+                        prefect,
+                        "deployment",
+                        "run",
+                        f"{FLOW_NAME}/{DEPLOYMENT_NAME}",
+                        "--params",
+                        json.dumps(parameters),
+                    ],
+                    env=env,
+                    cwd=home,
+                    timeout=120,
+                )
+                match = re.search(r"UUID:\s*([0-9a-f-]{36})", started)
+                assert match, started
+                runs.append(match.group(1))
+                wait_completed(
+                    server, runs[-1], timeout=WORKER_RUN_SECONDS, watched=[worker, server.service]
+                )
+            finally:
+                worker.stop()
+            if len(runs) == 1:
+                assert sandbox.requests(), "the first night asked the double nothing"
+                sandbox.reset_log()
+        asked_again = sandbox.requests()
+
+    assert asked_again == [], [(entry.path, entry.query) for entry in asked_again][:10]
+    manifest = read_manifest(f"{s3_bucket}/enriched")
+    assert list(manifest["flow_run_id"]) == runs
+    assert list(manifest["published"]) == [True, True]
+    first, second = manifest.to_dict("records")
+    assert sum(stats["requests"] for stats in first["api_stats"]) > 0
+    assert sum(stats["requests"] for stats in second["api_stats"]) == 0
+    assert sum(stats["from_store"] for stats in second["api_stats"]) > 0
+    for home in homes:  # nothing written on either machine's disk
+        assert sorted(p.name for p in home.iterdir()) == ["pipeline", "raw"]
+        assert sorted(p.name for p in (home / "raw").iterdir()) == ["seeds"]

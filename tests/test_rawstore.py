@@ -1,17 +1,22 @@
-"""The raw-response store: bodies kept as received, answers found by entity."""
+"""The raw-response store: bodies kept as received, answers found by entity; on a local
+disk and on S3 (moto's server, the `s3_bucket` fixture)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import RefreshPolicy
+from pipeline.objectstore import Remote
 from pipeline.records import utc_now
 from pipeline.resolve.rawstore import (
+    INDEX_DIR,
+    SEGMENT_ROWS,
     Outcome,
     RawStore,
     RawStoreCorrupt,
@@ -273,3 +278,109 @@ def test_good_answers_newest_first_and_only_finds(tmp_path: Path) -> None:
         found = [a.response.response_id for a in store.good_answers("arxiv", "paper", "2409.12191")]
         assert found == [same_time.response_id, ids[2], ids[0]]
         assert list(store.good_answers("arxiv", "paper", "2502.13923")) == []
+
+
+# -- on an object store (moto's S3 server) ---------------------------------------------------
+def test_an_s3_store_keeps_bodies_as_objects_and_answers_after_reopening(s3_bucket: str) -> None:
+    raw = f"{s3_bucket}/raw"
+    with RawStore(raw) as store:
+        response = _record(store, b"<feed/>")
+        store.mark(response, "paper", ["2409.12191"], "ok")
+    remote = Remote.at(f"{raw}/responses")
+    key = f"arxiv/2026-11-01/{response.body_sha256}.body"
+    assert remote.read(key) == b"<feed/>"
+    (segment,) = remote.children(INDEX_DIR)
+    with RawStore(raw) as reopened:
+        found = reopened.answer("arxiv", "paper", "2409.12191")
+        assert found is not None and found.response.read() == b"<feed/>"
+        assert found.outcome == "ok" and found.response.fetched_at == T0
+        assert dict(found.response.headers) == {"content-type": "application/atom+xml"}
+    # Reading changes nothing: no new segment without new rows.
+    assert remote.children(INDEX_DIR) == [segment]
+
+
+def test_two_s3_stores_at_once_lose_nothing_and_the_latest_answer_wins(s3_bucket: str) -> None:
+    raw = f"{s3_bucket}/raw"
+    first, second = RawStore(raw), RawStore(raw)  # two machines sharing one bucket
+    rows = SEGMENT_ROWS + 5  # past one segment: written while the store is open
+
+    def write(store: RawStore, who: str, at: datetime) -> None:
+        for i in range(rows):
+            response = store.record(
+                api="hub",
+                endpoint="model",
+                url=f"u{i}",
+                status=200,
+                body=f"{who}{i}".encode(),
+                fetched_at=at,
+            )
+            store.mark(response, "model", [f"o/{i}"], "ok")
+
+    threads = [
+        threading.Thread(target=write, args=(first, "a", T0)),
+        threading.Thread(target=write, args=(second, "b", T0 + timedelta(hours=1))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first.close()
+    second.close()
+    with RawStore(raw) as merged:
+        assert len(merged.responses("hub")) == 2 * rows
+        for i in range(rows):
+            found = merged.answer("hub", "model", f"o/{i}")
+            assert found is not None and found.response.read() == f"b{i}".encode()
+            older = [a.response.read() for a in merged.good_answers("hub", "model", f"o/{i}")]
+            assert older == [f"b{i}".encode(), f"a{i}".encode()]
+
+
+def test_an_altered_body_object_is_named_and_repaired_by_the_same_answer(s3_bucket: str) -> None:
+    raw = f"{s3_bucket}/raw"
+    remote = Remote.at(f"{raw}/responses")
+    with RawStore(raw) as store:
+        response = _record(store, b"<feed>good</feed>")
+        key = response.body_path.as_posix()
+        remote.put(key, b"<feed>edited</feed>")
+        with pytest.raises(UnusableBody, match=rf"{raw}/responses/{key} does not match"):
+            response.read()
+        again = _record(store, b"<feed>good</feed>")
+        assert again.read() == b"<feed>good</feed>"
+    remote.delete(key)
+    with RawStore(raw) as store:
+        (gone, _) = store.responses()
+        with pytest.raises(UnusableBody, match=rf"{raw}/responses/{key} unreadable"):
+            gone.read()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:-7], id="cut short"),
+        pytest.param(lambda data: data.replace(b"arxiv", b"arxib", 1), id="edited"),
+    ],
+)
+def test_a_corrupt_index_segment_is_named_with_what_to_do(
+    s3_bucket: str, damage: Callable[[bytes], bytes]
+) -> None:
+    raw = f"{s3_bucket}/raw"
+    remote = Remote.at(f"{raw}/responses")
+    with RawStore(raw) as store:
+        store.mark(_record(store, b"<feed>1</feed>"), "paper", ["2409.12191"], "ok")
+    (bad,) = remote.children(INDEX_DIR)
+    with RawStore(raw) as store:
+        store.mark(_record(store, b"<feed>2</feed>", at=T0 + timedelta(1)), "paper", ["2"], "ok")
+    remote.put(f"{INDEX_DIR}/{bad}", damage(remote.read(f"{INDEX_DIR}/{bad}")))
+
+    with pytest.raises(RawStoreCorrupt) as raised:
+        RawStore(raw)
+    message = str(raised.value)
+    assert f"{raw}/responses/{INDEX_DIR}/{bad} is corrupt (sha256 " in message
+    assert "Move it out of" in message and "\n" not in message
+
+    remote.copy(f"{INDEX_DIR}/{bad}", f"index-corrupt/{bad}")
+    remote.delete(f"{INDEX_DIR}/{bad}")
+    with RawStore(raw) as store:  # the other segment and every body stay
+        assert store.answer("arxiv", "paper", "2409.12191") is None
+        kept = store.answer("arxiv", "paper", "2")
+        assert kept is not None and kept.response.read() == b"<feed>2</feed>"

@@ -22,6 +22,17 @@ recorded with it (edited, truncated, swapped, deleted) raises `UnusableBody`, an
 resolver asks again or falls back. A corrupt index raises `RawStoreCorrupt`, on open (a
 `PRAGMA quick_check`) or on use, saying which file and what to do: the bodies are fine,
 only the index must be moved aside.
+
+On an object store (`--raw s3://bucket/prefix`) the index cannot be one SQLite file that
+machines share: object stores have no byte-range writes and no locks, and two workers
+would overwrite each other's copy. There the bodies are objects under the same keys
+(content-addressed, so two writers of one body write the same bytes), and the index is
+a set of immutable segments, `responses/index/<time>-<id>-<sha256>.jsonl`: each store
+writes the rows it added as a new segment (every `SEGMENT_ROWS` responses and on close),
+created with a conditional PUT so that no segment is ever overwritten. Opening the
+store reads every segment, checks each against the sha256 in its name, and merges them
+into a private SQLite cache, so every query below runs unchanged. `docs/storage.md`
+says why this design.
 """
 
 from __future__ import annotations
@@ -29,9 +40,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +52,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline import objectstore
 from pipeline.config import RefreshPolicy
+from pipeline.objectstore import PreconditionFailed, Remote
 from pipeline.records import utc_now
 
 Outcome = Literal["ok", "not_found"]
@@ -93,12 +108,16 @@ class RawStoreCorrupt(RawStoreError):
     """The index is damaged (SQLite says "malformed" or "not a database"). Every run would
     fail on it, so the message names the file and the way out."""
 
-    def __init__(self, index: Path, detail: str) -> None:
+    def __init__(self, index: Path | str, detail: str, remedy: str | None = None) -> None:
         super().__init__(
-            f"the raw store's index {index} is corrupt ({detail}). Move it aside, with its"
-            f" -wal and -shm files if present (mv {index} {index}.corrupt), and rerun with"
-            " --refresh: a new index is created; the stored bodies beside it stay, but"
-            " what they answered is forgotten and asked again."
+            f"the raw store's index {index} is corrupt ({detail}). "
+            + (
+                remedy
+                or f"Move it aside, with its -wal and -shm files if present (mv {index}"
+                f" {index}.corrupt), and rerun with --refresh: a new index is created; the"
+                " stored bodies beside it stay, but what they answered is forgotten and"
+                " asked again."
+            )
         )
         self.index = index
 
@@ -123,21 +142,56 @@ class StoredResponse:
     body_sha256: str
     body_bytes: int
     headers: Mapping[str, str]
+    remote: RemoteBodies | None = None
+    """The object store holding the body; `body_path` is then its key under it."""
 
     def read(self) -> bytes:
         """The body, exactly as received; `UnusableBody` when the file is gone or its
         bytes are not those recorded."""
+        key = self.body_path.as_posix()
+        where = self.remote.remote.url_of(key) if self.remote else self.body_path
         try:
-            body = self.body_path.read_bytes()
+            if self.remote is not None:
+                body = self.remote.read(key, self.body_sha256)
+            else:
+                body = self.body_path.read_bytes()
         except OSError as exc:
-            raise UnusableBody(f"stored body {self.body_path} unreadable: {exc}") from exc
+            raise UnusableBody(f"stored body {where} unreadable: {exc}") from exc
         actual = hashlib.sha256(body).hexdigest()
         if actual != self.body_sha256:
             raise UnusableBody(
-                f"stored body {self.body_path} does not match its record: sha256 {actual},"
+                f"stored body {where} does not match its record: sha256 {actual},"
                 f" {len(body)} bytes; recorded {self.body_sha256}, {self.body_bytes} bytes"
             )
         return body
+
+
+@dataclass(frozen=True)
+class RemoteBodies:
+    """The bodies of a raw store on an object store, read through a private cache by
+    sha256: an arXiv batch body answers up to 100 papers, and is fetched once, not once
+    per paper. Only bytes that hash to the recorded sha256 are cached, and the cache lives
+    as long as the open store (one night)."""
+
+    remote: Remote
+    cache: Path
+
+    def read(self, key: str, sha256: str) -> bytes:
+        cached = self.cache / sha256
+        try:
+            data = cached.read_bytes()
+        except OSError:
+            pass
+        else:
+            if hashlib.sha256(data).hexdigest() == sha256:
+                return data
+        data = self.remote.read(key)
+        if hashlib.sha256(data).hexdigest() == sha256:
+            self.cache.mkdir(exist_ok=True)
+            tmp = cached.with_name(f".{sha256}.{uuid.uuid4().hex}")
+            tmp.write_bytes(data)
+            os.replace(tmp, cached)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +218,43 @@ def request_key(method: str, url: str, body: bytes | str | None = None) -> str:
     return digest.hexdigest()
 
 
-class RawStore:
-    """Thread-safe append-only store of API responses under `root/responses/`."""
+SEGMENT_ROWS = 50
+"""Responses an object-store index segment holds at most: a run killed mid-way loses the
+index rows of at most this many answers (their bodies are kept; they are asked again)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.responses_dir = self.root / "responses"
-        self.index_path = self.responses_dir / "index.sqlite"
+INDEX_DIR = "index"
+
+
+class RawStore:
+    """Thread-safe append-only store of API responses under `root/responses/` (a local
+    folder or an object-store URL)."""
+
+    def __init__(self, root: Path | str) -> None:
+        where = objectstore.location(root)
+        self.remote: Remote | None = None
+        self._bodies: RemoteBodies | None = None
+        self._cache: Path | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._pending_responses = 0
+        self._uids: dict[int, str] = {}
+        """Response id in the cache -> its id in the segments (ids differ per cache)."""
+        self._ids_by_uid: dict[str, int] = {}
+        self._flush_lock = threading.Lock()
+        if isinstance(where, str):
+            try:
+                self.remote = Remote.at(f"{where}/responses")
+            except ValueError as exc:
+                raise RawStoreError(f"cannot open the raw store at {where}: {exc}") from None
+            # The merged index lives in a private cache; the store keeps only segments.
+            self._cache = Path(tempfile.mkdtemp(prefix="rawstore-"))
+            self.root = self._cache
+            self.responses_dir = self._cache
+            self.index_path = self._cache / "index.sqlite"
+            self._bodies = RemoteBodies(self.remote, self._cache / "bodies")
+        else:
+            self.root = where
+            self.responses_dir = self.root / "responses"
+            self.index_path = self.responses_dir / "index.sqlite"
         self._lock = threading.Lock()
         try:
             self.responses_dir.mkdir(parents=True, exist_ok=True)
@@ -198,6 +282,13 @@ class RawStore:
             raise RawStoreError(
                 f"cannot open the raw store at {self.responses_dir}: {exc}"
             ) from exc
+        if self.remote is not None:
+            try:
+                self._load_segments(self.remote)
+            except BaseException:
+                self._db.close()
+                shutil.rmtree(self._cache or self.index_path.parent, ignore_errors=True)
+                raise
 
     def _check_integrity(self) -> None:
         """`quick_check` on open: a damaged index is found before a run relies on it. It
@@ -218,8 +309,14 @@ class RawStore:
             raise
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        try:
+            if self.remote is not None:
+                self.flush()
+        finally:
+            with self._lock:
+                self._db.close()
+            if self._cache is not None:
+                shutil.rmtree(self._cache, ignore_errors=True)
 
     def __enter__(self) -> RawStore:
         return self
@@ -261,39 +358,49 @@ class RawStore:
         fetched_at = fetched_at or utc_now()
         key = request_key(method, url, request_body)
         sha = hashlib.sha256(body).hexdigest()
-        day_dir = self.responses_dir / _safe_segment(api) / fetched_at.strftime("%Y-%m-%d")
-        day_dir.mkdir(parents=True, exist_ok=True)
-        body_path = day_dir / f"{sha}.body"
-        # Identical bodies are stored once; a file that no longer holds them (altered or
-        # cut short on disk) is replaced, or it would spoil every answer that shares it.
-        if not _holds(body_path, sha):
-            _write_atomically(body_path, body)
+        if self.remote is not None:
+            body_path = Path(_safe_segment(api), fetched_at.strftime("%Y-%m-%d"), f"{sha}.body")
+            _put_body(self.remote, body_path.as_posix(), body, sha)
+        else:
+            day_dir = self.responses_dir / _safe_segment(api) / fetched_at.strftime("%Y-%m-%d")
+            day_dir.mkdir(parents=True, exist_ok=True)
+            body_path = day_dir / f"{sha}.body"
+            # Identical bodies are stored once; a file that no longer holds them (altered
+            # or cut short on disk) is replaced, or it would spoil every answer sharing it.
+            if not _holds(body_path, sha):
+                _write_atomically(body_path, body)
         kept = {
             name.lower(): value
             for name, value in (headers or {}).items()
             if name.lower() in _KEPT_HEADERS
         }
+        relative = (
+            body_path if self.remote is not None else body_path.relative_to(self.responses_dir)
+        )
+        row = (
+            api,
+            endpoint,
+            key,
+            url,
+            status,
+            fetched_at.isoformat(),
+            elapsed_seconds,
+            relative.as_posix(),
+            sha,
+            len(body),
+            json.dumps(kept, sort_keys=True),
+        )
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO responses (api, endpoint, request_key, url, status, fetched_at,"
-                " elapsed_seconds, body_path, body_sha256, body_bytes, headers_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    api,
-                    endpoint,
-                    key,
-                    url,
-                    status,
-                    fetched_at.isoformat(),
-                    elapsed_seconds,
-                    str(body_path.relative_to(self.responses_dir)),
-                    sha,
-                    len(body),
-                    json.dumps(kept, sort_keys=True),
-                ),
-            )
-            response_id = cursor.lastrowid
-        assert response_id is not None
+            response_id = self._insert_response(db, row)
+            if self.remote is not None:
+                uid = uuid.uuid4().hex
+                self._uids[response_id] = uid
+                self._pending.append(
+                    {"response": dict(zip(_RESPONSE_COLUMNS, row, strict=True)), "uid": uid}
+                )
+                self._pending_responses += 1
+        if self._pending_responses >= SEGMENT_ROWS:
+            self.flush()
         return StoredResponse(
             response_id=response_id,
             api=api,
@@ -305,6 +412,90 @@ class RawStore:
             body_sha256=sha,
             body_bytes=len(body),
             headers=kept,
+            remote=self._bodies,
+        )
+
+    @staticmethod
+    def _insert_response(db: sqlite3.Connection, row: Sequence[object]) -> int:
+        cursor = db.execute(
+            f"INSERT INTO responses ({', '.join(_RESPONSE_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(_RESPONSE_COLUMNS))})",
+            row,
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def flush(self) -> None:
+        """Write the index rows added since the last flush as one new segment (object
+        stores only; a local index is durable as it is written)."""
+        if self.remote is None:
+            return
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+                self._pending_responses = 0
+            if not pending:
+                return
+            data = "".join(json.dumps(item, sort_keys=True) + "\n" for item in pending).encode()
+            digest = hashlib.sha256(data).hexdigest()
+            name = f"{utc_now():%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}-{digest}.jsonl"
+            try:
+                # A new name each time, created only if absent: no segment is ever replaced.
+                self.remote.put(f"{INDEX_DIR}/{name}", data, if_absent=True)
+            except BaseException:
+                with self._lock:
+                    self._pending[:0] = pending
+                raise
+
+    def _load_segments(self, remote: Remote) -> None:
+        """Merge every index segment into the cache, oldest first (names start with their
+        time), so response ids order answers as a local index would."""
+        for name in remote.children(INDEX_DIR):
+            if not name.endswith(".jsonl"):
+                continue
+            where = remote.url_of(f"{INDEX_DIR}/{name}")
+            try:
+                data = remote.read(f"{INDEX_DIR}/{name}")
+            except FileNotFoundError:
+                continue  # moved aside since it was listed
+            except OSError as exc:
+                raise RawStoreError(f"cannot read the raw store's index {where}: {exc}") from exc
+            recorded = name.removesuffix(".jsonl").rsplit("-", 1)[-1]
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != recorded:
+                raise RawStoreCorrupt(
+                    where, f"sha256 {actual}, named {recorded}", _segment_remedy(remote)
+                )
+            try:
+                items = [json.loads(line) for line in data.decode().splitlines()]
+                with self._transaction() as db:
+                    for item in items:
+                        self._load_item(db, item)
+            except (ValueError, KeyError, TypeError, sqlite3.IntegrityError) as exc:
+                raise RawStoreCorrupt(where, str(exc), _segment_remedy(remote)) from exc
+
+    def _load_item(self, db: sqlite3.Connection, item: Mapping[str, Any]) -> None:
+        if "response" in item:
+            row = tuple(item["response"][column] for column in _RESPONSE_COLUMNS)
+            loaded = self._insert_response(db, row)
+            self._uids[loaded] = item["uid"]
+            self._ids_by_uid[item["uid"]] = loaded
+            return
+        answer = item["answer"]
+        response_id = self._ids_by_uid.get(answer["uid"])
+        if response_id is None:
+            return  # its response's segment was moved aside: nothing to answer with
+        db.execute(
+            "INSERT INTO answers (api, entity_kind, entity_id, response_id, outcome,"
+            " answered_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                answer["api"],
+                answer["entity_kind"],
+                answer["entity_id"],
+                response_id,
+                answer["outcome"],
+                answer["answered_at"],
+            ),
         )
 
     def mark(
@@ -328,6 +519,21 @@ class RawStore:
                 " answered_at) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            if self.remote is not None:
+                uid = self._uids[response.response_id]
+                self._pending.extend(
+                    {
+                        "answer": {
+                            "uid": uid,
+                            "api": api,
+                            "entity_kind": kind,
+                            "entity_id": entity_id,
+                            "outcome": what,
+                            "answered_at": when,
+                        }
+                    }
+                    for api, kind, entity_id, _, what, when in rows
+                )
 
     def answer(
         self, api: str, entity_kind: str, entity_id: str, *, outcome: Outcome | None = None
@@ -427,11 +633,53 @@ class RawStore:
             url=str(url),
             status=int(str(status)),
             fetched_at=datetime.fromisoformat(str(fetched_at)),
-            body_path=self.responses_dir / str(body_path),
+            body_path=(
+                Path(str(body_path)) if self.remote else self.responses_dir / str(body_path)
+            ),
             body_sha256=str(sha),
             body_bytes=int(str(size)),
             headers=json.loads(str(headers_json)),
+            remote=self._bodies,
         )
+
+
+_RESPONSE_COLUMNS = (
+    "api",
+    "endpoint",
+    "request_key",
+    "url",
+    "status",
+    "fetched_at",
+    "elapsed_seconds",
+    "body_path",
+    "body_sha256",
+    "body_bytes",
+    "headers_json",
+)
+
+
+def _segment_remedy(remote: Remote) -> str:
+    return (
+        f"Move it out of {remote.url_of(INDEX_DIR)}/ (e.g. to"
+        f" {remote.url_of('index-corrupt')}/) and rerun: the other segments and every"
+        " stored body stay; only what this segment recorded is asked again."
+    )
+
+
+def _put_body(remote: Remote, key: str, body: bytes, sha256: str) -> None:
+    """Store a body once; an object under its key that no longer holds it (altered) is
+    replaced, as a local file is."""
+    try:
+        remote.put(key, body, if_absent=True)
+        return
+    except PreconditionFailed:
+        pass
+    try:
+        if hashlib.sha256(remote.read(key)).hexdigest() == sha256:
+            return
+    except OSError:
+        pass
+    remote.put(key, body)
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:

@@ -1,4 +1,7 @@
-"""The read path: `load()` and the manifest, for analysts and for the next run."""
+"""The read path: `load()` and the manifest, for analysts and for the next run.
+
+Every function takes a local folder or an object-store URL (`s3://bucket/prefix`): the
+manifest names the files either way (`pipeline.objectstore`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import objectstore
 from pipeline.config import DEFAULT_OUT_DIR
+from pipeline.objectstore import Remote
 from pipeline.snapshot.schemas import (
     MANIFEST_SCHEMA,
     SCHEMA_VERSION,
@@ -36,7 +41,7 @@ _RETRY_SECONDS = 0.05
 def read_manifest(out_dir: Path | str = DEFAULT_OUT_DIR) -> pd.DataFrame:
     """Every run recorded under `out_dir`, oldest first (empty when none), with a derived
     `current` column: True for the run whose tables are its date's snapshot."""
-    manifest = manifest_table(Path(out_dir))
+    manifest = manifest_table(_where(out_dir))
     if manifest is None:
         manifest = MANIFEST_SCHEMA.empty_table()
     current = set(current_runs(manifest).values())
@@ -64,7 +69,7 @@ def _pick(
 
 def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot | None:
     """The published snapshot with the latest date, or None when there is none."""
-    out = Path(out_dir)
+    out = _where(out_dir)
     manifest = manifest_table(out)
     picked = _pick(manifest, None, None)
     if manifest is None or picked is None:
@@ -76,7 +81,7 @@ def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot 
         snapshot_date=taken,
         status=row["status"],
         finished_at=row["finished_at"],
-        files={t: out / RUNS_DIR / run_id / f"{t}.parquet" for t in TABLE_SCHEMAS},
+        files={t: _run_file(out, run_id, t) for t in TABLE_SCHEMAS},
         rows={t: row[f"{t}_rows"] for t in TABLE_SCHEMAS},
     )
 
@@ -90,18 +95,28 @@ def previous_tables(
     built against the same baseline as the run it replaces. Tables are returned as
     written, even by an older schema version (`build_tables` reads missing columns as
     empty)."""
-    return _published_tables(Path(out_dir), None, before)
+    return _published_tables(_where(out_dir), None, before)
 
 
 def replaced_tables(out_dir: Path | str, snapshot_date: date) -> dict[str, pa.Table] | None:
     """Every table of the snapshot published for `snapshot_date` itself (the night a
     rerun replaces), as `previous_tables` returns them; None when that night was not
     published. A restricted run keeps the values it did not ask for from it."""
-    return _published_tables(Path(out_dir), snapshot_date, None)
+    return _published_tables(_where(out_dir), snapshot_date, None)
+
+
+def _where(out_dir: Path | str) -> Path | Remote:
+    where = objectstore.location(out_dir)
+    return Remote.at(where) if isinstance(where, str) else where
+
+
+def _run_file(out: Path | Remote, run_id: str, table: str) -> Path | str:
+    key = f"{RUNS_DIR}/{run_id}/{table}.parquet"
+    return out.url_of(key) if isinstance(out, Remote) else out / key
 
 
 def _published_tables(
-    out: Path, snapshot_date: date | None, before: date | None
+    out: Path | Remote, snapshot_date: date | None, before: date | None
 ) -> dict[str, pa.Table] | None:
     for attempt in range(_LOAD_ATTEMPTS):
         picked = _pick(manifest_table(out), snapshot_date, before)
@@ -117,7 +132,7 @@ def _published_tables(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read_baseline(out: Path, run_id: str, taken: date) -> dict[str, pa.Table]:
+def _read_baseline(out: Path | Remote, run_id: str, taken: date) -> dict[str, pa.Table]:
     stamp = {b"snapshot_date": taken.isoformat().encode()}
     return {
         name: _read_run_table(out, run_id, name, strict=False).replace_schema_metadata(
@@ -140,19 +155,21 @@ def load(
     """
     if table not in TABLE_SCHEMAS:
         raise ValueError(f"no table {table!r}; tables: {', '.join(TABLE_SCHEMAS)}")
-    out = Path(out_dir)
+    out = _where(out_dir)
     wanted = _as_date(snapshot_date) if snapshot_date is not None else None
     for attempt in range(_LOAD_ATTEMPTS):
         manifest = manifest_table(out)
         if manifest is None:
+            where = out.url if isinstance(out, Remote) else out
             raise FileNotFoundError(
-                f"no snapshot under {out}: {out / MANIFEST_FILE} does not exist"
+                f"no snapshot under {where}: {_manifest_file(out)} does not exist"
             )
         picked = _pick(manifest, wanted, None)
         if picked is None:
             dates = ", ".join(d.isoformat() for d in sorted(current_runs(manifest))) or "none"
             asked = f"of {wanted.isoformat()} " if wanted else ""
-            raise SnapshotError(f"no snapshot {asked}under {out} (published: {dates})")
+            where = out.url if isinstance(out, Remote) else out
+            raise SnapshotError(f"no snapshot {asked}under {where} (published: {dates})")
         taken, run_id = picked
         try:
             data = _read_run_table(out, run_id, table)
@@ -178,14 +195,23 @@ def _as_date(value: date | str) -> date:
         raise ValueError(f"snapshot_date {value!r}: expected YYYY-MM-DD") from None
 
 
-def _read_run_table(out: Path, run_id: str, table: str, *, strict: bool = True) -> pa.Table:
+def _manifest_file(out: Path | Remote) -> Path | str:
+    return out.url_of(MANIFEST_FILE) if isinstance(out, Remote) else out / MANIFEST_FILE
+
+
+def _read_run_table(
+    out: Path | Remote, run_id: str, table: str, *, strict: bool = True
+) -> pa.Table:
     """One published table. `strict`: with exactly its declared schema, else
     `SnapshotError` (a night written by another schema version); a baseline for
     `build_tables` need not be, since missing columns read as empty there."""
     # Run files are never replaced, only deleted (then a reader retries), so opening the
     # path more than once cannot mix two files.
-    path = out / RUNS_DIR / run_id / f"{table}.parquet"
-    data = pq.read_table(path)
+    path = _run_file(out, run_id, table)
+    if isinstance(out, Remote):
+        data = pq.read_table(pa.BufferReader(out.read(f"{RUNS_DIR}/{run_id}/{table}.parquet")))
+    else:
+        data = pq.read_table(path)
     if strict and not data.schema.equals(TABLE_SCHEMAS[table], check_metadata=False):
         written = (data.schema.metadata or {}).get(b"schema_version", b"?").decode()
         raise SnapshotError(

@@ -20,6 +20,13 @@ Hive partitions are updated after the commit (one atomic rename each) and repair
 the next run if a run dies in between; `read.load` reads what the manifest names, so it
 never depends on them. Every file is created with mode 0666 less the umask, as `open`
 creates files: the manifest is readable by whoever can read the tables.
+
+On an object store (`--out s3://bucket/prefix`, see `pipeline.objectstore`) the layout is
+the same, without `.staging` (an object appears whole or not at all) and with copies for
+the Hive views (no hard links). The commit point is the same manifest object, replaced
+with a conditional PUT on the version read under the lock, so that even a writer that
+lost its lock without knowing cannot overwrite another's commit; `.lock` is an object
+with a lease (`docs/storage.md`).
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import objectstore
 from pipeline.config import __version__
+from pipeline.objectstore import LOCK_LEASE_SECONDS, Lease, LockHeld, PreconditionFailed, Remote
 from pipeline.records import (
     STATUSES,
     ApiStats,
@@ -87,19 +96,31 @@ class SnapshotIntegrityError(SnapshotError):
 class SnapshotLockedError(SnapshotError):
     """Another run holds the output directory's lock."""
 
-    def __init__(self, out_dir: Path, holder: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self, out_dir: Path | str, holder: Mapping[str, Any] | None, *, lease: Lease | None = None
+    ) -> None:
         self.out_dir = out_dir
         self.holder = dict(holder or {})
-        if self.holder:
+        if "lost" in self.holder:
+            who = f"another run: {self.holder['lost']}"
+        elif self.holder:
             who = (
                 f"run {self.holder.get('run_id', '?')} (pid {self.holder.get('pid', '?')}"
                 f" on {self.holder.get('host', '?')}, since {self.holder.get('started_at', '?')})"
             )
         else:
             who = "a run that has not yet said who it is"
+        if lease is None:
+            super().__init__(
+                f"{out_dir} is being written by {who}; wait for it to finish. The lock is "
+                f"released when that process exits, so there is nothing to clean up by hand."
+            )
+            return
         super().__init__(
-            f"{out_dir} is being written by {who}; wait for it to finish. The lock is "
-            f"released when that process exits, so there is nothing to clean up by hand."
+            f"{out_dir} is being written by {who} (lock {lease.store.url_of(lease.key)}); "
+            f"wait for it to finish. The lock is released when that run ends, and taken over "
+            f"once its holder has not renewed it for {lease.lease_seconds:.0f} s (at once if "
+            f"it was a process of this host that is gone): nothing to clean up by hand."
         )
 
 
@@ -132,8 +153,8 @@ class PublishedSnapshot:
     snapshot_date: date
     status: str
     finished_at: datetime
-    files: dict[str, Path]
-    """Table name -> its immutable Parquet file."""
+    files: dict[str, Path | str]
+    """Table name -> its immutable Parquet file (a URL on an object store)."""
     rows: dict[str, int]
 
 
@@ -179,7 +200,7 @@ def _check_keys(name: str, table: pa.Table) -> None:
 
 
 _held_lock = threading.Lock()
-_held: dict[Path, int] = {}
+_held: dict[Path | str, int] = {}
 """Output directories whose lock this process holds -> the holding thread."""
 
 
@@ -188,7 +209,12 @@ def snapshot_lock(out_dir: Path | str, run_id: str) -> Iterator[None]:
     """Hold the output directory's exclusive lock, or raise `SnapshotLockedError` at once
     naming the holder. `publish` and `record_failed_run` take it themselves unless this
     thread already holds it, so a run holds it from its first lookup to its publish."""
-    out = Path(out_dir)
+    where = objectstore.location(out_dir)
+    if isinstance(where, str):
+        with _remote_lock(Remote.at(where), run_id):
+            yield
+        return
+    out = where
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
     fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
@@ -227,13 +253,47 @@ def _lock_holder(fd: int) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _locked(out: Path, run_id: str) -> Iterator[None]:
+def _remote_lock(store: Remote, run_id: str) -> Iterator[None]:
+    lease = Lease(store, LOCK_FILE, run_id, LOCK_LEASE_SECONDS)
+    try:
+        lease.acquire()
+    except LockHeld as held:
+        raise SnapshotLockedError(store.url, held.holder, lease=lease) from None
     with _held_lock:
-        mine = _held.get(out.resolve()) == threading.get_ident()
+        _held[store.url] = threading.get_ident()
+        _leases[store.url] = lease
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held.pop(store.url, None)
+            _leases.pop(store.url, None)
+        lease.release()
+
+
+_leases: dict[str, Lease] = {}
+"""Object-store locks this process holds: the commit checks its lease was not lost."""
+
+
+def _check_lease(store: Remote) -> None:
+    with _held_lock:
+        lease = _leases.get(store.url)
+    if lease is not None:
+        try:
+            lease.check()
+        except LockHeld as lost:
+            raise SnapshotLockedError(store.url, lost.holder, lease=lease) from None
+
+
+@contextlib.contextmanager
+def _locked(out: Path | Remote, run_id: str) -> Iterator[None]:
+    key = out.url if isinstance(out, Remote) else out.resolve()
+    with _held_lock:
+        mine = _held.get(key) == threading.get_ident()
     if mine:
         yield
         return
-    with snapshot_lock(out, run_id):
+    with snapshot_lock(out.url if isinstance(out, Remote) else out, run_id):
         yield
 
 
@@ -248,13 +308,26 @@ def publish(
     writing anything if a table breaks its schema or key, `SnapshotLockedError` if
     another run holds the lock.
     """
-    out = Path(out_dir)
     entry = manifest_entry
     _check_entry(entry)
     check_tables(tables)
     rows = {name: tables[name].num_rows for name in TABLE_SCHEMAS}
     finished_at = as_utc(entry.finished_at, "finished_at") or utc_now()
     row = _manifest_row(entry, finished_at, published=True, rows=rows)
+    where = objectstore.location(out_dir)
+    if isinstance(where, str):
+        store = Remote.at(where)
+        with _locked(store, entry.run_id):
+            files = _publish_remote(store, tables, entry.run_id, row)
+        return PublishedSnapshot(
+            run_id=entry.run_id,
+            snapshot_date=entry.snapshot_date,
+            status=entry.status,
+            finished_at=finished_at,
+            files=files,
+            rows=rows,
+        )
+    out = where
     with _locked(out, entry.run_id):
         manifest = _manifest_for_update(out)
         if entry.run_id in manifest.column("run_id").to_pylist():
@@ -304,11 +377,23 @@ def _discard_unless_committed(out: Path, run_id: str) -> None:
 def record_failed_run(out_dir: Path | str, manifest_entry: ManifestEntry) -> None:
     """Add a manifest row for a run that published nothing (status failed); tables and
     published snapshots are not touched. The entry's `status_reason` must say why."""
-    out = Path(out_dir)
     entry = manifest_entry
     if not entry.status_reason:
         raise ValueError(f"run {entry.run_id}: a failed run needs a status_reason")
     _check_entry(entry)
+    where = objectstore.location(out_dir)
+    if isinstance(where, str):
+        store = Remote.at(where)
+        with _locked(store, entry.run_id):
+            manifest, version = _remote_manifest_for_update(store)
+            _refuse_rerun(manifest, entry.run_id, store.url_of(MANIFEST_FILE))
+            finished_at = as_utc(entry.finished_at, "finished_at") or utc_now()
+            row = _manifest_row(
+                replace(entry, status="failed"), finished_at, published=False, rows=None
+            )
+            _commit_remote(store, _append(manifest, row), version)
+        return
+    out = where
     with _locked(out, entry.run_id):
         manifest = _manifest_for_update(out)
         if entry.run_id in manifest.column("run_id").to_pylist():
@@ -545,14 +630,30 @@ def _collect_garbage(out: Path, manifest: pa.Table) -> None:
             _remove(run)
 
 
-def manifest_table(out: Path) -> pa.Table | None:
+def manifest_table(out: Path | Remote) -> pa.Table | None:
     """The manifest of `out` as written (no derived columns), or None when there is
     none; `SnapshotError` when it cannot be read or has another schema version's shape."""
-    path = out / MANIFEST_FILE
+    found = _read_manifest(out)
+    return None if found is None else found[0]
+
+
+def _read_manifest(out: Path | Remote) -> tuple[pa.Table, str | None] | None:
+    """The manifest and (on an object store) the version a conditional commit replaces."""
+    path: Path | str
+    version: str | None = None
     try:
         # Read whole, then parsed: given a path, pyarrow may open a file more than once,
         # and a manifest replaced in between would mix two files.
-        manifest = pq.read_table(pa.BufferReader(path.read_bytes()))
+        if isinstance(out, Remote):
+            path = out.url_of(MANIFEST_FILE)
+            found = out.read_versioned(MANIFEST_FILE)
+            if found is None:
+                return None
+            data, version = found
+        else:
+            path = out / MANIFEST_FILE
+            data = path.read_bytes()
+        manifest = pq.read_table(pa.BufferReader(data))
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException) as exc:
@@ -561,4 +662,101 @@ def manifest_table(out: Path) -> pa.Table | None:
         raise SnapshotError(
             f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION}"
         )
-    return manifest
+    return manifest, version
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    """A table as `_write_parquet` writes it locally: the same bytes on either store."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _refuse_rerun(manifest: pa.Table, run_id: str, where: str) -> None:
+    if run_id in manifest.column("run_id").to_pylist():
+        raise SnapshotError(f"run {run_id} is already in {where}")
+
+
+def _remote_manifest_for_update(store: Remote) -> tuple[pa.Table, str | None]:
+    """As `_manifest_for_update`, with the version the commit must replace (None: none)."""
+    found = _read_manifest(store)
+    if found is not None:
+        return found
+    data = [name for name in (RUNS_DIR, *TABLE_SCHEMAS) if store.children(name)]
+    if data:
+        raise SnapshotError(
+            f"{store.url} holds snapshot data ({', '.join(data)}) but no {MANIFEST_FILE}:"
+            " restore the manifest, or move the prefix away"
+        )
+    return MANIFEST_SCHEMA.empty_table(), None
+
+
+def _commit_remote(store: Remote, manifest: pa.Table, version: str | None) -> None:
+    """Replace the manifest object only if it is still the version read under the lock."""
+    _check_lease(store)
+    try:
+        store.put(
+            MANIFEST_FILE,
+            _parquet_bytes(manifest),
+            if_absent=version is None,
+            if_match=version,
+        )
+    except PreconditionFailed:
+        raise SnapshotError(
+            f"{store.url_of(MANIFEST_FILE)} was changed by another writer while this run held"
+            " the lock (its lease expired?): nothing was committed; rerun the night"
+        ) from None
+
+
+def _publish_remote(
+    store: Remote, tables: Mapping[str, pa.Table], run_id: str, row: Row
+) -> dict[str, Path | str]:
+    """`publish` on an object store: run objects, then the conditional manifest commit."""
+    manifest, version = _remote_manifest_for_update(store)
+    _refuse_rerun(manifest, run_id, store.url_of(MANIFEST_FILE))
+    _remote_views_and_garbage(store, manifest)
+    keys = {name: f"{RUNS_DIR}/{run_id}/{name}.parquet" for name in TABLE_SCHEMAS}
+    try:
+        for name, key in keys.items():
+            store.put(key, _parquet_bytes(tables[name]))
+        manifest = _append(manifest, row)
+        _commit_remote(store, manifest, version)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            found = manifest_table(store)
+            if run_id not in current_runs(found).values():
+                store.delete(f"{RUNS_DIR}/{run_id}", recursive=True)
+        raise
+    try:
+        _remote_views_and_garbage(store, manifest)
+    except OSError as exc:
+        log.warning("snapshot %s published; Hive view not updated: %s", run_id, exc)
+    return {name: store.url_of(key) for name, key in keys.items()}
+
+
+def _remote_views_and_garbage(store: Remote, manifest: pa.Table) -> None:
+    """`_sync_views` and `_collect_garbage` on an object store: each partition a copy of
+    the run object its date publishes (same ETag: nothing to do), then stale partitions
+    and unpublished runs deleted. One listing says what is there, so a publish costs
+    the same few requests however many nights the prefix holds."""
+    current = current_runs(manifest)
+    tokens = store.tokens()
+    for table in TABLE_SCHEMAS:
+        for snapshot_date, run_id in sorted(current.items()):
+            source = f"{RUNS_DIR}/{run_id}/{table}.parquet"
+            target = f"{table}/{PARTITION_PREFIX}{snapshot_date.isoformat()}/{PART_FILE}"
+            if source in tokens and tokens.get(target) != tokens[source]:
+                store.copy(source, target)
+    stale: set[str] = set()
+    keep = set(current.values())
+    for key in tokens:
+        top, _, rest = key.partition("/")
+        second = rest.partition("/")[0]
+        if top == RUNS_DIR and second not in keep:
+            stale.add(f"{RUNS_DIR}/{second}")
+        elif top in TABLE_SCHEMAS:
+            taken = _partition_date(second)
+            if taken is not None and taken not in current:
+                stale.add(f"{top}/{second}")
+    for prefix in sorted(stale):
+        store.delete(prefix, recursive=True)

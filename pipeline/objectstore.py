@@ -1,0 +1,328 @@
+"""Where a night's outputs live: a local folder, or a prefix of an object store.
+
+`--out` and `--raw` take a local path (as always) or an fsspec URL: `s3://bucket/prefix`,
+`gs://bucket/prefix`, ... `file:///path` is a local path and is handled exactly as one.
+Credentials come from each store's own environment (`AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL` for S3-compatible stores, ...): the pipeline
+passes none.
+
+Object stores have no rename and no flock, so what is atomic on a local disk is built
+here from what they do have: an object appears whole or not at all, and S3 (since 2024)
+takes conditional PUTs: `If-None-Match: *` (create only if absent) and `If-Match: <etag>`
+(replace only the version read). Those two make the manifest commit and the lock
+single-writer (`docs/storage.md` says how and why). On a store whose fsspec driver offers
+no conditional write the same calls check first and then write: correct with one writer,
+which the lock is there to ensure, but not proof against two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+log = logging.getLogger(__name__)
+
+LOCK_LEASE_SECONDS = float(os.environ.get("PIPELINE_LOCK_LEASE_SECONDS", "120"))
+"""An object-store lock not renewed for this long belongs to a holder that is gone (its
+machine died: a local process's exit is seen at once). The holder renews it every third
+of this."""
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: the object exists (create) or changed (replace)."""
+
+
+def is_remote(location: str | Path) -> bool:
+    """Whether `location` is an object-store URL (a `file://` URL is a local path)."""
+    if isinstance(location, Path):
+        return False
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme.isidentifier() and scheme != "file"
+
+
+def local_path(location: str | Path) -> Path:
+    """A local location as a Path (`file:///x` -> `/x`)."""
+    if isinstance(location, Path):
+        return location
+    return Path(location.removeprefix("file://"))
+
+
+def location(value: str | Path) -> Path | str:
+    """What a `--out`/`--raw` value names: a local Path, or an object-store URL (str)."""
+    return value.rstrip("/") if isinstance(value, str) and is_remote(value) else local_path(value)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A prefix of an object store (its URL without a trailing slash)."""
+
+    url: str
+    fs: AbstractFileSystem
+    root: str
+    """The prefix as the filesystem names it (no protocol)."""
+
+    @classmethod
+    def at(cls, url: str) -> Remote:
+        from fsspec.core import url_to_fs  # only for object stores: `import pipeline` stays light
+
+        url = url.rstrip("/")
+        try:
+            # No listings cache: another machine may have written since the last look.
+            fs, root = url_to_fs(url, use_listings_cache=False)
+        except (ImportError, ValueError) as exc:
+            raise ValueError(f"{url}: no object store for this URL ({exc})") from None
+        return cls(url=url, fs=fs, root=root.rstrip("/"))
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def url_of(self, key: str) -> str:
+        return f"{self.url}/{key}" if key else self.url
+
+    @property
+    def _s3(self) -> bool:
+        protocol = self.fs.protocol
+        return bool({"s3", "s3a"} & set((protocol,) if isinstance(protocol, str) else protocol))
+
+    def read(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError when there is none."""
+        data: bytes = self.fs.cat_file(self.path(key))
+        return data
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and the version token a conditional replace needs, or None."""
+        try:
+            info = self.fs.info(self.path(key))
+            data = self.read(key)
+        except FileNotFoundError:
+            return None
+        token = _token(info)
+        if self._s3:
+            # The bytes and the ETag must be of one version: read again if it changed between.
+            again = _token(self.fs.info(self.path(key)))
+            if again != token:
+                return self.read_versioned(key)
+        return data, token
+
+    def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        """Write the object whole; with `if_absent` only if there is none, with `if_match`
+        only if it is still the version read. Returns the new version token;
+        `PreconditionFailed` when the condition does not hold."""
+        path = self.path(key)
+        if self._s3:
+            kwargs: dict[str, Any] = {}
+            if if_absent:
+                kwargs["IfNoneMatch"] = "*"
+            if if_match is not None:
+                kwargs["IfMatch"] = if_match
+            try:
+                answer = self.fs.pipe_file(path, data, **kwargs)
+            except OSError as exc:
+                if _precondition(exc):
+                    raise PreconditionFailed(f"{self.url_of(key)}: {exc}") from exc
+                raise
+            return str(answer.get("ETag", "")) if isinstance(answer, Mapping) else ""
+        return self._put_checked(key, data, if_absent=if_absent, if_match=if_match)
+
+    def _put_checked(self, key: str, data: bytes, *, if_absent: bool, if_match: str | None) -> str:
+        path = self.path(key)
+        if if_absent or if_match is not None:
+            try:
+                current: str | None = _token(self.fs.info(path))
+            except FileNotFoundError:
+                current = None
+            if if_absent and current is not None:
+                raise PreconditionFailed(f"{self.url_of(key)} exists")
+            if if_match is not None and current != if_match:
+                raise PreconditionFailed(f"{self.url_of(key)} changed")
+        self.fs.pipe_file(path, data)
+        return _token(self.fs.info(path))
+
+    def delete(self, key: str, *, recursive: bool = False) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(key), recursive=recursive)
+
+    def children(self, key: str) -> list[str]:
+        """Names directly under `key/` (objects and pseudo-folders); [] when none."""
+        try:
+            entries = self.fs.ls(self.path(key), detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        prefix = self.path(key).rstrip("/") + "/"
+        return sorted(
+            {str(e).rstrip("/").removeprefix(prefix) for e in entries if str(e) != prefix[:-1]}
+        )
+
+    def tokens(self) -> dict[str, str]:
+        """Every object under the prefix (its key relative to it) -> its version token, in
+        one listing: what `token` per object would ask one request each for."""
+        found = self.fs.find(self.root, detail=True)
+        prefix = self.root + "/"
+        return {
+            str(name).removeprefix(prefix): _token(info)
+            for name, info in found.items()
+            if str(name).startswith(prefix) and info.get("type") != "directory"
+        }
+
+    def token(self, key: str) -> str | None:
+        try:
+            return _token(self.fs.info(self.path(key)))
+        except FileNotFoundError:
+            return None
+
+    def copy(self, source: str, target: str) -> None:
+        """Server-side copy where the store has one (S3 does)."""
+        self.fs.copy(self.path(source), self.path(target))
+
+
+def _token(info: Mapping[str, Any]) -> str:
+    for name in ("ETag", "etag", "md5Hash", "generation"):
+        if info.get(name):
+            return str(info[name])
+    return (
+        f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('created')}"
+    )
+
+
+def _precondition(exc: OSError) -> bool:
+    if isinstance(exc, FileExistsError):
+        return True
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if isinstance(response, Mapping):
+        code = str(response.get("Error", {}).get("Code", ""))
+        if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return True
+    return exc.errno == errno.EINVAL and "pre-condition" in str(exc)
+
+
+class LockHeld(Exception):
+    """Another live writer holds the lock; `holder` is what it wrote there."""
+
+    def __init__(self, holder: Mapping[str, Any] | None) -> None:
+        super().__init__("held")
+        self.holder = dict(holder or {})
+
+
+class Lease:
+    """An exclusive lock as one object: created with a conditional PUT (only one creator
+    wins), renewed by its holder every third of the lease (a conditional replace of the
+    version it wrote), deleted at release. A lock whose holder is gone is taken over:
+    at once when the holder was a process on this host that no longer exists (as a local
+    flock is released at exit), else once it has not been renewed for the lease."""
+
+    def __init__(self, store: Remote, key: str, run_id: str, lease_seconds: float) -> None:
+        self.store = store
+        self.key = key
+        self.lease_seconds = lease_seconds
+        self.holder: dict[str, Any] = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "run_id": run_id,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self._token: str | None = None
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        renewed = {"renewed_at": datetime.now(UTC).isoformat(), "lease_seconds": self.lease_seconds}
+        return json.dumps({**self.holder, **renewed}).encode()
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `LockHeld` naming its live holder."""
+        for _ in range(3):
+            try:
+                self._token = self.store.put(self.key, self._body(), if_absent=True)
+                break
+            except PreconditionFailed:
+                pass
+            found = self.store.read_versioned(self.key)
+            if found is None:
+                continue  # released in between: try again
+            holder = _parse_holder(found[0])
+            if not _stale(holder):
+                raise LockHeld(holder)
+            try:
+                self._token = self.store.put(self.key, self._body(), if_match=found[1])
+                break
+            except PreconditionFailed:
+                continue  # another taker was faster, or the holder renewed: look again
+        else:
+            found = self.store.read_versioned(self.key)
+            raise LockHeld(_parse_holder(found[0]) if found else None)
+        self._renewer = threading.Thread(target=self._renew, name="lock-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self._token = self.store.put(self.key, self._body(), if_match=self._token)
+            except PreconditionFailed:
+                self._lost = f"the lock {self.store.url_of(self.key)} was taken over"
+                return
+            except Exception as exc:  # retried at the next beat: the lease leaves time for it
+                log.warning("renewing the lock %s failed: %s", self.store.url_of(self.key), exc)
+
+    def check(self) -> None:
+        """Raise if the lock was taken over (this holder was thought gone)."""
+        if self._lost:
+            raise LockHeld({"lost": self._lost})
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        if self._lost or self._token is None:
+            return
+        # Only the version this holder wrote: a lock taken over since is not ours to delete.
+        if self.store.token(self.key) == self._token:
+            self.store.delete(self.key)
+
+
+def _parse_holder(data: bytes) -> dict[str, Any]:
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _stale(holder: Mapping[str, Any]) -> bool:
+    pid = holder.get("pid")
+    if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+        return True
+    try:
+        renewed = datetime.fromisoformat(str(holder["renewed_at"]))
+        lease = float(holder.get("lease_seconds", LOCK_LEASE_SECONDS))
+    except (KeyError, ValueError, TypeError):
+        return True  # not a lock this pipeline wrote whole: nobody renews it
+    return (datetime.now(UTC) - renewed).total_seconds() > lease
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
