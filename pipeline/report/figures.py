@@ -1,0 +1,315 @@
+"""The nightly report's figure data: published tables in, small DataFrames out (pure).
+
+Each builder reads only the columns it names, so a test (or an older night whose tables
+lack a later column) can hand it a table of just those. Every frame it returns has plain
+NumPy/Python columns, never Arrow-backed ones, and is empty when there is nothing to show:
+the renderer turns an empty frame into a "no data yet" panel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import combinations
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from pipeline.records import STATUSES
+from pipeline.report.summary import LOOKUPS, summarise_tables
+
+OTHER = "other"
+"""The group of every category or task past the top ones."""
+
+TOP_CATEGORIES = 6
+TOP_TASKS = 6
+TOP_MODELS = 10
+OVERLAP_DOCUMENTS_MAX = 12
+"""A heat map stays readable up to a dozen lists; past that, the lists with most papers."""
+NEW_ITEMS_MAX = 100
+"""Rows listed per "what is new" panel; the rest are counted."""
+HEALTH_NIGHTS = 30
+ENTITY_KINDS = ("paper", "model")
+"""What the "what is new" panels list (the changes table's `entity_type`)."""
+
+
+def _rows(table: pa.Table | None, columns: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows of `table` with only `columns` (those it has); none for no table."""
+    if table is None:
+        return []
+    present = [name for name in columns if name in table.column_names]
+    rows: list[dict[str, Any]] = table.select(present).to_pylist()
+    return rows
+
+
+def _ranked(values: Iterable[str], top: int) -> list[str]:
+    """The `top` most frequent values, most frequent first (ties by name)."""
+    counts = Counter(values)
+    return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+
+
+UNKNOWN = "unknown"
+"""The group of rows without a category or task."""
+
+
+def _grouped(value: str | None, kept: set[str]) -> str:
+    if not value:
+        return UNKNOWN
+    return value if value in kept else OTHER
+
+
+# -- papers per month -----------------------------------------------------------------------
+
+
+def papers_per_month(papers: pa.Table | None, top: int = TOP_CATEGORIES) -> pd.DataFrame:
+    """Papers by the month of their first version (`published`, UTC) and primary category:
+    columns month (`YYYY-MM`), category, papers; the `top` categories by papers, the
+    rest as `other`. Papers without a first-version date (not found, never resolved)
+    are left out."""
+    rows = [r for r in _rows(papers, ("published", "primary_category")) if r.get("published")]
+    kept = set(_ranked((r["primary_category"] for r in rows if r.get("primary_category")), top))
+    counts = Counter(
+        (f"{r['published']:%Y-%m}", _grouped(r.get("primary_category"), kept)) for r in rows
+    )
+    frame = pd.DataFrame(
+        [(month, category, n) for (month, category), n in sorted(counts.items())],
+        columns=["month", "category", "papers"],
+    )
+    return frame.astype({"papers": "int64"})
+
+
+# -- what is new -----------------------------------------------------------------------------
+
+NEW_COLUMNS = ["kind", "entity_id", "title", "documents", "url"]
+
+
+@dataclass(frozen=True)
+class NewSince:
+    """What is in tonight's snapshot and was not in an earlier one."""
+
+    since: date | None
+    """The earlier snapshot's date; None when there is none (a first night)."""
+    added: pd.DataFrame
+    """Columns `NEW_COLUMNS`, papers first, then models; by ID."""
+    removed: dict[str, int]
+    """Entities of each kind in the earlier snapshot and not in tonight's."""
+
+
+def _entities(papers: pa.Table | None, models: pa.Table | None) -> dict[tuple[str, str], Row]:
+    found: dict[tuple[str, str], Row] = {}
+    for row in _rows(papers, ("arxiv_id", "title", "documents", "abs_url")):
+        found["paper", row["arxiv_id"]] = {
+            "title": row.get("title"),
+            "documents": row.get("documents") or [],
+            "url": row.get("abs_url") or f"https://arxiv.org/abs/{row['arxiv_id']}",
+        }
+    for row in _rows(models, ("repo_id", "pipeline_tag", "documents")):
+        found["model", row["repo_id"]] = {
+            "title": row.get("pipeline_tag"),
+            "documents": row.get("documents") or [],
+            "url": f"https://huggingface.co/{row['repo_id']}",
+        }
+    return found
+
+
+Row = dict[str, Any]
+
+
+def _new_frame(
+    tonight: Mapping[tuple[str, str], Row], keys: Iterable[tuple[str, str]]
+) -> pd.DataFrame:
+    order = {kind: i for i, kind in enumerate(ENTITY_KINDS)}
+    rows = [
+        (
+            kind,
+            entity_id,
+            tonight[kind, entity_id]["title"] or "",
+            ", ".join(tonight[kind, entity_id]["documents"]),
+            tonight[kind, entity_id]["url"],
+        )
+        for kind, entity_id in sorted(keys, key=lambda k: (order[k[0]], k[1]))
+        if (kind, entity_id) in tonight
+    ]
+    return pd.DataFrame(rows, columns=NEW_COLUMNS)
+
+
+def new_since_previous(
+    changes: pa.Table | None, papers: pa.Table | None, models: pa.Table | None
+) -> NewSince:
+    """Papers and models the night's `changes` table says were added since the previous
+    snapshot. A first night (no `previous_snapshot_date`) has no previous to compare with:
+    nothing is listed."""
+    rows = _rows(changes, ("entity_type", "entity_id", "change", "previous_snapshot_date"))
+    since = next((r["previous_snapshot_date"] for r in rows if r["previous_snapshot_date"]), None)
+    if since is None:
+        return NewSince(None, pd.DataFrame(columns=NEW_COLUMNS), {})
+    ours = [r for r in rows if r["entity_type"] in ENTITY_KINDS]
+    added = [(r["entity_type"], r["entity_id"]) for r in ours if r["change"] == "added"]
+    removed = Counter(r["entity_type"] for r in ours if r["change"] == "removed")
+    return NewSince(
+        since, _new_frame(_entities(papers, models), added), {k: removed[k] for k in ENTITY_KINDS}
+    )
+
+
+def new_since_snapshot(
+    since: date | None,
+    papers: pa.Table | None,
+    models: pa.Table | None,
+    earlier_papers: pa.Table | None,
+    earlier_models: pa.Table | None,
+) -> NewSince:
+    """Papers and models in tonight's tables and not in an earlier snapshot's (of `since`;
+    None when there is no such snapshot: nothing is listed)."""
+    if since is None:
+        return NewSince(None, pd.DataFrame(columns=NEW_COLUMNS), {})
+    tonight = _entities(papers, models)
+    earlier = _entities(earlier_papers, earlier_models)
+    removed = Counter(kind for kind, _ in earlier.keys() - tonight.keys())
+    return NewSince(
+        since,
+        _new_frame(tonight, tonight.keys() - earlier.keys()),
+        {k: removed[k] for k in ENTITY_KINDS},
+    )
+
+
+# -- overlap of the lists --------------------------------------------------------------------
+
+
+def list_overlap(papers: pa.Table | None, most: int = OVERLAP_DOCUMENTS_MAX) -> pd.DataFrame:
+    """Papers shared between reading lists: a square frame, documents on both axes (the
+    `most` with most papers, by papers then name); a cell counts the papers both
+    mention, the diagonal each list's papers. Empty with fewer than two lists."""
+    mentions = [sorted(set(r.get("documents") or [])) for r in _rows(papers, ("documents",))]
+    documents = _ranked((d for ds in mentions for d in ds), most)
+    if len(documents) < 2:
+        return pd.DataFrame()
+    frame = pd.DataFrame(0, index=documents, columns=documents, dtype="int64")
+    kept = set(documents)
+    for mentioned in mentions:
+        ours = [d for d in mentioned if d in kept]
+        for d in ours:
+            frame.loc[d, d] += 1
+        for a, b in combinations(ours, 2):
+            frame.loc[a, b] += 1
+            frame.loc[b, a] += 1
+    return frame
+
+
+# -- models: sizes over time, the biggest, the most downloaded -------------------------------
+
+
+def model_sizes(models: pa.Table | None, top: int = TOP_TASKS) -> pd.DataFrame:
+    """Models with a parameter count and a creation date: columns repo_id, created_at
+    (naive UTC), params, task (`pipeline_tag`; the `top` tasks by models, the rest
+    `other`, none `unknown`), by creation date."""
+    rows = [
+        r
+        for r in _rows(models, ("repo_id", "created_at", "params_total", "pipeline_tag"))
+        if r.get("params_total") and r.get("created_at")
+    ]
+    kept = set(_ranked((r["pipeline_tag"] for r in rows if r.get("pipeline_tag")), top))
+    frame = pd.DataFrame(
+        [
+            (
+                r["repo_id"],
+                r["created_at"].replace(tzinfo=None),
+                int(r["params_total"]),
+                _grouped(r.get("pipeline_tag"), kept),
+            )
+            for r in rows
+        ],
+        columns=["repo_id", "created_at", "params", "task"],
+    )
+    return frame.sort_values(["created_at", "repo_id"], ignore_index=True)
+
+
+def top_models(models: pa.Table | None, by: str, n: int = TOP_MODELS) -> pd.DataFrame:
+    """The `n` models with the largest `by` (`params_total`, `downloads`): columns
+    repo_id, value, task; largest first (ties by ID). Models without a value are left
+    out."""
+    rows = [r for r in _rows(models, ("repo_id", by, "pipeline_tag")) if r.get(by) is not None]
+    rows.sort(key=lambda r: (-r[by], r["repo_id"]))
+    return pd.DataFrame(
+        [(r["repo_id"], int(r[by]), r.get("pipeline_tag") or UNKNOWN) for r in rows[:n]],
+        columns=["repo_id", "value", "task"],
+    )
+
+
+# -- coverage --------------------------------------------------------------------------------
+
+ALL_LISTS = "all lists"
+
+
+def coverage(papers: pa.Table | None) -> pd.DataFrame:
+    """Papers with code and with models, for all lists together (first row, `ALL_LISTS`)
+    and per list (by name): columns document, papers, with_code, with_models. Code: a
+    code link beside the paper in a list, a GitHub repo on arXiv or on its paper page;
+    models: a Hub model citing it."""
+    columns = ("documents", "code_urls", "github_repos", "hf_github_repo", "hf_models")
+    tally: dict[str, list[int]] = {}
+    for row in _rows(papers, columns):
+        code = bool(row.get("code_urls") or row.get("github_repos") or row.get("hf_github_repo"))
+        model = bool(row.get("hf_models"))
+        for document in [ALL_LISTS, *sorted(set(row.get("documents") or []))]:
+            counts = tally.setdefault(document, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += code
+            counts[2] += model
+    order = [ALL_LISTS, *sorted(d for d in tally if d != ALL_LISTS)] if tally else []
+    return pd.DataFrame(
+        [(d, *tally[d]) for d in order], columns=["document", "papers", "with_code", "with_models"]
+    )
+
+
+# -- data health -----------------------------------------------------------------------------
+
+HEALTH_COLUMNS = ["snapshot_date", "lookup", *STATUSES]
+
+
+def lookup_health(nights: Mapping[date, Mapping[str, pa.Table]]) -> pd.DataFrame:
+    """Rows of each lookup by status, per night: columns `HEALTH_COLUMNS`, by date and
+    lookup (in `LOOKUPS` order). `nights` maps a snapshot date to its entity tables
+    (their status columns suffice)."""
+    rows = []
+    for day in sorted(nights):
+        counts, _, _ = summarise_tables(dict(nights[day]))
+        for lookup in LOOKUPS:
+            if lookup.name in counts:
+                rows.append((day, lookup.label, *(counts[lookup.name][s] for s in STATUSES)))
+    return pd.DataFrame(rows, columns=HEALTH_COLUMNS)
+
+
+def run_health(manifest: pd.DataFrame, until: date, nights: int = HEALTH_NIGHTS) -> pd.DataFrame:
+    """The manifest's runs of the `nights` nights up to `until`: columns snapshot_date,
+    run_id, status (ok, partial, failed), published, current, finished_at (naive UTC);
+    by date then finish."""
+    columns = ["snapshot_date", "run_id", "status", "published", "current", "finished_at"]
+    if manifest.empty:
+        return pd.DataFrame(columns=columns)
+    start = until - timedelta(days=nights - 1)
+    rows = [
+        (
+            r["snapshot_date"],
+            r["run_id"],
+            r["status"],
+            bool(r["published"]),
+            bool(r.get("current", False)),
+            _naive(r["finished_at"]),
+        )
+        for r in manifest.to_dict("records")
+        if start <= _day(r["snapshot_date"]) <= until
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["snapshot_date", "finished_at"], ignore_index=True)
+
+
+def _day(value: Any) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _naive(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).to_pydatetime()
