@@ -92,14 +92,13 @@ MODELS = table(
 )
 
 
-def changes(rows: list[tuple[str, str, str]], since: date | None) -> pa.Table:
+def changes(rows: list[tuple[str, str, str]]) -> pa.Table:
     return table(
         "changes",
         {
             "entity_type": [r[0] for r in rows],
             "entity_id": [r[1] for r in rows],
             "change": [r[2] for r in rows],
-            "previous_snapshot_date": [since] * len(rows),
         },
     )
 
@@ -113,7 +112,7 @@ def test_new_since_the_previous_night_lists_what_the_changes_table_added() -> No
         ("dataset", "a/b", "added"),  # not a paper or a model: not listed
     ]
 
-    new = figures.new_since_previous(changes(rows, date(2026, 3, 1)), PAPERS, MODELS)
+    new = figures.new_since_previous(date(2026, 3, 1), changes(rows), PAPERS, MODELS)
 
     assert new.since == date(2026, 3, 1)
     assert new.removed == {"paper": 1, "model": 0}
@@ -130,11 +129,25 @@ def test_new_since_the_previous_night_lists_what_the_changes_table_added() -> No
 
 
 def test_a_first_night_has_no_previous_night_to_list_news_against() -> None:
-    first = changes([("paper", "2409.12191", "added")], None)
+    first = changes([("paper", "2409.12191", "added")])
 
-    new = figures.new_since_previous(first, PAPERS, MODELS)
+    new = figures.new_since_previous(None, first, PAPERS, MODELS)
 
     assert new.since is None and new.added.empty
+
+
+def test_a_night_that_changed_nothing_has_nothing_new_since_the_previous_one() -> None:
+    new = figures.new_since_previous(date(2026, 3, 1), changes([]), PAPERS, MODELS)
+
+    assert (
+        new.since == date(2026, 3, 1)
+        and new.added.empty
+        and new.removed
+        == {
+            "paper": 0,
+            "model": 0,
+        }
+    )
 
 
 @pytest.mark.parametrize(

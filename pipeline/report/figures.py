@@ -137,20 +137,23 @@ def _new_frame(
 
 
 def new_since_previous(
-    changes: pa.Table | None, papers: pa.Table | None, models: pa.Table | None
+    previous: date | None,
+    changes: pa.Table | None,
+    papers: pa.Table | None,
+    models: pa.Table | None,
 ) -> NewSince:
     """Papers and models the night's `changes` table says were added since the previous
-    snapshot. A first night (no `previous_snapshot_date`) has no previous to compare with:
-    nothing is listed."""
-    rows = _rows(changes, ("entity_type", "entity_id", "change", "previous_snapshot_date"))
-    since = next((r["previous_snapshot_date"] for r in rows if r["previous_snapshot_date"]), None)
-    if since is None:
+    snapshot (of `previous`; None on a first night: nothing is listed)."""
+    if previous is None:
         return NewSince(None, pd.DataFrame(columns=NEW_COLUMNS), {})
+    rows = _rows(changes, ("entity_type", "entity_id", "change"))
     ours = [r for r in rows if r["entity_type"] in ENTITY_KINDS]
     added = [(r["entity_type"], r["entity_id"]) for r in ours if r["change"] == "added"]
     removed = Counter(r["entity_type"] for r in ours if r["change"] == "removed")
     return NewSince(
-        since, _new_frame(_entities(papers, models), added), {k: removed[k] for k in ENTITY_KINDS}
+        previous,
+        _new_frame(_entities(papers, models), added),
+        {k: removed[k] for k in ENTITY_KINDS},
     )
 
 

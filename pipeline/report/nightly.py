@@ -60,14 +60,16 @@ def _snapshot_date(tables: Tables | None) -> date | None:
 def report_html(
     page: ReportPage,
     tables: Tables,
+    previous: date | None,
     week_ago: Tables | None,
     nights: Mapping[date, Tables],
     manifest: pd.DataFrame,
     health_nights: int = figures.HEALTH_NIGHTS,
 ) -> str:
     """The report of one night: its tables (its changes table says what is new since the
-    previous snapshot), those of the latest snapshot a week older (None: none is), the
-    status columns of the nights of the health window, and the manifest."""
+    previous snapshot, of `previous`: None on a first night), those of the latest snapshot
+    a week older (None: none is), the status columns of the nights of the health window,
+    and the manifest."""
     papers, models = tables.get("papers"), tables.get("models")
     week = figures.new_since_snapshot(
         _snapshot_date(week_ago),
@@ -76,7 +78,7 @@ def report_html(
         (week_ago or {}).get("papers"),
         (week_ago or {}).get("models"),
     )
-    since_previous = figures.new_since_previous(tables.get("changes"), papers, models)
+    since_previous = figures.new_since_previous(previous, tables.get("changes"), papers, models)
     lookups = figures.lookup_health(nights)
     runs = figures.run_health(manifest, page.snapshot_date, health_nights)
     panels = [
@@ -214,6 +216,7 @@ def write_report(
     text = report_html(
         page,
         tables,
+        max((night for night in runs if night < day), default=None),
         previous_tables(out, before=day - timedelta(days=WEEK_DAYS - 1)),
         nights,
         manifest,
