@@ -23,6 +23,7 @@ from benchmarks.sections import (
     CommandRun,
     ExtractionResult,
     FaultsResult,
+    ReportResult,
     ResolutionResult,
     ScaleResult,
     WaitMeasure,
@@ -46,6 +47,11 @@ WARM_DIRECT_SECONDS_MAX = 5.0
 FAULTS_PAPERS_OK_MIN = 0.95
 FAULTS_MODELS_OK_MIN = 0.90
 """The operations issue: what a first night against faults must still resolve."""
+REPORT_SEEDS_SECONDS_MAX = 10.0
+REPORT_SCALE_SECONDS_MAX = 60.0
+REPORT_SEEDS_MB_MAX = 5.0
+"""The analysts' issue: the nightly HTML report's build time (seeds; a 20,000-paper
+snapshot) and the seeds' file size."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class Results:
     corpus: CorpusSummary | None = None
     extraction: dict[str, ExtractionResult] = field(default_factory=dict)
     scale: list[ScaleResult] = field(default_factory=list)
+    report: list[ReportResult] = field(default_factory=list)
 
 
 def results_from_json(data: dict[str, Any]) -> Results:
@@ -95,6 +102,7 @@ def results_from_json(data: dict[str, Any]) -> Results:
             for mode, value in data.get("extraction", {}).items()
         },
         scale=[load_dataclass(ScaleResult, value) for value in data.get("scale", [])],
+        report=[load_dataclass(ReportResult, value) for value in data.get("report", [])],
     )
 
 
@@ -264,6 +272,34 @@ def extraction_targets(
     return targets
 
 
+def report_targets(builds: Sequence[ReportResult]) -> list[Target]:
+    """Build time of the first report in a fresh process (imports included), per build
+    measured; the seeds' file size. A build of fewer than 20,000 papers (quick mode) is
+    held to the seeds' time."""
+    targets: list[Target] = []
+    for build in builds:
+        limit = REPORT_SCALE_SECONDS_MAX if build.papers >= 20_000 else REPORT_SEEDS_SECONDS_MAX
+        targets.append(
+            Target(
+                f"Nightly report build, {build.label} ({build.papers:,} papers)",
+                f"< {limit:g} s",
+                f"{build.first_seconds:.2f} s (first build, imports included)",
+                build.first_seconds < limit,
+            )
+        )
+        if build.seeds:
+            size_mb = build.size_bytes / MB
+            targets.append(
+                Target(
+                    "Nightly report size, the seeds",
+                    f"< {REPORT_SEEDS_MB_MAX:g} MB",
+                    f"{size_mb:.2f} MB",
+                    size_mb < REPORT_SEEDS_MB_MAX,
+                )
+            )
+    return targets
+
+
 def all_targets(results: Results) -> list[Target]:
     targets: list[Target] = []
     if results.resolution:
@@ -272,6 +308,7 @@ def all_targets(results: Results) -> list[Target]:
         targets += cli_targets(results.cli)
     targets += faults_targets(results.faults)
     targets += extraction_targets(results.extraction, results.corpus)
+    targets += report_targets(results.report)
     return targets
 
 
@@ -324,6 +361,8 @@ def render_generated(results: Results, machine: Machine) -> str:
         lines += _extraction_section(results.extraction, results.corpus)
     if results.scale:
         lines += _scale_section(results.scale)
+    if results.report:
+        lines += _report_section(results.report)
     lines += [END]
     return "\n".join(lines) + "\n"
 
@@ -777,6 +816,54 @@ def _scale_section(points: list[ScaleResult]) -> list[str]:
             "RSS growth / peak (MB)",
             "store (MB)",
             "ok papers / models",
+        ),
+        rows,
+    )
+    lines.append("")
+    return lines
+
+
+def _report_section(builds: list[ReportResult]) -> list[str]:
+    lines = [
+        "## 6. The nightly HTML report",
+        "",
+        "`pipeline.report.nightly.write_report` of the latest night, in a process of its own"
+        " (`benchmarks/sections.py`): *first* is the first build in that process, the"
+        " imports (pandas, matplotlib) included, as `pipeline report` and a night pay it;"
+        " *again* the builds after it. *The seeds*: two nights of `pipeline run` a week"
+        " apart against the double (the second `--offline`). *Synthetic*: three published"
+        " nights (a week, a day and no day before; 95 %, 99 % and all of the papers and"
+        " models) of `benchmarks.corpus.synthetic_snapshot`, spread over 20 lists, with a"
+        " changes table, no links table (the report reads none).",
+        "",
+    ]
+    rows = [
+        (
+            b.label,
+            str(b.nights),
+            f"{b.papers:,}",
+            f"{b.models:,}",
+            _s(b.first_seconds),
+            _s(b.cpu_seconds),
+            ", ".join(_s(x) for x in b.seconds) or "-",
+            f"{b.size_bytes / 1024:,.0f}",
+            f"{b.peak_rss_mb - b.rss_before_mb:.0f} / {b.peak_rss_mb:.0f}",
+            ", ".join(b.empty_panels) or "none",
+        )
+        for b in builds
+    ]
+    lines += _table(
+        (
+            "snapshot",
+            "nights",
+            "papers",
+            "models",
+            "first build (s)",
+            "its CPU (s)",
+            "again (s)",
+            "file (KB)",
+            "RSS growth / peak (MB)",
+            "panels with no data yet",
         ),
         rows,
     )

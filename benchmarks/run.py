@@ -9,7 +9,8 @@ loopback double running in a process of its own (`benchmarks.double`):
 3. faults: a first night of the seeds against the operations issue's faults, with the
    real Hub window, the real arXiv delay and the default retries (one night per seed);
 4. extraction: the links stage vs the bare markdown parser on a synthetic corpus;
-5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new.
+5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new;
+6. report: the nightly HTML report of the seeds and of a synthetic 20k-paper snapshot.
 
 The full run (~35 minutes on 2 cores, two faults nights of ~7 minutes each included)
 writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
@@ -49,6 +50,8 @@ from benchmarks.sections import (
     ExtractionResult,
     FaultsConfig,
     FaultsResult,
+    ReportConfig,
+    ReportResult,
     ResolutionConfig,
     ResolutionResult,
     ScaleConfig,
@@ -58,7 +61,7 @@ from benchmarks.sections import (
 )
 from pipeline.config import PROJECT_ROOT
 
-SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale")
+SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale", "report")
 RESULTS_FILE = BENCHMARKS_DIR / "RESULTS.md"
 
 
@@ -90,6 +93,8 @@ class Plan:
     scale_latency_seconds: float
     scale_delay_seconds: float
     scale_points: tuple[ScalePoint, ...]
+    report_papers: int = 20_000
+    """The synthetic snapshot the report is built of (a quarter as many models)."""
 
 
 def _scale_points(small: int, large: int, sizes: Sequence[int]) -> tuple[ScalePoint, ...]:
@@ -135,6 +140,7 @@ QUICK = Plan(
     scale_latency_seconds=0.01,
     scale_delay_seconds=0.02,
     scale_points=_scale_points(1_000, 2_000, (1_000, 2_000)),
+    report_papers=2_000,
 )
 
 
@@ -258,6 +264,19 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
                 fresh_store=point.fresh,
             )
             results.scale.append(load_dataclass(ScaleResult, runner.section("scale", scale_config)))
+    if "report" in sections:
+        _say("report: the nightly HTML report of the seeds")
+        report = ReportConfig(str(work / "report" / "seeds"), "the seeds", seeds_dir=seeds)
+        results.report.append(load_dataclass(ReportResult, runner.section("report", report)))
+        papers = plan.report_papers
+        _say(f"report: the nightly HTML report of {papers:,} synthetic papers")
+        report = ReportConfig(
+            str(work / "report" / "synthetic"),
+            f"synthetic {papers:,}",
+            papers=papers,
+            models=papers // 4,
+        )
+        results.report.append(load_dataclass(ReportResult, runner.section("report", report)))
     results.load_average["end"] = list(os.getloadavg())
     return results
 

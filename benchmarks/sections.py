@@ -827,6 +827,7 @@ class ReportConfig:
 @dataclass
 class ReportResult:
     label: str
+    seeds: bool
     nights: int
     papers: int
     models: int
@@ -914,6 +915,7 @@ def report_build(config: ReportConfig) -> ReportResult:
     empty = re.findall(r'<section id="([a-z-]+)"[^>]*>(?:(?!</section>).)*data-empty', text, re.S)
     return ReportResult(
         label=config.label,
+        seeds=config.seeds_dir is not None,
         nights=nights,
         papers=rows["papers"],
         models=rows["models"],
