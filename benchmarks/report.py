@@ -273,9 +273,9 @@ def extraction_targets(
 
 
 def report_targets(builds: Sequence[ReportResult]) -> list[Target]:
-    """Build time of the first report in a fresh process (imports included), per build
-    measured; the seeds' file size. A build of fewer than 20,000 papers (quick mode) is
-    held to the seeds' time."""
+    """Build time of `pipeline report` (start to exit, every import included), per
+    snapshot measured; the seeds' file size. A snapshot of fewer than 20,000 papers (quick
+    mode) is held to the seeds' time."""
     targets: list[Target] = []
     for build in builds:
         limit = REPORT_SCALE_SECONDS_MAX if build.papers >= 20_000 else REPORT_SEEDS_SECONDS_MAX
@@ -283,8 +283,8 @@ def report_targets(builds: Sequence[ReportResult]) -> list[Target]:
             Target(
                 f"Nightly report build, {build.label} ({build.papers:,} papers)",
                 f"< {limit:g} s",
-                f"{build.first_seconds:.2f} s (first build, imports included)",
-                build.first_seconds < limit,
+                f"{build.command_seconds:.2f} s (`pipeline report`, start to exit)",
+                build.command_seconds < limit,
             )
         )
         if build.seeds:
@@ -827,14 +827,16 @@ def _report_section(builds: list[ReportResult]) -> list[str]:
     lines = [
         "## 6. The nightly HTML report",
         "",
-        "`pipeline.report.nightly.write_report` of the latest night, in a process of its own"
-        " (`benchmarks/sections.py`): *first* is the first build in that process, the"
-        " imports (pandas, matplotlib) included, as `pipeline report` and a night pay it;"
-        " *again* the builds after it. *The seeds*: two nights of `pipeline run` a week"
-        " apart against the double (the second `--offline`). *Synthetic*: three published"
-        " nights (a week, a day and no day before; 95 %, 99 % and all of the papers and"
-        " models) of `benchmarks.corpus.synthetic_snapshot`, spread over 20 lists, with a"
-        " changes table, no links table (the report reads none).",
+        "*`pipeline report`*: the command of the latest night, from its process's start"
+        " to its exit (every import included), as a user runs it; then"
+        " `pipeline.report.nightly.write_report` in the section's process: *first* its"
+        " first build there (matplotlib's import included; pandas and pyarrow were loaded"
+        " to publish), *again* the builds after it (a night pays about *first*)."
+        " *The seeds*: two nights of `pipeline run` a week apart against the double (the"
+        " second `--offline`). *Synthetic*: three published nights (a week, a day and no"
+        " day before; 95 %, 99 % and all of the papers and models) of"
+        " `benchmarks.corpus.synthetic_snapshot`, spread over 20 lists, with a changes"
+        " table, no links table (the report reads none).",
         "",
     ]
     rows = [
@@ -843,6 +845,7 @@ def _report_section(builds: list[ReportResult]) -> list[str]:
             str(b.nights),
             f"{b.papers:,}",
             f"{b.models:,}",
+            _s(b.command_seconds),
             _s(b.first_seconds),
             _s(b.cpu_seconds),
             ", ".join(_s(x) for x in b.seconds) or "-",
@@ -858,6 +861,7 @@ def _report_section(builds: list[ReportResult]) -> list[str]:
             "nights",
             "papers",
             "models",
+            "`pipeline report` (s)",
             "first build (s)",
             "its CPU (s)",
             "again (s)",

@@ -806,9 +806,10 @@ def _report(
         nights=2,
         papers=papers,
         models=papers // 8,
-        first_seconds=seconds,
+        command_seconds=seconds,
+        first_seconds=seconds / 2,
         seconds=[seconds / 3],
-        cpu_seconds=seconds / 2,
+        cpu_seconds=seconds / 4,
         size_bytes=int(size_mb * MB),
         empty_panels=[],
         rss_before_mb=140.0,
@@ -848,6 +849,9 @@ def test_a_synthetic_snapshot_publishes_and_the_report_section_builds_it(tmp_pat
     assert (result.nights, result.papers, result.models) == (3, 400, 40)
     assert result.empty_panels == [] and len(result.seconds) == 1
     assert result.size_bytes == (tmp_path / "work" / "report.html").stat().st_size
+    # The command builds the same file the section's process does.
+    command_file = (tmp_path / "work" / "command.html").read_bytes()
+    assert command_file == (tmp_path / "work" / "report.html").read_bytes()
 
 
 def _results() -> Results:
@@ -881,6 +885,7 @@ def test_the_report_shows_every_section_and_a_verdict_per_target() -> None:
     verdicts = text.count("| PASS |") + text.count("| **FAIL** |")
     assert verdicts == len(all_targets(results)) == 11
     assert "Nightly report build, synthetic (20,000 papers) | < 60 s | 30.00 s" in text
+    assert "| synthetic | 2 | 20,000 | 2,500 | 30.0 | 15.0 | 7.50 | 10.0 | 256 |" in text
     assert "Warm `pipeline run` of the seeds, no Prefect server | <= 5 s" in text
     assert "262 s at 45 s" in text  # the quota's wait, when it came
     assert "180/185 = 97.3%" in text

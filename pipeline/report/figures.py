@@ -189,15 +189,20 @@ def list_overlap(papers: pa.Table | None, most: int = OVERLAP_DOCUMENTS_MAX) -> 
     documents = _ranked((d for ds in mentions for d in ds), most)
     if len(documents) < 2:
         return pd.DataFrame()
-    frame = pd.DataFrame(0, index=documents, columns=documents, dtype="int64")
     kept = set(documents)
+    shared: Counter[tuple[str, str]] = Counter()
     for mentioned in mentions:
         ours = [d for d in mentioned if d in kept]
-        for d in ours:
-            frame.loc[d, d] += 1
+        shared.update((d, d) for d in ours)
         for a, b in combinations(ours, 2):
-            frame.loc[a, b] += 1
-            frame.loc[b, a] += 1
+            shared[a, b] += 1
+            shared[b, a] += 1
+    frame = pd.DataFrame(
+        [[shared[a, b] for b in documents] for a in documents],
+        index=documents,
+        columns=documents,
+        dtype="int64",
+    )
     return frame
 
 

@@ -178,11 +178,9 @@ def papers_per_month_svg(frame: pd.DataFrame) -> str | None:
             )
             marks(list(bars))
             bottom = bottom + table[category]
-        step = max(1, len(months) // 14)
-        ticks = [i for i, m in enumerate(months) if (len(months) <= 14 or m.endswith("-01"))]
-        ticks = ticks[:: max(1, len(ticks) // 14)] if len(ticks) > 14 else ticks
-        if not ticks:
-            ticks = list(range(0, len(months), step))
+        # Every month when there are few, else Januaries (at most about 14 labels).
+        ticks = [i for i, m in enumerate(months) if len(months) <= 14 or m.endswith("-01")]
+        ticks = ticks[:: max(1, -(-len(ticks) // 14))]
         ax.set_xticks(ticks, [months[i] for i in ticks], rotation=45, ha="right")
         ax.set_ylabel("papers")
         ax.set_xlim(-0.6, len(months) - 0.4)
