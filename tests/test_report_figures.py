@@ -79,7 +79,7 @@ PAPERS = table(
         "arxiv_id": ["2409.12191", "2502.13923"],
         "title": ["Qwen2-VL", "Qwen2.5-VL"],
         "documents": [["a.md"], ["a.md", "b.md"]],
-        "abs_url": ["https://arxiv.org/abs/2409.12191v2", None],
+        "abs_url": ["https://arxiv.org/abs/2409.12191v2", "javascript:alert(1)"],
     },
 )
 MODELS = table(

@@ -101,10 +101,14 @@ class NewSince:
 def _entities(papers: pa.Table | None, models: pa.Table | None) -> dict[tuple[str, str], Row]:
     found: dict[tuple[str, str], Row] = {}
     for row in _rows(papers, ("arxiv_id", "title", "documents", "abs_url")):
+        url = row.get("abs_url") or ""
         found["paper", row["arxiv_id"]] = {
             "title": row.get("title"),
             "documents": row.get("documents") or [],
-            "url": row.get("abs_url") or f"https://arxiv.org/abs/{row['arxiv_id']}",
+            # A link the report shows is a web page's, whatever an answer said it was.
+            "url": url
+            if url.startswith(("https://", "http://"))
+            else f"https://arxiv.org/abs/{row['arxiv_id']}",
         }
     for row in _rows(models, ("repo_id", "pipeline_tag", "documents")):
         found["model", row["repo_id"]] = {
