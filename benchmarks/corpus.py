@@ -501,12 +501,18 @@ def _filled(schema: pa.Schema, values: dict[str, Any], day: date) -> dict[str, A
 
 
 def synthetic_snapshot(
-    papers: int, models: int, day: date, since: date | None = None, seed: int = 7
+    papers: int,
+    models: int,
+    day: date,
+    since: date | None = None,
+    earlier_share: float = 0.95,
+    seed: int = 7,
 ) -> dict[str, pa.Table]:
     """Every table of a publishable night of `papers` papers and `models` models (the
     first ones of `synthetic_arxiv_ids` and `synthetic_model_ids`): what a night of the
     reading lists at that scale holds for the report (no links: it reads none). With
-    `since`, the changes table lists as added what a night of 95 % as many had not."""
+    `since`, the changes table lists as added what the night of `since`, of
+    `earlier_share` as many, had not."""
     from pipeline.snapshot.schemas import TABLE_SCHEMAS
 
     rng = random.Random(seed)
@@ -575,7 +581,7 @@ def synthetic_snapshot(
                     "change": "added",
                     "previous_snapshot_date": since,
                 }
-                for entity in ids[int(len(ids) * 0.95) :]
+                for entity in ids[int(len(ids) * earlier_share) :]
             ]
     rows = {"papers": paper_rows, "models": model_rows, "changes": changes}
     return {

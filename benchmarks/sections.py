@@ -892,10 +892,16 @@ def report_build(config: ReportConfig) -> ReportResult:
             (day - timedelta(days=1), 0.99, week_before),
             (day, 1.0, day - timedelta(days=1)),
         )
+        earlier = 0.0
         for night, share, since in plan:
             tables = synthetic_snapshot(
-                int(config.papers * share), int(config.models * share), night, since
+                int(config.papers * share),
+                int(config.models * share),
+                night,
+                since,
+                earlier_share=earlier / share,
             )
+            earlier = share
             publish(out, tables, ManifestEntry(f"synthetic-{night.isoformat()}", night, started))
         nights = len(plan)
     snapshot = latest_snapshot(out)
