@@ -317,6 +317,7 @@ def test_coverage_counts_papers_with_code_and_with_models_per_list() -> None:
         ("a.md", 2, 2, 1),
         ("b.md", 3, 2, 2),
     ]
+    assert figures.coverage(papers, most=1)["document"].tolist() == [figures.ALL_LISTS, "b.md"]
     assert figures.coverage(TABLE_SCHEMAS["papers"].empty_table()).empty
 
 

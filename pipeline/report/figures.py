@@ -29,6 +29,7 @@ TOP_TASKS = 6
 TOP_MODELS = 10
 OVERLAP_DOCUMENTS_MAX = 12
 """A heat map stays readable up to a dozen lists; past that, the lists with most papers."""
+COVERAGE_DOCUMENTS_MAX = 20
 NEW_ITEMS_MAX = 100
 """Rows listed per "what is new" panel; the rest are counted."""
 HEALTH_NIGHTS = 30
@@ -255,11 +256,11 @@ def top_models(models: pa.Table | None, by: str, n: int = TOP_MODELS) -> pd.Data
 ALL_LISTS = "all lists"
 
 
-def coverage(papers: pa.Table | None) -> pd.DataFrame:
+def coverage(papers: pa.Table | None, most: int = COVERAGE_DOCUMENTS_MAX) -> pd.DataFrame:
     """Papers with code and with models, for all lists together (first row, `ALL_LISTS`)
-    and per list (by name): columns document, papers, with_code, with_models. Code: a
-    code link beside the paper in a list, a GitHub repo on arXiv or on its paper page;
-    models: a Hub model citing it."""
+    and per list (the `most` with most papers, by name): columns document, papers,
+    with_code, with_models. Code: a code link beside the paper in a list, a GitHub repo
+    on arXiv or on its paper page; models: a Hub model citing it."""
     columns = ("documents", "code_urls", "github_repos", "hf_github_repo", "hf_models")
     tally: dict[str, list[int]] = {}
     for row in _rows(papers, columns):
@@ -270,7 +271,8 @@ def coverage(papers: pa.Table | None) -> pd.DataFrame:
             counts[0] += 1
             counts[1] += code
             counts[2] += model
-    order = [ALL_LISTS, *sorted(d for d in tally if d != ALL_LISTS)] if tally else []
+    lists = sorted((d for d in tally if d != ALL_LISTS), key=lambda d: (-tally[d][0], d))[:most]
+    order = [ALL_LISTS, *sorted(lists)] if tally else []
     return pd.DataFrame(
         [(d, *tally[d]) for d in order], columns=["document", "papers", "with_code", "with_models"]
     )

@@ -135,7 +135,8 @@ def report_html(
             "coverage",
             "Coverage: papers with code, with models",
             "Share of each list's papers with a code repository (in the list, on arXiv or "
-            "on the paper's Hub page) and with a Hub model citing them.",
+            "on the paper's Hub page) and with a Hub model citing them (the "
+            f"{figures.COVERAGE_DOCUMENTS_MAX} lists with most papers).",
             coverage_svg(figures.coverage(papers)),
             "No papers yet.",
         ),

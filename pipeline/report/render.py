@@ -142,9 +142,10 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
     return colors
 
 
-def _humanise(value: float) -> str:
+def human_count(value: float) -> str:
+    """1234 -> 1.23k, 72e9 -> 72B: three significant digits and a unit."""
     for factor, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
+        if abs(value) >= factor * 0.9995:  # 999.7B shows as 1T, not 1e+03B
             return f"{value / factor:.3g}{suffix}"
     return f"{value:.0f}"
 
@@ -250,7 +251,7 @@ def model_sizes_svg(frame: pd.DataFrame) -> str | None:
             )
             marks(points)
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _humanise(v)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: human_count(v)))
         ax.set_ylabel("parameters")
         ax.set_xlabel("created on the Hub")
         ax.grid(True, axis="y", alpha=0.3)
@@ -279,9 +280,9 @@ def top_models_svg(biggest: pd.DataFrame, downloaded: pd.DataFrame) -> str | Non
             bars = ax.barh(range(len(values)), values, color=PALETTE[0], height=0.7)
             marks(list(bars))
             ax.set_yticks(range(len(values)), labels, fontsize=8)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _humanise(v)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_count(v)))
             for i, value in enumerate(values):
-                ax.text(value, i, f" {_humanise(value)}", va="center", fontsize=7)
+                ax.text(value, i, f" {human_count(value)}", va="center", fontsize=7)
             ax.margins(x=0.15)
         return svg_of(fig, "top-models")
 
