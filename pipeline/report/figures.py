@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.records import STATUSES
 from pipeline.report.summary import LOOKUPS, summarise_tables
@@ -99,44 +100,56 @@ class NewSince:
     """Entities of each kind in the earlier snapshot and not in tonight's."""
 
 
-def _entities(papers: pa.Table | None, models: pa.Table | None) -> dict[tuple[str, str], Row]:
-    found: dict[tuple[str, str], Row] = {}
-    for row in _rows(papers, ("arxiv_id", "title", "documents", "abs_url")):
-        url = row.get("abs_url") or ""
-        found["paper", row["arxiv_id"]] = {
-            "title": row.get("title"),
-            "documents": row.get("documents") or [],
-            # A link the report shows is a web page's, whatever an answer said it was.
-            "url": url
-            if url.startswith(("https://", "http://"))
-            else f"https://arxiv.org/abs/{row['arxiv_id']}",
-        }
-    for row in _rows(models, ("repo_id", "pipeline_tag", "documents")):
-        found["model", row["repo_id"]] = {
-            "title": row.get("pipeline_tag"),
-            "documents": row.get("documents") or [],
-            "url": f"https://huggingface.co/{row['repo_id']}",
-        }
-    return found
+Key = tuple[str, str]
+"""(kind, ID) of an entity the "what is new" panels list."""
+
+_KEY_COLUMNS = {"paper": ("papers", "arxiv_id"), "model": ("models", "repo_id")}
 
 
-Row = dict[str, Any]
+def _keys(papers: pa.Table | None, models: pa.Table | None) -> set[Key]:
+    keys: set[Key] = set()
+    for kind, table in (("paper", papers), ("model", models)):
+        column = _KEY_COLUMNS[kind][1]
+        if table is not None and column in table.column_names:
+            keys.update((kind, entity) for entity in table.column(column).to_pylist())
+    return keys
+
+
+def _only(table: pa.Table | None, column: str, ids: Iterable[str]) -> pa.Table | None:
+    """The rows of `table` whose `column` is one of `ids` (reading only those rows' values:
+    a night of 20,000 papers lists a few new ones)."""
+    if table is None or column not in table.column_names:
+        return None
+    wanted = pa.array(sorted(ids), pa.string())
+    return table.filter(pc.is_in(table.column(column), value_set=wanted))
+
+
+_PAPER_COLUMNS = ("arxiv_id", "title", "documents", "abs_url")
+_MODEL_COLUMNS = ("repo_id", "pipeline_tag", "documents")
 
 
 def _new_frame(
-    tonight: Mapping[tuple[str, str], Row], keys: Iterable[tuple[str, str]]
+    papers: pa.Table | None, models: pa.Table | None, keys: Iterable[Key]
 ) -> pd.DataFrame:
+    """`NEW_COLUMNS` of the entities of `keys` in tonight's tables: papers first, by ID."""
+    wanted = set(keys)
+    found: list[tuple[str, str, str, list[str] | None, str]] = []
+    paper_ids = [entity for kind, entity in wanted if kind == "paper"]
+    for row in _rows(_only(papers, "arxiv_id", paper_ids), _PAPER_COLUMNS):
+        url = row.get("abs_url") or ""
+        if not url.startswith(("https://", "http://")):
+            # A link the report shows is a web page's, whatever an answer said it was.
+            url = f"https://arxiv.org/abs/{row['arxiv_id']}"
+        found.append(("paper", row["arxiv_id"], row.get("title") or "", row.get("documents"), url))
+    model_ids = [entity for kind, entity in wanted if kind == "model"]
+    for row in _rows(_only(models, "repo_id", model_ids), _MODEL_COLUMNS):
+        url = f"https://huggingface.co/{row['repo_id']}"
+        task = row.get("pipeline_tag") or ""
+        found.append(("model", row["repo_id"], task, row.get("documents"), url))
     order = {kind: i for i, kind in enumerate(ENTITY_KINDS)}
+    found.sort(key=lambda r: (order[r[0]], r[1]))
     rows = [
-        (
-            kind,
-            entity_id,
-            tonight[kind, entity_id]["title"] or "",
-            ", ".join(tonight[kind, entity_id]["documents"]),
-            tonight[kind, entity_id]["url"],
-        )
-        for kind, entity_id in sorted(keys, key=lambda k: (order[k[0]], k[1]))
-        if (kind, entity_id) in tonight
+        (k, entity, title, ", ".join(lists or []), url) for k, entity, title, lists, url in found
     ]
     return pd.DataFrame(rows, columns=NEW_COLUMNS)
 
@@ -157,7 +170,7 @@ def new_since_previous(
     removed = Counter(r["entity_type"] for r in ours if r["change"] == "removed")
     return NewSince(
         previous,
-        _new_frame(_entities(papers, models), added),
+        _new_frame(papers, models, added),
         {k: removed[k] for k in ENTITY_KINDS},
     )
 
@@ -173,12 +186,12 @@ def new_since_snapshot(
     None when there is no such snapshot: nothing is listed)."""
     if since is None:
         return NewSince(None, pd.DataFrame(columns=NEW_COLUMNS), {})
-    tonight = _entities(papers, models)
-    earlier = _entities(earlier_papers, earlier_models)
-    removed = Counter(kind for kind, _ in earlier.keys() - tonight.keys())
+    tonight = _keys(papers, models)
+    earlier = _keys(earlier_papers, earlier_models)
+    removed = Counter(kind for kind, _ in earlier - tonight)
     return NewSince(
         since,
-        _new_frame(tonight, tonight.keys() - earlier.keys()),
+        _new_frame(papers, models, tonight - earlier),
         {k: removed[k] for k in ENTITY_KINDS},
     )
 
