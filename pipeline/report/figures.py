@@ -24,6 +24,8 @@ from pipeline.report.summary import LOOKUPS, summarise_tables
 
 OTHER = "other"
 """The group of every category or task past the top ones."""
+UNKNOWN = "unknown"
+"""The group of rows without a category or task."""
 
 TOP_CATEGORIES = 6
 TOP_TASKS = 6
@@ -51,10 +53,6 @@ def _ranked(values: Iterable[str], top: int) -> list[str]:
     """The `top` most frequent values, most frequent first (ties by name)."""
     counts = Counter(values)
     return [name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
-
-
-UNKNOWN = "unknown"
-"""The group of rows without a category or task."""
 
 
 def _grouped(value: str | None, kept: set[str]) -> str:
