@@ -266,11 +266,13 @@ def top_models_svg(biggest: pd.DataFrame, downloaded: pd.DataFrame) -> str | Non
     rows = max(len(biggest), len(downloaded))
     with _figure(1.0 + 0.28 * rows) as fig:
         axes = fig.subplots(1, 2)
-        for ax, frame, title in (
-            (axes[0], biggest, "Biggest (parameters)"),
-            (axes[1], downloaded, "Most downloaded (30 days)"),
+        for ax, frame, title, unit in (
+            (axes[0], biggest, "Biggest", "parameters"),
+            (axes[1], downloaded, "Most downloaded", "downloads (last 30 days)"),
         ):
-            ax.set_title(title, loc="left")
+            # Short titles: a long one runs past its axes, which the layout does not see.
+            ax.set_title(title)
+            ax.set_xlabel(unit)
             if frame.empty:
                 ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
                 ax.set_axis_off()
@@ -314,56 +316,67 @@ def coverage_svg(frame: pd.DataFrame) -> str | None:
         return svg_of(fig, "coverage")
 
 
+RUNS_BAND = "runs"
+BAND_HEIGHT = 0.8
+"""Each lookup is a band of one axes (100 % of its rows fills the band): one axes lays out
+several times faster than a panel per lookup, and nights line up across bands."""
+
+
 def health_svg(lookups: pd.DataFrame, runs: pd.DataFrame, until: date, nights: int) -> str | None:
     if lookups.empty and runs.empty:
         return None
     days = [d.date() for d in pd.date_range(end=pd.Timestamp(until), periods=nights, freq="D")]
     index = {day: i for i, day in enumerate(days)}
     names = list(dict.fromkeys(lookups["lookup"])) if not lookups.empty else []
+    bands = [RUNS_BAND, *names]  # top to bottom
+    base = {band: len(bands) - 1 - i for i, band in enumerate(bands)}
     marks = _Marks()
-    with _figure(1.2 + 1.05 * (len(names) + 1)) as fig:
-        axes = fig.subplots(len(names) + 1, 1, sharex=True, squeeze=False)[:, 0]
-        ax = axes[0]
-        ax.set_title("runs (one mark per run; hollow: not published)", loc="left", fontsize=9)
+    with _figure(1.0 + 0.55 * len(bands)) as fig:
+        ax = fig.subplots()
         for status in ("ok", "partial", "failed"):
             part = runs[runs["status"] == status] if not runs.empty else runs
             if part.empty:
                 continue
-            xs = [index[d] for d in part["snapshot_date"]]
             published = part["published"].tolist()
             points = ax.scatter(
-                xs,
-                [0] * len(xs),
-                s=60,
+                [index[d] for d in part["snapshot_date"]],
+                [base[RUNS_BAND] + BAND_HEIGHT / 2] * len(part),
+                s=40,
                 marker="s",
                 facecolors=[STATUS_COLORS[status] if p else "none" for p in published],
                 edgecolors=STATUS_COLORS[status],
-                label=status,
+                label=f"run {status}",
             )
             marks(points)
-        ax.set_yticks([])
-        ax.spines["left"].set_visible(False)
-        _legend(ax)
-        for ax, name in zip(axes[1:], names, strict=True):
+        for name in names:
             part = lookups[lookups["lookup"] == name]
             xs = [index[d] for d in part["snapshot_date"]]
             totals = part[list(STATUSES)].sum(axis=1).replace(0, 1)
-            bottom = [0.0] * len(xs)
+            bottom = [float(base[name])] * len(xs)
             for status in STATUSES:
-                shares = (100.0 * part[status] / totals).tolist()
+                heights = (BAND_HEIGHT * part[status] / totals).tolist()
                 bars = ax.bar(
-                    xs, shares, bottom=bottom, color=STATUS_COLORS[status], width=0.8, label=status
+                    xs,
+                    heights,
+                    bottom=bottom,
+                    color=STATUS_COLORS[status],
+                    width=0.8,
+                    label=status if name == names[0] else None,
                 )
                 marks(list(bars))
-                bottom = [b + s for b, s in zip(bottom, shares, strict=True)]
-            ax.set_ylim(0, 100)
-            ax.set_ylabel("% rows", fontsize=8)
-            ax.set_title(name, loc="left", fontsize=9)
-        if names:
-            _legend(axes[1])
+                bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        labels = {RUNS_BAND: "runs (hollow: not published)"}
+        ax.set_yticks(
+            [base[band] + BAND_HEIGHT / 2 for band in bands],
+            [labels.get(band, f"{band} (rows)") for band in bands],
+        )
+        ax.tick_params(axis="y", length=0)
+        ax.spines["left"].set_visible(False)
+        ax.set_ylim(-0.1, len(bands))
         ticks = list(range(0, nights, max(1, nights // 10)))
-        axes[-1].set_xticks(ticks, [days[i].strftime("%m-%d") for i in ticks])
-        axes[-1].set_xlim(-0.6, nights - 0.4)
+        ax.set_xticks(ticks, [days[i].strftime("%m-%d") for i in ticks])
+        ax.set_xlim(-0.6, nights - 0.4)
+        _legend(ax)
         return svg_of(fig, "health")
 
 
