@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from pipeline.report.render import (
     top_models_svg,
 )
 from pipeline.report.summary import LOOKUPS
-from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
+from pipeline.snapshot.read import read_manifest
 from pipeline.snapshot.schemas import TABLE_SCHEMAS
 from pipeline.snapshot.store import RUNS_DIR, SnapshotError
 
@@ -49,38 +50,46 @@ def report_path(out_dir: Path | str, snapshot_date: date) -> Path:
     return Path(out_dir) / REPORTS_DIR / f"{snapshot_date.isoformat()}.html"
 
 
-def _snapshot_date(tables: Tables | None) -> date | None:
-    """The date `previous_tables` stamps on the tables it returns."""
-    if not tables:
-        return None
-    stamp = (next(iter(tables.values())).schema.metadata or {}).get(b"snapshot_date")
-    return date.fromisoformat(stamp.decode()) if stamp else None
+REPORT_TABLES = ("papers", "models", "changes")
+"""The tables the report draws from (never `links`, the largest)."""
 
 
-def report_html(
-    page: ReportPage,
-    tables: Tables,
-    previous: date | None,
-    week_ago: Tables | None,
-    nights: Mapping[date, Tables],
-    manifest: pd.DataFrame,
-    health_nights: int = figures.HEALTH_NIGHTS,
-) -> str:
-    """The report of one night: its tables (its changes table says what is new since the
-    previous snapshot, of `previous`: None on a first night), those of the latest snapshot
-    a week older (None: none is), the status columns of the nights of the health window,
-    and the manifest."""
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report of one night is drawn from."""
+
+    page: ReportPage
+    tables: Tables
+    """The night's `REPORT_TABLES`."""
+    previous: date | None
+    """The previous published night (its changes table says what is new since); None on
+    a first night."""
+    week_ago: date | None
+    """The latest published night at least `WEEK_DAYS` older; None when there is none."""
+    week_ago_tables: Tables
+    nights: Mapping[date, Tables]
+    """The status columns of each published night of the health window."""
+    manifest: pd.DataFrame
+    health_nights: int = figures.HEALTH_NIGHTS
+
+
+def report_html(inputs: ReportInputs) -> str:
+    """The report of one night, as one HTML document (pure)."""
+    page, tables, nights = inputs.page, inputs.tables, inputs.nights
+    health_nights = inputs.health_nights
     papers, models = tables.get("papers"), tables.get("models")
     week = figures.new_since_snapshot(
-        _snapshot_date(week_ago),
+        inputs.week_ago,
         papers,
         models,
-        (week_ago or {}).get("papers"),
-        (week_ago or {}).get("models"),
+        inputs.week_ago_tables.get("papers"),
+        inputs.week_ago_tables.get("models"),
     )
-    since_previous = figures.new_since_previous(previous, tables.get("changes"), papers, models)
+    since_previous = figures.new_since_previous(
+        inputs.previous, tables.get("changes"), papers, models
+    )
     lookups = figures.lookup_health(nights)
-    runs = figures.run_health(manifest, page.snapshot_date, health_nights)
+    runs = figures.run_health(inputs.manifest, page.snapshot_date, health_nights)
     panels = [
         Panel(
             "per-month",
@@ -168,15 +177,21 @@ def _status_tables(out: Path, run_id: str) -> dict[str, pa.Table]:
     return found
 
 
-def write_report(
-    out_dir: Path | str = DEFAULT_OUT_DIR,
-    snapshot_date: date | None = None,
-    output: Path | None = None,
-    health_nights: int = figures.HEALTH_NIGHTS,
-) -> Path:
-    """Build the report of the snapshot of `snapshot_date` (default: the latest) under
-    `out_dir` and write it to `output` (default: `report_path`), atomically. Raises
-    `SnapshotError` naming the published dates when that night was not published."""
+def _run_tables(out: Path, run_id: str) -> dict[str, pa.Table]:
+    """`REPORT_TABLES` of one published run, as written (an older night's schema too: the
+    builders read the columns there are)."""
+    return {
+        name: pq.read_table(out / RUNS_DIR / run_id / f"{name}.parquet") for name in REPORT_TABLES
+    }
+
+
+def read_inputs(
+    out_dir: Path | str, snapshot_date: date | None, health_nights: int = figures.HEALTH_NIGHTS
+) -> ReportInputs:
+    """What the report of the night of `snapshot_date` (default: the latest) under
+    `out_dir` is drawn from. Raises `SnapshotError` naming the published dates when that
+    night was not published, `FileNotFoundError` when a rerun replaced a night's files
+    while they were read (`write_report` reads again)."""
     out = Path(out_dir)
     manifest = read_manifest(out)
     runs: dict[date, dict[Hashable, Any]] = {
@@ -190,17 +205,8 @@ def write_report(
         asked = f"of {day.isoformat()} " if day else ""
         raise SnapshotError(f"no snapshot {asked}under {out} (published: {dates})")
     row = runs[day]
-    tables = replaced_tables(out, day)
-    if tables is None:  # pragma: no cover - the manifest said it was published
-        raise SnapshotError(f"the snapshot of {day.isoformat()} under {out} is gone")
+    week_ago = max((d for d in runs if d <= day - timedelta(days=WEEK_DAYS)), default=None)
     start = day - timedelta(days=health_nights - 1)
-    nights: dict[date, Tables] = {}
-    for night, run in sorted(runs.items()):
-        if start <= night <= day:
-            try:
-                nights[night] = _status_tables(out, str(run["run_id"]))
-            except FileNotFoundError:
-                continue  # replaced by a rerun since the manifest was read: shown without
     page = ReportPage(
         snapshot_date=day,
         run_id=str(row["run_id"]),
@@ -214,17 +220,45 @@ def write_report(
         generated_by=f"mllm-papers-pipeline {__version__}; rebuild with "
         f"`pipeline report --date {day.isoformat()}`.",
     )
-    text = report_html(
-        page,
-        tables,
-        max((night for night in runs if night < day), default=None),
-        previous_tables(out, before=day - timedelta(days=WEEK_DAYS - 1)),
-        nights,
-        manifest,
-        health_nights,
+    return ReportInputs(
+        page=page,
+        tables=_run_tables(out, str(row["run_id"])),
+        previous=max((d for d in runs if d < day), default=None),
+        week_ago=week_ago,
+        week_ago_tables=_run_tables(out, str(runs[week_ago]["run_id"])) if week_ago else {},
+        nights={
+            night: _status_tables(out, str(run["run_id"]))
+            for night, run in sorted(runs.items())
+            if start <= night <= day
+        },
+        manifest=manifest,
+        health_nights=health_nights,
     )
-    target = output or report_path(out, day)
-    _write_atomically(target, text)
+
+
+_READ_ATTEMPTS = 3
+"""Reads of a night that a rerun replaced meanwhile (its old files are deleted after its
+commit) are started again from the manifest, as `load()` does."""
+
+
+def write_report(
+    out_dir: Path | str = DEFAULT_OUT_DIR,
+    snapshot_date: date | None = None,
+    output: Path | None = None,
+    health_nights: int = figures.HEALTH_NIGHTS,
+) -> Path:
+    """Build the report of the snapshot of `snapshot_date` (default: the latest) under
+    `out_dir` and write it to `output` (default: `report_path`), atomically. Raises
+    `SnapshotError` naming the published dates when that night was not published."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            inputs = read_inputs(out_dir, snapshot_date, health_nights)
+            break
+        except FileNotFoundError:
+            if attempt + 1 == _READ_ATTEMPTS:
+                raise
+    target = output or report_path(out_dir, inputs.page.snapshot_date)
+    _write_atomically(target, report_html(inputs))
     return target
 
 
