@@ -1,4 +1,5 @@
-"""A synthetic corpus shaped like the seed reading lists, and synthetic entity IDs.
+"""A synthetic corpus shaped like the seed reading lists, synthetic entity IDs, and
+synthetic published snapshots (`synthetic_snapshot`, for the nightly report at scale).
 
 Documents mix what the five seeds hold: dated bullet lists with Chinese annotations,
 numbered lists of Zhihu write-ups, "**Arxiv**: [...]<br>" model cards under headings,
@@ -19,7 +20,11 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 MB = 1024 * 1024
 
@@ -455,3 +460,133 @@ class _Writer:
             blocks.append(block)
             size += len(block.encode("utf-8")) + 2
         return "\n\n".join(blocks) + "\n"
+
+
+# -- synthetic published snapshots (the nightly report's scale) -----------------------------
+
+CATEGORIES = ("cs.CV", "cs.CL", "cs.LG", "cs.AI", "cs.RO", "cs.SD", "eess.AS", "cs.IR", "stat.ML")
+TASKS = (
+    "image-text-to-text",
+    "text-generation",
+    "any-to-any",
+    "visual-question-answering",
+    "automatic-speech-recognition",
+    "text-to-image",
+    "feature-extraction",
+    "robotics",
+)
+SNAPSHOT_LISTS = 20
+"""Reading lists the synthetic papers are spread over (one to three each)."""
+
+
+def _filled(schema: pa.Schema, values: dict[str, Any], day: date) -> dict[str, Any]:
+    """A row of `schema`: `values`, and an empty value for each other non-nullable field
+    (whatever columns a later schema adds, the row stays publishable)."""
+    row = dict(values)
+    for field in schema:
+        if field.name in row or field.nullable:
+            continue
+        kind = field.type
+        if pa.types.is_list(kind):
+            row[field.name] = []
+        elif pa.types.is_string(kind):
+            row[field.name] = ""
+        elif pa.types.is_boolean(kind):
+            row[field.name] = False
+        elif pa.types.is_date(kind):
+            row[field.name] = day
+        else:
+            row[field.name] = 0
+    return row
+
+
+def synthetic_snapshot(
+    papers: int,
+    models: int,
+    day: date,
+    since: date | None = None,
+    earlier_share: float = 0.95,
+    seed: int = 7,
+) -> dict[str, pa.Table]:
+    """Every table of a publishable night of `papers` papers and `models` models (the
+    first ones of `synthetic_arxiv_ids` and `synthetic_model_ids`): what a night of the
+    reading lists at that scale holds for the report (no links: it reads none). With
+    `since`, the changes table lists as added what the night of `since`, of
+    `earlier_share` as many, had not."""
+    from pipeline.snapshot.schemas import TABLE_SCHEMAS
+
+    rng = random.Random(seed)
+    lists = [f"list-{i:02d}.md" for i in range(SNAPSHOT_LISTS)]
+    stamp = datetime(day.year, day.month, day.day, 3, tzinfo=UTC)
+    model_ids = synthetic_model_ids(models)
+    paper_rows = []
+    for index, arxiv_id in enumerate(synthetic_arxiv_ids(papers)):
+        published = datetime(2015, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(4300))
+        documents = sorted(rng.sample(lists, rng.choice((1, 1, 1, 2, 2, 3))))
+        cited_by = (
+            [
+                {
+                    "repo_id": model_ids[rng.randrange(models)],
+                    "params_total": None,
+                    "size_label": None,
+                    "pipeline_tag": None,
+                    "downloads": None,
+                }
+            ]
+            if models and rng.random() < 0.3
+            else []
+        )
+        paper_rows.append(
+            {
+                "arxiv_id": arxiv_id,
+                "title": f"Synthetic paper {index}: a multimodal model",
+                "published": published,
+                "primary_category": rng.choice(CATEGORIES),
+                "abs_url": f"https://arxiv.org/abs/{arxiv_id}v1",
+                "code_urls": [f"https://github.com/lab/repo-{index}"] if rng.random() < 0.4 else [],
+                "hf_models": cited_by,
+                "hf_page_status": rng.choice(("ok", "ok", "ok", "not_found")),
+                "documents": documents,
+                "mention_count": len(documents),
+                "status": "ok" if rng.random() < 0.98 else "stale",
+                "data_fetched_at": stamp,
+            }
+        )
+    model_rows = []
+    for repo_id in model_ids:
+        model_rows.append(
+            {
+                "repo_id": repo_id,
+                "params_total": int(10 ** rng.uniform(8, 12)),
+                "downloads": int(10 ** rng.uniform(0, 7)),
+                "pipeline_tag": rng.choice(TASKS),
+                "created_at": datetime(2022, 1, 1, tzinfo=UTC)
+                + timedelta(days=rng.randrange(1600)),
+                "documents": [rng.choice(lists)],
+                "mention_count": 1,
+                "status": "ok",
+                "data_fetched_at": stamp,
+            }
+        )
+    changes = []
+    if since is not None:
+        for kind, ids in (
+            ("paper", [r["arxiv_id"] for r in paper_rows]),
+            ("model", [r["repo_id"] for r in model_rows]),
+        ):
+            changes += [
+                {
+                    "entity_type": kind,
+                    "entity_id": entity,
+                    "change": "added",
+                    "previous_snapshot_date": since,
+                }
+                for entity in ids[int(len(ids) * earlier_share) :]
+            ]
+    rows = {"papers": paper_rows, "models": model_rows, "changes": changes}
+    return {
+        name: pa.Table.from_pylist(
+            [_filled(schema, row, day) for row in rows.get(name, [])], schema=schema
+        )
+        for name, schema in TABLE_SCHEMAS.items()
+    }

@@ -23,6 +23,7 @@ from benchmarks.sections import (
     CommandRun,
     ExtractionResult,
     FaultsResult,
+    ReportResult,
     ResolutionResult,
     ScaleResult,
     StorageResult,
@@ -47,6 +48,11 @@ WARM_DIRECT_SECONDS_MAX = 5.0
 FAULTS_PAPERS_OK_MIN = 0.95
 FAULTS_MODELS_OK_MIN = 0.90
 """The operations issue: what a first night against faults must still resolve."""
+REPORT_SEEDS_SECONDS_MAX = 10.0
+REPORT_SCALE_SECONDS_MAX = 60.0
+REPORT_SEEDS_MB_MAX = 5.0
+"""The analysts' issue: the nightly HTML report's build time (seeds; a 20,000-paper
+snapshot) and the seeds' file size."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Results:
     extraction: dict[str, ExtractionResult] = field(default_factory=dict)
     scale: list[ScaleResult] = field(default_factory=list)
     storage: StorageResult | None = None
+    report: list[ReportResult] = field(default_factory=list)
 
 
 def results_from_json(data: dict[str, Any]) -> Results:
@@ -98,6 +105,7 @@ def results_from_json(data: dict[str, Any]) -> Results:
         },
         scale=[load_dataclass(ScaleResult, value) for value in data.get("scale", [])],
         storage=maybe(StorageResult, data.get("storage")),
+        report=[load_dataclass(ReportResult, value) for value in data.get("report", [])],
     )
 
 
@@ -267,6 +275,34 @@ def extraction_targets(
     return targets
 
 
+def report_targets(builds: Sequence[ReportResult]) -> list[Target]:
+    """Build time of `pipeline report` (start to exit, every import included), per
+    snapshot measured; the seeds' file size. A snapshot of fewer than 20,000 papers (quick
+    mode) is held to the seeds' time."""
+    targets: list[Target] = []
+    for build in builds:
+        limit = REPORT_SCALE_SECONDS_MAX if build.papers >= 20_000 else REPORT_SEEDS_SECONDS_MAX
+        targets.append(
+            Target(
+                f"Nightly report build, {build.label} ({build.papers:,} papers)",
+                f"< {limit:g} s",
+                f"{build.command_seconds:.2f} s (`pipeline report`, start to exit)",
+                build.command_seconds < limit,
+            )
+        )
+        if build.seeds:
+            size_mb = build.size_bytes / MB
+            targets.append(
+                Target(
+                    "Nightly report size, the seeds",
+                    f"< {REPORT_SEEDS_MB_MAX:g} MB",
+                    f"{size_mb:.2f} MB",
+                    size_mb < REPORT_SEEDS_MB_MAX,
+                )
+            )
+    return targets
+
+
 def all_targets(results: Results) -> list[Target]:
     targets: list[Target] = []
     if results.resolution:
@@ -275,6 +311,7 @@ def all_targets(results: Results) -> list[Target]:
         targets += cli_targets(results.cli)
     targets += faults_targets(results.faults)
     targets += extraction_targets(results.extraction, results.corpus)
+    targets += report_targets(results.report)
     return targets
 
 
@@ -329,6 +366,8 @@ def render_generated(results: Results, machine: Machine) -> str:
         lines += _scale_section(results.scale)
     if results.storage:
         lines += storage_section(results.storage)
+    if results.report:
+        lines += _report_section(results.report)
     lines += [END]
     return "\n".join(lines) + "\n"
 
@@ -823,6 +862,58 @@ def storage_section(r: StorageResult) -> list[str]:
             "requests",
             "from store",
             "status",
+        ),
+        rows,
+    )
+    lines.append("")
+    return lines
+
+
+def _report_section(builds: list[ReportResult]) -> list[str]:
+    lines = [
+        "## 7. The nightly HTML report",
+        "",
+        "*`pipeline report`*: the command of the latest night, from its process's start"
+        " to its exit (every import included), as a user runs it; then"
+        " `pipeline.report.nightly.write_report` in the section's process: *first* its"
+        " first build there (matplotlib's import included; pandas and pyarrow were loaded"
+        " to publish), *again* the builds after it (a night pays about *first*)."
+        " *The seeds*: two nights of `pipeline run` a week apart against the double (the"
+        " second `--offline`). *Synthetic*: three published nights (a week, a day and no"
+        " day before; 95 %, 99 % and all of the papers and models) of"
+        " `benchmarks.corpus.synthetic_snapshot`, spread over 20 lists, with a changes"
+        " table, no links table (the report reads none).",
+        "",
+    ]
+    rows = [
+        (
+            b.label,
+            str(b.nights),
+            f"{b.papers:,}",
+            f"{b.models:,}",
+            _s(b.command_seconds),
+            _s(b.first_seconds),
+            _s(b.cpu_seconds),
+            ", ".join(_s(x) for x in b.seconds) or "-",
+            f"{b.size_bytes / 1024:,.0f}",
+            f"{b.peak_rss_mb - b.rss_before_mb:.0f} / {b.peak_rss_mb:.0f}",
+            ", ".join(b.empty_panels) or "none",
+        )
+        for b in builds
+    ]
+    lines += _table(
+        (
+            "snapshot",
+            "nights",
+            "papers",
+            "models",
+            "`pipeline report` (s)",
+            "first build (s)",
+            "its CPU (s)",
+            "again (s)",
+            "file (KB)",
+            "RSS growth / peak (MB)",
+            "panels with no data yet",
         ),
         rows,
     )

@@ -11,6 +11,7 @@ loopback double running in a process of its own (`benchmarks.double`):
 4. extraction: the links stage vs the bare markdown parser on a synthetic corpus;
 5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new;
 6. storage: the seeds' night with --out/--raw on moto's S3 server against local disk.
+7. report: the nightly HTML report of the seeds and of a synthetic 20k-paper snapshot.
 
 The full run (~35 minutes on 2 cores, two faults nights of ~7 minutes each included)
 writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
@@ -50,6 +51,8 @@ from benchmarks.sections import (
     ExtractionResult,
     FaultsConfig,
     FaultsResult,
+    ReportConfig,
+    ReportResult,
     ResolutionConfig,
     ResolutionResult,
     ScaleConfig,
@@ -61,7 +64,7 @@ from benchmarks.sections import (
 )
 from pipeline.config import PROJECT_ROOT
 
-SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale", "storage")
+SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale", "storage", "report")
 RESULTS_FILE = BENCHMARKS_DIR / "RESULTS.md"
 
 
@@ -93,6 +96,8 @@ class Plan:
     scale_latency_seconds: float
     scale_delay_seconds: float
     scale_points: tuple[ScalePoint, ...]
+    report_papers: int = 20_000
+    """The synthetic snapshot the report is built of (a quarter as many models)."""
 
 
 def _scale_points(small: int, large: int, sizes: Sequence[int]) -> tuple[ScalePoint, ...]:
@@ -138,6 +143,7 @@ QUICK = Plan(
     scale_latency_seconds=0.01,
     scale_delay_seconds=0.02,
     scale_points=_scale_points(1_000, 2_000, (1_000, 2_000)),
+    report_papers=2_000,
 )
 
 
@@ -271,6 +277,19 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
             nights=plan.warm_runs,
         )
         results.storage = load_dataclass(StorageResult, runner.section("storage", storage_config))
+    if "report" in sections:
+        _say("report: the nightly HTML report of the seeds")
+        report = ReportConfig(str(work / "report" / "seeds"), "the seeds", seeds_dir=seeds)
+        results.report.append(load_dataclass(ReportResult, runner.section("report", report)))
+        papers = plan.report_papers
+        _say(f"report: the nightly HTML report of {papers:,} synthetic papers")
+        report = ReportConfig(
+            str(work / "report" / "synthetic"),
+            f"synthetic {papers:,}",
+            papers=papers,
+            models=papers // 4,
+        )
+        results.report.append(load_dataclass(ReportResult, runner.section("report", report)))
     results.load_average["end"] = list(os.getloadavg())
     return results
 

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -923,6 +924,151 @@ def storage(config: StorageConfig) -> StorageResult:
     )
 
 
+# -- the nightly HTML report: the seeds, and a synthetic snapshot at scale -------------------
+
+REPORT_WEEK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    work_dir: str
+    label: str
+    seeds_dir: str | None = None
+    """The seeds: two nights of them against the double (a week apart, the second from
+    the raw store), published by `pipeline run` as a user runs it."""
+    papers: int = 0
+    """Without seeds: three synthetic nights (`benchmarks.corpus.synthetic_snapshot`), a
+    week, a day and no day before the measured one, of 95 %, 99 % and all of `papers`."""
+    models: int = 0
+    builds: int = 3
+    """Reports built in this process: the first pays the imports (matplotlib's included)."""
+
+
+@dataclass
+class ReportResult:
+    label: str
+    seeds: bool
+    nights: int
+    papers: int
+    models: int
+    command_seconds: float
+    """`pipeline report` of the night, from its process's start to its exit: the build as
+    a user gets it, every import included."""
+    first_seconds: float
+    """The first build in this process (matplotlib's import included; pandas and pyarrow
+    were loaded to publish)."""
+    seconds: list[float]
+    """The builds after it."""
+    cpu_seconds: float
+    """The first build's CPU."""
+    size_bytes: int
+    empty_panels: list[str]
+    rss_before_mb: float
+    peak_rss_mb: float
+
+
+def report_build(config: ReportConfig) -> ReportResult:
+    import re
+
+    import pyarrow.parquet as pq
+
+    from benchmarks.commands import executable, run_command
+    from benchmarks.corpus import synthetic_snapshot
+    from pipeline.snapshot.read import latest_snapshot
+    from pipeline.snapshot.store import ManifestEntry, publish
+
+    work = _fresh_dir(Path(config.work_dir))
+    out = work / "enriched"
+    day = date(2026, 11, 20)
+    week_before = day - timedelta(days=REPORT_WEEK_DAYS)
+    if config.seeds_dir is not None:
+        with DoubleProcess(DoubleOptions(latency_seconds=0.0)) as double:
+            env = _command_env(
+                double.env, {"PIPELINE_ARXIV_DELAY_SECONDS": "0.05"}, work / "prefect-home"
+            )
+            seeds = str(Path(config.seeds_dir).resolve())
+            for night, extra in ((week_before, ()), (day, ("--offline",))):
+                argv = [
+                    executable("pipeline"),
+                    "run",
+                    seeds,
+                    "--out",
+                    str(out),
+                    "--raw",
+                    str(work / "raw"),
+                    "--date",
+                    night.isoformat(),
+                    *extra,
+                ]
+                log = work / f"night-{night.isoformat()}.log"
+                finished = run_command(argv, env, log, cwd=work, timeout_seconds=900)
+                if finished.exit_code not in (0, 3):
+                    raise RuntimeError(f"{' '.join(argv)} exited {finished.exit_code}; see {log}")
+        nights = 2
+    else:
+        started = datetime(2026, 11, 1, tzinfo=UTC)
+        plan = (
+            (week_before, 0.95, None),
+            (day - timedelta(days=1), 0.99, week_before),
+            (day, 1.0, day - timedelta(days=1)),
+        )
+        earlier = 0.0
+        for night, share, since in plan:
+            tables = synthetic_snapshot(
+                int(config.papers * share),
+                int(config.models * share),
+                night,
+                since,
+                earlier_share=earlier / share,
+            )
+            earlier = share
+            publish(out, tables, ManifestEntry(f"synthetic-{night.isoformat()}", night, started))
+        nights = len(plan)
+    snapshot = latest_snapshot(out)
+    if snapshot is None:
+        raise RuntimeError(f"nothing published under {out}")
+    rows = {name: pq.read_metadata(path).num_rows for name, path in snapshot.files.items()}
+    argv = [executable("pipeline"), "report", "--out", str(out), "--date", day.isoformat()]
+    command = run_command(
+        [*argv, "--output", str(work / "command.html")],
+        _command_env({}, {}, work / "prefect-home"),
+        work / "report-command.log",
+        cwd=work,
+        timeout_seconds=600,
+    )
+    if command.exit_code != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {command.exit_code}")
+    before = peak_rss_mb()
+    wall, cpu = time.perf_counter(), time.process_time()
+    from pipeline.report.nightly import write_report
+
+    target = work / "report.html"
+    write_report(out, day, target)
+    first, first_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    seconds = []
+    for _ in range(config.builds - 1):
+        wall = time.perf_counter()
+        write_report(out, day, target)
+        seconds.append(time.perf_counter() - wall)
+    text = target.read_text("utf-8")
+    empty = re.findall(r'<section id="([a-z-]+)"[^>]*>(?:(?!</section>).)*data-empty', text, re.S)
+    return ReportResult(
+        label=config.label,
+        seeds=config.seeds_dir is not None,
+        nights=nights,
+        papers=rows["papers"],
+        models=rows["models"],
+        command_seconds=command.seconds,
+        first_seconds=first,
+        seconds=seconds,
+        cpu_seconds=first_cpu,
+        size_bytes=target.stat().st_size,
+        empty_panels=empty,
+        rss_before_mb=before,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
 # -- plumbing ------------------------------------------------------------------------------
 
 
@@ -961,6 +1107,7 @@ SECTIONS: dict[str, tuple[type[Any], Callable[[Any], Any]]] = {
     "extraction": (ExtractionConfig, extraction),
     "scale": (ScaleConfig, scale),
     "storage": (StorageConfig, storage),
+    "report": (ReportConfig, report_build),
 }
 
 

@@ -258,6 +258,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report.nightly import write_report
+    from pipeline.snapshot.store import SnapshotError
+
+    out = _output_location(args.out, "--out")
+    output = _output_file(args.output) if args.output else None
+    try:
+        written = write_report(out, args.date, output)
+    except SnapshotError as exc:  # no such night: the arguments' fault, not a failure
+        raise UsageError(str(exc)) from None
+    print(f"report -> {printable(str(written))}")
+    return EXIT_OK
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.deploy import serve
     from pipeline.objectstore import is_remote
@@ -437,6 +451,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--limit", type=int, default=10, metavar="N", help="rows (default 10)")
     status.set_defaults(func=_cmd_status)
+
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write the HTML report of a published night (rebuilds the nightly one)",
+    )
+    report.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the snapshot's date (default: the latest published)",
+    )
+    report.add_argument(
+        "--out",
+        type=_location,
+        default=DEFAULT_OUT_DIR.as_posix(),
+        metavar="DIR|URL",
+        help="snapshot root: a folder or an fsspec URL (default: enriched/)",
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE.html",
+        help="where to write it (default: DIR/reports/YYYY-MM-DD.html)",
+    )
+    report.set_defaults(func=_cmd_report)
 
     serve = commands.add_parser(
         "serve",

@@ -401,8 +401,31 @@ def run_night(
             if not _committed(out_dir, summary.run_id):
                 _record_failure(summary, out_dir, started_at, exc, log)
             raise
+    phase("report")
+    with clock("report"):
+        _write_report(summary, out_dir, snapshot_date, log)
     phase("done")
     return night
+
+
+def _write_report(
+    summary: RunSummary,
+    out_dir: Path | str,
+    snapshot_date: date,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
+    """The night's HTML report, once the night is published (outside the lock: it only
+    reads). A report that fails leaves the night published: logged, and said in the
+    summary."""
+    try:
+        # Imported here: the plotting library loads after the night's work, not before.
+        from pipeline.report.nightly import write_report
+
+        written = write_report(out_dir, snapshot_date)
+        summary.report_path = str(written.resolve() if isinstance(written, Path) else written)
+    except Exception as exc:
+        summary.report_error = _one_line(exc)
+        log.error("the night's report was not written: %s", summary.report_error)
 
 
 def _resolve(

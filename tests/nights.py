@@ -135,6 +135,8 @@ class Night:
     failed_stages: list[str]
     unresolved: dict[str, list[dict[str, Any]]]
     api: list[ApiStats]
+    report_path: str | None = None
+    """Where the night's HTML report was written (None when it was not)."""
 
     def stats(self, api: str) -> ApiStats:
         return next(s for s in self.api if s.api == api)
@@ -186,6 +188,7 @@ def as_night(night: pipeline_night.Night) -> Night:
         failed_stages=summary.failed_stages,
         unresolved=summary.unresolved,
         api=summary.api,
+        report_path=summary.report_path,
     )
 
 

@@ -13,6 +13,7 @@ import json
 import sys
 from collections import Counter
 from dataclasses import asdict, replace
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,7 @@ from benchmarks.corpus import (
     model_id_for,
     synthetic_arxiv_ids,
     synthetic_model_ids,
+    synthetic_snapshot,
     write_corpus,
 )
 from benchmarks.double import DoubleOptions, DoubleProcess
@@ -57,6 +59,7 @@ from benchmarks.report import (
     merge,
     ok_share,
     render_generated,
+    report_targets,
     resolution_floor_seconds,
     resolution_targets,
     results_from_json,
@@ -76,16 +79,21 @@ from benchmarks.sections import (
     ExtractionResult,
     FaultsConfig,
     FaultsResult,
+    ReportConfig,
+    ReportResult,
     ResolutionResult,
     ScaleConfig,
     ScaleResult,
     StepTiming,
     StorageConfig,
+    StorageNight,
+    StorageResult,
     WaitMeasure,
     cli_runs,
     extraction,
     faults_night,
     faults_spec,
+    report_build,
     scale,
     storage,
     transient_reset_seconds,
@@ -794,6 +802,63 @@ def _scale() -> ScaleResult:
     )
 
 
+def _report(
+    label: str, papers: int, seconds: float, size_mb: float = 0.25, seeds: bool = False
+) -> ReportResult:
+    return ReportResult(
+        label=label,
+        seeds=seeds,
+        nights=2,
+        papers=papers,
+        models=papers // 8,
+        command_seconds=seconds,
+        first_seconds=seconds / 2,
+        seconds=[seconds / 3],
+        cpu_seconds=seconds / 4,
+        size_bytes=int(size_mb * MB),
+        empty_panels=[],
+        rss_before_mb=140.0,
+        peak_rss_mb=210.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("builds", "passed"),
+    [
+        ([_report("the seeds", 185, 4.0, seeds=True)], [True, True]),
+        ([_report("the seeds", 185, 10.5, 5.5, seeds=True)], [False, False]),
+        ([_report("synthetic 20,000", 20_000, 59.0)], [True]),
+        ([_report("synthetic 20,000", 20_000, 61.0)], [False]),
+        ([_report("synthetic 2,000", 2_000, 11.0)], [False]),  # quick: the seeds' limit
+    ],
+    ids=["seeds pass", "seeds slow and large", "20k pass", "20k slow", "quick size"],
+)
+def test_report_targets_hold_the_build_time_and_the_seeds_size(
+    builds: list[ReportResult], passed: list[bool]
+) -> None:
+    assert [target.passed for target in report_targets(builds)] == passed
+
+
+def test_a_synthetic_snapshot_publishes_and_the_report_section_builds_it(tmp_path: Path) -> None:
+    from pipeline.snapshot.store import check_tables
+
+    night = synthetic_snapshot(400, 40, date(2026, 11, 20), since=date(2026, 11, 13))
+    check_tables(night)  # publishable: every table, its schema, no forbidden null, keys
+    added = Counter(night["changes"].column("entity_type").to_pylist())
+    assert added == {"paper": 20, "model": 2}  # the newest 5 % of each
+
+    result = report_build(
+        ReportConfig(str(tmp_path / "work"), "tiny", papers=400, models=40, builds=2)
+    )
+
+    assert (result.nights, result.papers, result.models) == (3, 400, 40)
+    assert result.empty_panels == [] and len(result.seconds) == 1
+    assert result.size_bytes == (tmp_path / "work" / "report.html").stat().st_size
+    # The command builds the same file the section's process does.
+    command_file = (tmp_path / "work" / "command.html").read_bytes()
+    assert command_file == (tmp_path / "work" / "report.html").read_bytes()
+
+
 def _results() -> Results:
     return Results(
         mode="quick",
@@ -806,6 +871,21 @@ def _results() -> Results:
         corpus=CorpusSummary(10, 10 * MB, 1, "ab" * 32),
         extraction={"timing": _extraction("timing", 150.0, parse=10.0, links=15.0)},
         scale=[_scale()],
+        storage=StorageResult(
+            latency_seconds=0.0,
+            arxiv_delay_seconds=0.0,
+            links=120,
+            nights=[
+                StorageNight(
+                    store, kind, 2.0, {"resolve": 1.0}, 10 if kind == "cold" else 0, 0, "ok"
+                )
+                for store in ("local", "s3")
+                for kind in ("cold", "warm")
+            ],
+            objects=40,
+            object_mb=1.5,
+        ),
+        report=[_report("the seeds", 185, 4.0, seeds=True), _report("synthetic", 20_000, 30.0)],
     )
 
 
@@ -819,10 +899,12 @@ def test_the_report_shows_every_section_and_a_verdict_per_target() -> None:
     results = _results()
     assert results.machine is not None
     text = render_generated(results, results.machine)
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
         assert heading in text
     verdicts = text.count("| PASS |") + text.count("| **FAIL** |")
-    assert verdicts == len(all_targets(results)) == 8
+    assert verdicts == len(all_targets(results)) == 11
+    assert "Nightly report build, synthetic (20,000 papers) | < 60 s | 30.00 s" in text
+    assert "| synthetic | 2 | 20,000 | 2,500 | 30.0 | 15.0 | 7.50 | 10.0 | 256 |" in text
     assert "Warm `pipeline run` of the seeds, no Prefect server | <= 5 s" in text
     assert "262 s at 45 s" in text  # the quota's wait, when it came
     assert "180/185 = 97.3%" in text

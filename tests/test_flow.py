@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import run_deployment
 from prefect.runner import Runner
 from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.deploy import DEFAULT_CRON, build_deployment
-from pipeline.flow import FLOW_NAME, mllm_papers
+from pipeline.flow import ARTIFACT_PREFIX, FLOW_NAME, mllm_papers
 from pipeline.parameters import RunParameters
 from pipeline.report import RunSummary
 from pipeline.snapshot.read import load, read_manifest
@@ -69,6 +71,18 @@ def _run(params: RunParameters) -> RunSummary:
     return summary
 
 
+async def _latest_markdown(key: str) -> str:
+    """The markdown of the newest artifact of `key` on the server."""
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert artifacts, f"no artifact {key}"
+    return str(artifacts[0].data)
+
+
 def test_a_full_run_against_the_double_publishes_a_snapshot(
     harness: None, fast: None, tmp_path: Path
 ) -> None:
@@ -90,6 +104,11 @@ def test_a_full_run_against_the_double_publishes_a_snapshot(
     assert list(manifest["status"]) == ["ok"]
     arxiv_stats = next(s for s in summary.api if s.api == "arxiv")
     assert 0 < arxiv_stats.requests <= 20
+
+    # The night's HTML report, linked from the run report on the Artifacts page.
+    report = (out / "reports" / "2026-11-20.html").resolve()
+    assert summary.report_path == str(report) and report.is_file()
+    assert f"({report.as_uri()})" in asyncio.run(_latest_markdown(f"{ARTIFACT_PREFIX}-run-report"))
 
     again = _run(_params(tmp_path))
 

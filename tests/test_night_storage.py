@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 from nights import NIGHT_1, NIGHT_2, fast_settings, run_night, write_reading_list
 
@@ -35,6 +36,14 @@ def test_a_night_on_s3_publishes_the_tables_of_the_same_night_on_disk(
         assert on_s3.num_rows == on_disk.num_rows > 0 or name == "changes", name
         a, b = _comparable(on_s3), _comparable(on_disk)
         assert a.equals(b), (name, [c for c in a.column_names if not a[c].equals(b[c])])
+
+    # The night's HTML report is an object beside the snapshot, the same page as on disk.
+    assert remote.report_path == f"{s3_bucket}/enriched/reports/{NIGHT_1.isoformat()}.html"
+    assert local.report_path is not None and remote.report_path is not None
+    with fsspec.open(remote.report_path, "rt", encoding="utf-8") as handle:
+        page = handle.read()
+    on_disk_page = Path(local.report_path).read_text("utf-8")
+    assert page.replace(remote.run_id, "RUN") == on_disk_page.replace(local.run_id, "RUN")
 
 
 def test_a_second_night_on_s3_asks_nothing_the_shared_raw_store_holds(

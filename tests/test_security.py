@@ -65,6 +65,7 @@ WRITTEN = [
         r"enriched/(_snapshots\.parquet|\.lock)",
         rf"enriched/\.runs/[A-Za-z0-9][A-Za-z0-9._-]*/({TABLES})\.parquet",
         rf"enriched/({TABLES})/snapshot_date=\d{{4}}-\d{{2}}-\d{{2}}/part-0\.parquet",
+        r"enriched/reports/\d{4}-\d{2}-\d{2}\.html",
     )
 ]
 """Every file a run may write: names made of fixed words, dates, digests and run IDs."""

@@ -41,7 +41,7 @@ _RETRY_SECONDS = 0.05
 def read_manifest(out_dir: Path | str = DEFAULT_OUT_DIR) -> pd.DataFrame:
     """Every run recorded under `out_dir`, oldest first (empty when none), with a derived
     `current` column: True for the run whose tables are its date's snapshot."""
-    manifest = manifest_table(_where(out_dir))
+    manifest = manifest_table(snapshot_root(out_dir))
     if manifest is None:
         manifest = MANIFEST_SCHEMA.empty_table()
     current = set(current_runs(manifest).values())
@@ -69,7 +69,7 @@ def _pick(
 
 def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot | None:
     """The published snapshot with the latest date, or None when there is none."""
-    out = _where(out_dir)
+    out = snapshot_root(out_dir)
     manifest = manifest_table(out)
     picked = _pick(manifest, None, None)
     if manifest is None or picked is None:
@@ -95,17 +95,18 @@ def previous_tables(
     built against the same baseline as the run it replaces. Tables are returned as
     written, even by an older schema version (`build_tables` reads missing columns as
     empty)."""
-    return _published_tables(_where(out_dir), None, before)
+    return _published_tables(snapshot_root(out_dir), None, before)
 
 
 def replaced_tables(out_dir: Path | str, snapshot_date: date) -> dict[str, pa.Table] | None:
     """Every table of the snapshot published for `snapshot_date` itself (the night a
     rerun replaces), as `previous_tables` returns them; None when that night was not
     published. A restricted run keeps the values it did not ask for from it."""
-    return _published_tables(_where(out_dir), snapshot_date, None)
+    return _published_tables(snapshot_root(out_dir), snapshot_date, None)
 
 
-def _where(out_dir: Path | str) -> Path | Remote:
+def snapshot_root(out_dir: Path | str) -> Path | Remote:
+    """The snapshot root `out_dir` names: a local folder, or an object-store prefix."""
     where = objectstore.location(out_dir)
     return Remote.at(where) if isinstance(where, str) else where
 
@@ -155,7 +156,7 @@ def load(
     """
     if table not in TABLE_SCHEMAS:
         raise ValueError(f"no table {table!r}; tables: {', '.join(TABLE_SCHEMAS)}")
-    out = _where(out_dir)
+    out = snapshot_root(out_dir)
     wanted = _as_date(snapshot_date) if snapshot_date is not None else None
     for attempt in range(_LOAD_ATTEMPTS):
         manifest = manifest_table(out)
@@ -199,6 +200,28 @@ def _manifest_file(out: Path | Remote) -> Path | str:
     return out.url_of(MANIFEST_FILE) if isinstance(out, Remote) else out / MANIFEST_FILE
 
 
+def read_run_table(
+    out: Path | Remote, run_id: str, table: str, columns: list[str] | None = None
+) -> pa.Table:
+    """One table of one published run as written (an older night's schema too), or only
+    `columns` of it."""
+    if isinstance(out, Remote):
+        source: Path | pa.BufferReader = pa.BufferReader(
+            out.read(f"{RUNS_DIR}/{run_id}/{table}.parquet")
+        )
+    else:
+        source = out / RUNS_DIR / run_id / f"{table}.parquet"
+    return pq.read_table(source, columns=columns)
+
+
+def read_run_schema(out: Path | Remote, run_id: str, table: str) -> pa.Schema:
+    """The schema one published run's table was written with."""
+    if isinstance(out, Remote):
+        data = out.read(f"{RUNS_DIR}/{run_id}/{table}.parquet")
+        return pq.read_schema(pa.BufferReader(data))
+    return pq.read_schema(out / RUNS_DIR / run_id / f"{table}.parquet")
+
+
 def _read_run_table(
     out: Path | Remote, run_id: str, table: str, *, strict: bool = True
 ) -> pa.Table:
@@ -208,10 +231,7 @@ def _read_run_table(
     # Run files are never replaced, only deleted (then a reader retries), so opening the
     # path more than once cannot mix two files.
     path = _run_file(out, run_id, table)
-    if isinstance(out, Remote):
-        data = pq.read_table(pa.BufferReader(out.read(f"{RUNS_DIR}/{run_id}/{table}.parquet")))
-    else:
-        data = pq.read_table(path)
+    data = read_run_table(out, run_id, table)
     if strict and not data.schema.equals(TABLE_SCHEMAS[table], check_metadata=False):
         written = (data.schema.metadata or {}).get(b"schema_version", b"?").decode()
         raise SnapshotError(

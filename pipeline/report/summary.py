@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -85,6 +86,10 @@ class RunSummary:
     changes: dict[str, int] = field(default_factory=dict)
     """Counts of the changes table by `<entity_type> <change>`."""
     published: bool = False
+    report_path: str | None = None
+    """The night's HTML report (`pipeline.report.nightly`), written after publishing."""
+    report_error: str | None = None
+    """Why that report was not written: the night is published all the same."""
 
 
 def summarise_tables(
@@ -183,6 +188,7 @@ def markdown_report(summary: RunSummary) -> str:
     ]
     if summary.status_reason:
         lines.append(f"- reason: {summary.status_reason}")
+    lines += _report_lines(summary, "- ")
     lines += [
         f"- documents read: {len(read)} ({len(failed_docs)} failed)",
         f"- link occurrences: {summary.links}",
@@ -231,6 +237,22 @@ def markdown_report(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
+def _report_lines(summary: RunSummary, bullet: str) -> list[str]:
+    """Where the night's HTML report is, or why it is not (markdown links it: the
+    Artifacts page opens it when the browser may open local files)."""
+    if summary.report_path:
+        where = summary.report_path
+        if bullet != "- ":
+            return [f"{bullet}report: {where}"]
+        name = where.rsplit("/", 1)[-1]
+        # An object-store report is linked by its URL, a local one as a file:// URI.
+        uri = where if "://" in where else Path(where).as_uri()
+        return [f"{bullet}report: [{name}]({uri}) (`{where}`)"]
+    if summary.report_error:
+        return [f"{bullet}report: not written ({summary.report_error})"]
+    return []
+
+
 def short_summary(summary: RunSummary) -> str:
     """A few lines for the terminal at the end of `pipeline run`."""
     read = sum(1 for d in summary.documents if d.error is None)
@@ -252,4 +274,5 @@ def short_summary(summary: RunSummary) -> str:
         parts.append(f"  snapshot {summary.snapshot_date} published to {summary.out_dir}")
     elif summary.status == "dry_run":
         parts.append("  dry run: nothing was asked or written")
+    parts += _report_lines(summary, "  ")
     return "\n".join(parts)
