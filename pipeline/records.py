@@ -196,6 +196,23 @@ class PaperPageRecord:
     data_fetched_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentSource:
+    """Where one document of a night came from, for the `documents` table."""
+
+    name: str
+    status: Status = "ok"
+    """ok; stale (a GitHub fetch failed: the last version fetched was read); error."""
+    status_reason: str | None = None
+    source_url: str | None = None
+    """The file on GitHub as a browser shows it; None for a local file."""
+    ref: str | None = None
+    commit_sha: str | None = None
+    committed_at: datetime | None = None
+    fetched_at: datetime | None = None
+    title: str | None = None
+
+
 # -- parameter counts (pure) -------------------------------------------------------------
 UNITS: tuple[tuple[str, int], ...] = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
 

@@ -979,6 +979,9 @@ def test_changes_list_what_is_new_since_the_previous_snapshot() -> None:
             size_label(8_291_375_616),
         ),
         ("model", "gone/model", "removed", None): (None, None),
+        # The list itself: what entered and what left it (`field` names the document).
+        ("paper", "2502.13923", "listed", "awesome-mllm.md"): (None, None),
+        ("model", "gone/model", "unlisted", "awesome-mllm.md"): (None, None),
     }
     assert {c["previous_snapshot_date"] for c in changes} == {DAY1}
 

@@ -29,6 +29,7 @@ from pipeline.records import (
     GOOD,
     STATUSES,
     Document,
+    DocumentSource,
     HubRepoRecord,
     LinkedModel,
     PaperPageRecord,
@@ -42,6 +43,8 @@ from pipeline.records import (
     size_label,
 )
 from pipeline.resolve.titles import title_key
+from pipeline.snapshot.first_listed import Listing, first_listed_column, previous_first_listed
+from pipeline.snapshot.listings import document_rows, listing_changes, with_column
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
     TABLE_KEYS,
@@ -121,6 +124,11 @@ class SnapshotInputs:
     """`HubResolver.resolve_paper_pages`: arXiv ID -> paper page."""
     not_asked: NotAsked = NotAsked()
     """What the run deliberately did not ask (empty for a full run)."""
+    document_sources: Mapping[str, DocumentSource] = field(default_factory=dict)
+    """Document name -> where it came from (GitHub, its commit, its title) for the
+    `documents` table; a document missing here is a local file."""
+    first_listed_backfill: Mapping[Listing, date] = field(default_factory=dict)
+    """(document, entity ID) -> since when the document's history lists it (`--backfill`)."""
 
 
 # --------------------------------------------------------------------------- building
@@ -168,7 +176,35 @@ def build_tables(
         "github_repos": _table("github_repos", github),
     }
     tables["changes"] = _table("changes", _change_rows(tables, base.previous))
+    _add_listings(tables, inputs, previous, base.previous.snapshot_date, snapshot_date)
     return tables
+
+
+def _add_listings(
+    tables: dict[str, pa.Table],
+    inputs: SnapshotInputs,
+    previous: Mapping[str, pa.Table] | None,
+    previous_date: date | None,
+    snapshot_date: date,
+) -> None:
+    """`first_listed`, the `documents` table and the `listed`/`unlisted` changes: built
+    at table level (`snapshot.first_listed`, `snapshot.listings`)."""
+    links, previous_links = tables["links"], (previous or {}).get("links")
+    facts = previous_first_listed(previous_links, previous_date)
+    column = first_listed_column(
+        links.column("document"),
+        links.column("entity_id"),
+        facts,
+        snapshot_date,
+        inputs.first_listed_backfill,
+    )
+    tables["links"] = with_column(links, "first_listed", column)
+    listed = listing_changes(tables["links"], previous_links, previous_date)
+    if listed:
+        tables["changes"] = pa.concat_tables([tables["changes"], _table("changes", listed)])
+    tables["documents"] = _table(
+        "documents", document_rows(inputs.documents, inputs.document_sources)
+    )
 
 
 def _title_matches(found: Mapping[str, TitleMatch], base: _Baseline) -> dict[str, str]:
@@ -1078,6 +1114,7 @@ def links_table(links: Iterable[Link]) -> pa.Table:
             "id_problem": ident.problem,
             "resolved_arxiv_id": link.resolved_arxiv_id,
             "resolved_by": link.resolved_by,
+            "first_listed": None,  # set at table level: snapshot.first_listed
         }
         for name in LINKS_SCHEMA.names:
             columns[name].append(row[name])

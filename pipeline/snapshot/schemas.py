@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 """Every timestamp the pipeline writes: microseconds, timezone-aware UTC."""
@@ -47,6 +47,7 @@ LINKS_SCHEMA = pa.schema(
         pa.field("id_problem", pa.string()),
         pa.field("resolved_arxiv_id", pa.string()),
         pa.field("resolved_by", pa.string()),
+        pa.field("first_listed", pa.date32()),
     ],
     metadata={"table": "links"},
 )
@@ -197,6 +198,24 @@ CHANGES_SCHEMA = _schema(
     ],
 )
 
+DOCUMENTS_SCHEMA = _schema(
+    "documents",
+    [
+        pa.field("document", pa.string(), nullable=False),
+        pa.field("source_url", pa.string()),
+        pa.field("ref", pa.string()),
+        pa.field("commit_sha", pa.string()),
+        pa.field("committed_at", TIMESTAMP),
+        pa.field("sha256", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("fetched_at", TIMESTAMP),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("status_reason", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("links", pa.int64(), nullable=False),
+    ],
+)
+
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "links": LINKS_SCHEMA,
     "papers": PAPERS_SCHEMA,
@@ -204,6 +223,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "repos": REPOS_SCHEMA,
     "github_repos": GITHUB_REPOS_SCHEMA,
     "changes": CHANGES_SCHEMA,
+    "documents": DOCUMENTS_SCHEMA,
 }
 """Every table of a snapshot, in publishing order."""
 
@@ -214,6 +234,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "repos": ("repo_type", "repo_id"),
     "github_repos": ("repo",),
     "changes": ("entity_type", "entity_id", "change", "field"),
+    "documents": ("document",),
 }
 """The columns that identify a row: unique in every published snapshot."""
 
