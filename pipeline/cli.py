@@ -23,7 +23,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy, __version__
+from pipeline.config import (
+    DEFAULT_OUT_DIR,
+    DEFAULT_SEEDS_DIR,
+    DEFAULT_SOURCES_FILE,
+    RefreshPolicy,
+    __version__,
+)
 
 if TYPE_CHECKING:
     from pipeline.parameters import RunParameters
@@ -88,7 +94,9 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
 
     try:
         params = RunParameters(
-            documents=[p.as_posix() for p in args.paths] or [DEFAULT_SEEDS_DIR.as_posix()],
+            documents=args.paths or [DEFAULT_SEEDS_DIR.as_posix()],
+            sources=_sources_file(args),
+            backfill=args.backfill,
             out_dir=args.out.as_posix() if args.out else None,
             raw_dir=args.raw.as_posix() if args.raw else None,
             refresh=(
@@ -109,12 +117,31 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
         raise UsageError(problems) from None
-    for path in params.documents:
-        if not Path(path).exists():
-            raise UsageError(f"no such document or folder: {path}")
+    _check_documents(params.documents)
     _output_dir(Path(params.resolved_out_dir), "--out")
     _output_dir(Path(params.resolved_raw_dir), "--raw")
     return params
+
+
+def _sources_file(args: argparse.Namespace) -> str | None:
+    """`--sources FILE`; a sandbox run without documents reads the project's sources file,
+    so that the demo shows live lists."""
+    if args.sources is not None:
+        if not args.sources.is_file():
+            raise UsageError(f"no such sources file: {args.sources}")
+        return str(args.sources.resolve().as_posix())
+    if getattr(args, "sandbox", False) and not args.paths and DEFAULT_SOURCES_FILE.is_file():
+        return DEFAULT_SOURCES_FILE.as_posix()
+    return None
+
+
+def _check_documents(documents: Sequence[str]) -> None:
+    """Local documents must exist; GitHub ones are checked by their syntax alone."""
+    from pipeline.sources.spec import is_remote
+
+    for path in documents:
+        if not is_remote(path) and not Path(path).exists():
+            raise UsageError(f"no such document or folder: {path}")
 
 
 def _problem(error: Mapping[str, Any]) -> str:
@@ -241,14 +268,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.deploy import serve
     from pipeline.parameters import RunParameters
     from pipeline.prefect_server import quiet_prefect_environment
+    from pipeline.sources.spec import is_remote
 
-    documents = [p.resolve().as_posix() for p in args.paths]
-    for path in args.paths:
-        if not path.exists():
-            raise UsageError(f"no such document or folder: {path}")
-    values: dict[str, object] = {"sandbox": args.sandbox}
+    _check_documents(args.paths)
+    documents = [p if is_remote(p) else Path(p).resolve().as_posix() for p in args.paths]
+    values: dict[str, object] = {"sandbox": args.sandbox, "backfill": args.backfill}
     if documents:
         values["documents"] = documents
+    sources = _sources_file(args)
+    if sources:
+        values["sources"] = sources
     if args.out:
         values["out_dir"] = _output_dir(args.out, "--out").resolve().as_posix()
     if args.raw:
@@ -306,9 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     night_inputs.add_argument(
         "paths",
         nargs="*",
-        type=Path,
         metavar="PATH",
-        help="markdown documents or folders (default: raw/seeds/)",
+        help="markdown documents or folders (default: raw/seeds/), or files on GitHub: "
+        "github:OWNER/REPO/PATH[@REF] or https://github.com/OWNER/REPO/blob/REF/PATH",
+    )
+    night_inputs.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        help="a sources file listing the reading lists by name (e.g. sources.toml); read "
+        "instead of PATH (default with --sandbox and no PATH: sources.toml)",
+    )
+    night_inputs.add_argument(
+        "--backfill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also read N earlier versions of each GitHub document, so that first_listed "
+        "dates entries from their commit (default 0)",
     )
     night_inputs.add_argument(
         "--out", type=Path, metavar="DIR", help="snapshot root (default: enriched/)"

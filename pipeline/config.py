@@ -26,6 +26,8 @@ DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS_DIR = Path("raw/seeds")
+DEFAULT_SOURCES_FILE = Path("sources.toml")
+"""The reading lists by name (the nightly deployment reads it; see the file itself)."""
 DEFAULT_RAW_DIR = Path("raw")
 DEFAULT_OUT_DIR = Path("enriched")
 

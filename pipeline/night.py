@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +33,6 @@ import pyarrow as pa
 from pipeline.config import Settings
 from pipeline.links.documents import (
     Link,
-    discover_documents,
     extract_document_links,
     printable,
 )
@@ -64,6 +64,10 @@ from pipeline.resolve.titles import title_candidates
 from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
+from pipeline.sources.fetch import FetchedDocument, SourcesResult, fetch_documents
+from pipeline.sources.github import GithubClient
+from pipeline.sources.spec import GithubSource
+from pipeline.sources.stage import backfill_facts, document_sources, inputs_of, materialise
 
 logger = logging.getLogger(__name__)
 
@@ -301,11 +305,22 @@ def run_night(
     clock = _StageClock(summary.stage_seconds)
     night = Night(summary)
 
-    phase("extract")
-    with clock("extract"):
-        named = discover_documents([Path(p) for p in params.documents])
-        extracted = executor.extract(named)
-    summary.documents = [document for document, _ in extracted]
+    inputs = inputs_of(params.documents, params.sources)
+    sources = SourcesResult()
+    if inputs.remote:
+        phase("sources")
+        with clock("sources"):
+            sources = _fetch_sources(params, settings, inputs.remote, log)
+    with tempfile.TemporaryDirectory(prefix="pipeline-sources-") as scratch:
+        fetched, not_fetched = materialise(sources.documents, Path(scratch))
+        named = sorted(inputs.local + fetched)
+        phase("extract")
+        with clock("extract"):
+            extracted = executor.extract(named)
+        origins = document_sources(named, sources.documents)
+    summary.documents = sorted(
+        [document for document, _ in extracted] + not_fetched, key=lambda d: d.name
+    )
     night.links = [link for _, doc_links in extracted for link in doc_links]
     summary.links = len(night.links)
     for document in summary.documents:
@@ -341,7 +356,7 @@ def run_night(
                         resolved = _resolve(
                             executor, plan, params, endpoints, store, phase, started_monotonic
                         )
-                summary.api = resolved.stats
+                summary.api = [*sources.stats, *resolved.stats]
                 phase("build")
                 with clock("snapshot"):
                     night.tables = build_tables(
@@ -353,6 +368,8 @@ def run_night(
                             repos=resolved.repos,
                             paper_pages=resolved.pages,
                             not_asked=not_asked(plan, resolved),
+                            document_sources=origins,
+                            first_listed_backfill=backfill_facts(sources.documents),
                         ),
                         snapshot_date=snapshot_date,
                         previous=previous_tables(out_dir, before=snapshot_date),
@@ -374,6 +391,7 @@ def run_night(
                     summary.status_reason = run_status_reason(
                         counts, failed, unreadable, plan.restriction
                     )
+                    _stale_documents(summary, sources)
                     phase("publish")
                     publish(
                         out_dir,
@@ -402,6 +420,56 @@ def run_night(
             raise
     phase("done")
     return night
+
+
+def _fetch_sources(
+    params: RunParameters,
+    settings: Settings | None,
+    remote: Sequence[tuple[str, GithubSource]],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> SourcesResult:
+    """Tonight's version of every GitHub document (a dry run asks nothing: they are
+    listed as not fetched)."""
+    if params.dry_run:
+        return SourcesResult(
+            [
+                FetchedDocument(n, s, "error", status_reason="dry run: not fetched")
+                for n, s in remote
+            ]
+        )
+    with _endpoints(params, settings) as endpoints:
+        seconds = (
+            params.deadline_minutes * 60
+            if params.deadline_minutes is not None
+            else endpoints.run_deadline_seconds
+        )
+        with (
+            RawStore(Path(params.resolved_raw_dir)) as store,
+            GithubClient(endpoints, store, Deadline(seconds)) as client,
+        ):
+            result = fetch_documents(
+                client, remote, policy=endpoints.refresh, backfill=params.backfill
+            )
+            result.stats.append(client.stats)
+    for document in result.documents:
+        if document.status != "ok":
+            log.warning(
+                "document %s: %s: %s",
+                printable(document.name),
+                document.status,
+                printable(document.status_reason or ""),
+            )
+    return result
+
+
+def _stale_documents(summary: RunSummary, sources: SourcesResult) -> None:
+    """A document read from its last fetched version makes the run partial, naming it."""
+    reason = sources.reason()
+    if reason is None:
+        return
+    if summary.status == "ok":
+        summary.status = "partial"
+    summary.status_reason = "; ".join(part for part in (summary.status_reason, reason) if part)
 
 
 def _resolve(
@@ -519,6 +587,7 @@ def _endpoints(params: RunParameters, settings: Settings | None) -> Iterator[Set
     with Sandbox(faults=faults_from_spec(params.sandbox_faults)) as sandbox:
         env = {**os.environ, **sandbox.env()}
         env.pop("HF_TOKEN", None)  # a real token never goes to the double
+        env.pop("GITHUB_TOKEN", None)
         yield Settings.from_env(env).replace(refresh=params.refresh)
 
 

@@ -29,7 +29,27 @@ class RunParameters(BaseModel):
     documents: list[str] = Field(
         default_factory=lambda: [DEFAULT_SEEDS_DIR.as_posix()],
         min_length=1,
-        description="Markdown documents or folders to read (relative to the working directory).",
+        description=(
+            "Markdown documents or folders to read (relative to the working directory), or "
+            "files on GitHub: github:OWNER/REPO/PATH[@REF] or "
+            "https://github.com/OWNER/REPO/blob/REF/PATH."
+        ),
+    )
+    sources: str | None = Field(
+        default=None,
+        description=(
+            "A sources file (TOML, e.g. sources.toml) listing the reading lists with their "
+            "names; when given, its lists are read instead of `documents`."
+        ),
+    )
+    backfill: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description=(
+            "Versions of each GitHub document's history to read as well, so that "
+            "first_listed says from which commit each entry is listed (0: none)."
+        ),
     )
     out_dir: str | None = Field(
         default=None,
@@ -102,6 +122,16 @@ class RunParameters(BaseModel):
             "pipeline/sandbox/faults.py). Empty: none."
         ),
     )
+
+    @field_validator("documents")
+    @classmethod
+    def _documents_parse(cls, documents: list[str]) -> list[str]:
+        from pipeline.sources.spec import is_remote, parse_github
+
+        for text in documents:
+            if is_remote(text):
+                parse_github(text)  # a SourceError (a ValueError) names the bad one
+        return documents
 
     @field_validator("sandbox_faults")
     @classmethod

@@ -29,7 +29,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from pipeline.config import RefreshPolicy
-from pipeline.records import Status, utc_now
+from pipeline.records import ApiStats, Status, utc_now
 from pipeline.resolve.common import (
     LookupFailure,
     PermanentFailure,
@@ -378,6 +378,7 @@ class SourcesResult:
     """The sources stage's outcome for one night."""
 
     documents: list[FetchedDocument] = field(default_factory=list)
+    stats: list[ApiStats] = field(default_factory=list)
 
     @property
     def stale(self) -> list[FetchedDocument]:
