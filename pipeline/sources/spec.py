@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 GITHUB_PREFIX = "github:"
 _OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
 _REPO = r"[A-Za-z0-9._-]{1,100}"
-_SPEC = re.compile(rf"({_OWNER})/({_REPO})/([^@]+?)(?:@([^@/\s][^@\s]*))?")
+_SPEC = re.compile(r"([^/@]+)/([^/@]+)/([^@]+?)(?:@([^@]+))?")
 _REF = re.compile(r"[A-Za-z0-9._/-]{1,255}")
 
 

@@ -125,7 +125,7 @@ def _entities(data: bytes, name: str) -> set[str]:
     found: set[str] = set()
     for occurrence in occurrences:
         identity = link_for(occurrence).identity
-        if identity.valid and identity.entity_id is not None:
+        if identity.entity_id is not None:  # as the links table keys first_listed
             found.add(identity.entity_id)
     return found
 
