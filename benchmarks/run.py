@@ -53,12 +53,14 @@ from benchmarks.sections import (
     ResolutionResult,
     ScaleConfig,
     ScaleResult,
+    SourcesConfig,
+    SourcesResult,
     faults_spec,
     load_dataclass,
 )
 from pipeline.config import PROJECT_ROOT
 
-SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale")
+SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale", "sources")
 RESULTS_FILE = BENCHMARKS_DIR / "RESULTS.md"
 
 
@@ -258,6 +260,12 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
                 fresh_store=point.fresh,
             )
             results.scale.append(load_dataclass(ScaleResult, runner.section("scale", scale_config)))
+    if "sources" in sections:
+        _say("sources: two nights over unchanged GitHub lists")
+        sources_config = SourcesConfig(
+            work_dir=str(work / "sources"), seeds_dir=seeds, latency_seconds=plan.latency_seconds
+        )
+        results.sources = load_dataclass(SourcesResult, runner.section("sources", sources_config))
     results.load_average["end"] = list(os.getloadavg())
     return results
 
