@@ -882,12 +882,16 @@ def live_lists(config: SourcesConfig) -> SourcesResult:
                     out_dir=str(work / "enriched"),
                     raw_dir=str(work / "raw"),
                     snapshot_date=day,  # type: ignore[arg-type]
+                    # The lists alone: repository lookups would spend the anonymous
+                    # budget the second night's list requests need (60 an hour).
+                    resolvers=["arxiv", "arxiv_titles", "hub", "paper_pages"],
                 ),
                 settings=settings,
             )
             with RawStore(work / "raw") as store:
                 tonight = store.responses("github")[before:]
-            log = sandbox.requests("github")
+            # The lists' own requests (contents, commits); repository lookups are apart.
+            log = sandbox.requests("github", lambda r: r.path.startswith("/repos/bench-owner/"))
             result.nights.append(
                 SourcesNight(
                     label=label,

@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resolvers",
         nargs="+",
-        choices=["arxiv", "arxiv_titles", "hub", "paper_pages"],
+        choices=["arxiv", "arxiv_titles", "hub", "paper_pages", "github_repos"],
         help="run only these lookups (default: all)",
     )
     run.add_argument("--limit", type=int, metavar="N", help="trial run: at most N entities each")

@@ -127,6 +127,8 @@ class Settings:
     github_backoff_seconds: float = 60.0
     """First wait after a secondary limit without `retry-after`: GitHub asks for "at least
     a minute", growing exponentially; also the first backoff after a 5xx or timeout."""
+    github_ttl_seconds: float = 20 * HOUR_SECONDS
+    """Stars and pushes change daily: ask again at the next nightly run (as the Hub)."""
     github_backoff_max_seconds: float = 900.0
     """Cap on one GitHub backoff sleep; a spent primary budget is waited out until its
     `x-ratelimit-reset` instead, bounded by `run_deadline_seconds`."""

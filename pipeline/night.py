@@ -42,6 +42,7 @@ from pipeline.records import (
     GOOD,
     ApiStats,
     Document,
+    GithubRepoRecord,
     HubRepoRecord,
     PaperPageRecord,
     PaperRecord,
@@ -58,6 +59,7 @@ from pipeline.report import (
 )
 from pipeline.resolve.arxiv import ArxivResolver
 from pipeline.resolve.common import Deadline, ProgressCallback
+from pipeline.resolve.github_repos import GithubRepoResolver
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
@@ -162,12 +164,15 @@ class Entities:
     """Valid arXiv IDs without version (links and mentions)."""
     hub_repos: list[RepoRef]
     """(repo type, repo ID as written) of valid Hub repo links."""
+    github_repos: list[str] = field(default_factory=list)
+    """`owner/name` of valid GitHub repository links."""
 
 
 def entities_of(links: Iterable[Link]) -> Entities:
     """What the resolvers are to be asked about; invalid identifiers are never included."""
     arxiv_ids: set[str] = set()
     hub_repos: set[RepoRef] = set()
+    github_repos: set[str] = set()
     for link in links:
         ident = link.identity
         if not ident.valid or ident.entity_id is None:
@@ -176,7 +181,9 @@ def entities_of(links: Iterable[Link]) -> Entities:
             arxiv_ids.add(ident.entity_id)
         elif ident.kind in HUB_REPO_TYPES:
             hub_repos.add((HUB_REPO_TYPES[ident.kind], ident.entity_id))
-    return Entities(sorted(arxiv_ids), sorted(hub_repos))
+        elif ident.kind == "github_repo":
+            github_repos.add(ident.entity_id)
+    return Entities(sorted(arxiv_ids), sorted(hub_repos), sorted(github_repos))
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class Plan:
     hub: list[RepoRef]
     paper_pages: list[str]
     entities: Entities = field(default_factory=lambda: Entities([], []))
+    github_repos: list[str] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
     """Every link text that looks like a paper title."""
     restriction: str | None = None
@@ -199,6 +207,7 @@ class Plan:
             "arxiv_titles": len(self.arxiv_titles),
             "hub": len(self.hub),
             "paper_pages": len(self.paper_pages),
+            "github_repos": len(self.github_repos),
         }
 
 
@@ -224,6 +233,7 @@ def plan_night(params: RunParameters, links: Sequence[Link]) -> Plan:
         hub=limited(entities.hub_repos, "hub"),
         paper_pages=limited(entities.arxiv_ids, "paper_pages"),
         entities=entities,
+        github_repos=limited(entities.github_repos, "github_repos"),
         titles=titles,
         restriction="restricted run: " + ", ".join(restrictions) if restrictions else None,
     )
@@ -241,6 +251,7 @@ def not_asked(plan: Plan, resolved: Resolved) -> NotAsked:
         arxiv_titles=frozenset(set(plan.titles) - set(plan.arxiv_titles)),
         hub=frozenset(set(plan.entities.hub_repos) - set(plan.hub)),
         paper_pages=frozenset(papers - pages_asked),
+        github_repos=frozenset(set(plan.entities.github_repos) - set(plan.github_repos)),
         restriction=plan.restriction,
     )
 
@@ -253,6 +264,7 @@ class Resolved:
     titles: dict[str, TitleMatch] = field(default_factory=dict)
     repos: dict[RepoRef, HubRepoRecord] = field(default_factory=dict)
     pages: dict[str, PaperPageRecord] = field(default_factory=dict)
+    github_repos: dict[str, GithubRepoRecord] = field(default_factory=dict)
     failed_stages: list[str] = field(default_factory=list)
     stats: list[ApiStats] = field(default_factory=list)
     by_title: set[str] = field(default_factory=set)
@@ -370,6 +382,7 @@ def run_night(
                             not_asked=not_asked(plan, resolved),
                             document_sources=origins,
                             first_listed_backfill=backfill_facts(sources.documents),
+                            github_repos=resolved.github_repos,
                         ),
                         snapshot_date=snapshot_date,
                         previous=previous_tables(out_dir, before=snapshot_date),
@@ -485,6 +498,7 @@ def _resolve(
     deadline = Deadline(settings.run_deadline_seconds - (time.monotonic() - started))
     arxiv = ArxivResolver(settings, store, deadline=deadline)
     hub = HubResolver(settings, store, deadline=deadline)
+    github = GithubRepoResolver(settings, store, deadline=deadline)
     answers = Resolved()
 
     def submit(
@@ -505,6 +519,11 @@ def _resolve(
         return executor.submit(stage, reporting)
 
     try:
+        code = submit(
+            "github_repos",
+            lambda p: github.resolve_repos(plan.github_repos, p),
+            plan.github_repos,
+        )
         repos = submit("hub", lambda p: hub.resolve_repos(plan.hub, p), plan.hub)
         pages = submit(
             "paper_pages",
@@ -533,6 +552,7 @@ def _resolve(
         )
         answers.repos = _outcome(executor, repos, "hub", answers.failed_stages)
         answers.pages = _outcome(executor, pages, "paper_pages", answers.failed_stages)
+        answers.github_repos = _outcome(executor, code, "github_repos", answers.failed_stages)
         # Papers reached only by title: their paper pages are asked once their IDs are known.
         late = sorted(by_title - set(plan.paper_pages))
         if (
@@ -552,9 +572,11 @@ def _resolve(
         raise  # the process ends now: closing the client under a running stage is only noise
     except BaseException:
         arxiv.close()
+        github.close()
         raise
     arxiv.close()
-    answers.stats = [arxiv.stats, hub.stats]
+    github.close()
+    answers.stats = [arxiv.stats, hub.stats, github.stats]
     return answers
 
 

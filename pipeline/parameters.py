@@ -14,8 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_RAW_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy
 
-Resolver = Literal["arxiv", "arxiv_titles", "hub", "paper_pages"]
-ALL_RESOLVERS: tuple[Resolver, ...] = ("arxiv", "arxiv_titles", "hub", "paper_pages")
+Resolver = Literal["arxiv", "arxiv_titles", "hub", "paper_pages", "github_repos"]
+ALL_RESOLVERS: tuple[Resolver, ...] = (
+    "arxiv",
+    "arxiv_titles",
+    "hub",
+    "paper_pages",
+    "github_repos",
+)
 
 SANDBOX_RAW_DIR = "raw/sandbox"
 SANDBOX_OUT_DIR = "enriched/sandbox"
@@ -74,7 +80,8 @@ class RunParameters(BaseModel):
         description=(
             "Which lookups to run: arxiv (papers by ID), arxiv_titles (papers by link text), "
             "hub (Hugging Face repos and collections), paper_pages (HF paper pages and the "
-            "models citing each paper). Entities of a resolver left out keep their last "
+            "models citing each paper), github_repos (code repositories on GitHub). "
+            "Entities of a resolver left out keep their last "
             "values (stale, or not_found), or are error when they have none, with the "
             "reason 'not asked in this run'."
         ),

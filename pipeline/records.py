@@ -213,6 +213,30 @@ class DocumentSource:
     title: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GithubRepoRecord:
+    """What GitHub says about one code repository, or why we do not know."""
+
+    repo: str
+    """The repository as the documents name it (`owner/name`, lower case)."""
+    status: Status
+    status_reason: str | None = None
+    full_name: str | None = None
+    """GitHub's name for it (its current one, after a rename or transfer)."""
+    stars: int | None = None
+    forks: int | None = None
+    open_issues: int | None = None
+    """Open issues and pull requests (GitHub counts both)."""
+    pushed_at: datetime | None = None
+    archived: bool | None = None
+    license: str | None = None
+    """SPDX identifier (`MIT`, `Apache-2.0`, `NOASSERTION`); None when there is none."""
+    description: str | None = None
+    topics: tuple[str, ...] = ()
+    language: str | None = None
+    data_fetched_at: datetime | None = None
+
+
 # -- parameter counts (pure) -------------------------------------------------------------
 UNITS: tuple[tuple[str, int], ...] = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
 

@@ -116,7 +116,12 @@ def test_unchanged_lists_cost_304s_only_on_the_second_night(
     sandbox.reset_log()
     second = night(tmp_path, settings, NIGHT_2)
 
-    assert [r.status for r in sandbox.requests("github")] == [304]
+    # The list itself (contents, commits) costs one 304; the code repositories it links
+    # are lookups of their own (`github_repos`), asked again under this night's refresh.
+    lists = sandbox.requests("github", lambda r: r.path.startswith("/repos/owner/lists/"))
+    assert [r.status for r in lists] == [304]
+    others = {r.path for r in sandbox.requests("github")} - {r.path for r in lists}
+    assert others == {"/repos/qwenlm/qwen2-vl"}
     assert listings(second) == listings(first)
     assert second.summary.status == first.summary.status
     github = next(s for s in second.summary.api if s.api == "github")

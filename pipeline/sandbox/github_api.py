@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -155,8 +155,8 @@ class GithubDouble:
         """Authorised or not -> (window start, requests counted)."""
         for upstream in files:
             self.add_file(upstream)
-        for repo in repos:
-            self.repos[repo.full_name.lower()] = repo
+        for repo in repos:  # copies: a rename must not change the caller's sample
+            self.repos[repo.full_name.lower()] = replace(repo, topics=list(repo.topics))
 
     # -- setting the scene ---------------------------------------------------------------
     def add_file(self, upstream: UpstreamFile) -> None:
@@ -414,6 +414,7 @@ class GithubDouble:
                         }
                     )
                     continue
+                pulls = sample.open_issues_count // 3
                 data[alias] = {
                     "nameWithOwner": sample.full_name,
                     "stargazerCount": sample.stargazers_count,
@@ -427,7 +428,9 @@ class GithubDouble:
                     "description": sample.description,
                     "primaryLanguage": ({"name": sample.language} if sample.language else None),
                     "repositoryTopics": {"nodes": [{"topic": {"name": t}} for t in sample.topics]},
-                    "issues": {"totalCount": sample.open_issues_count},
+                    # REST's open_issues_count is both; GraphQL counts them apart.
+                    "issues": {"totalCount": sample.open_issues_count - pulls},
+                    "pullRequests": {"totalCount": pulls},
                 }
         if "rateLimit" in query:
             data["rateLimit"] = {"cost": 1, "remaining": 4999, "resetAt": "2030-01-01T00:00:00Z"}

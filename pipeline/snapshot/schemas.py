@@ -71,6 +71,15 @@ def _status(prefix: str, fetched_at: str) -> list[pa.Field]:
     ]
 
 
+CODE_REPO_TYPE = pa.struct(
+    [
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("repo", pa.string()),
+        pa.field("sources", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""A paper's code: its URL, the GitHub `owner/name` when on GitHub, and where it came from."""
+
 HF_MODEL_TYPE = pa.struct(
     [
         pa.field("repo_id", pa.string(), nullable=False),
@@ -111,6 +120,7 @@ PAPERS_SCHEMA = _schema(
         pa.field("hf_num_models", pa.int64()),
         *_status("hf_page_", "hf_page_fetched_at"),
         _texts("github_repos"),
+        pa.field("code_repos", pa.list_(CODE_REPO_TYPE), nullable=False),
         *_LINEAGE,
         *_status("", "data_fetched_at"),
     ],
@@ -182,6 +192,17 @@ GITHUB_REPOS_SCHEMA = _schema(
         pa.field("url", pa.string(), nullable=False),
         _texts("arxiv_ids"),
         *_LINEAGE,
+        pa.field("full_name", pa.string()),
+        pa.field("stars", pa.int64()),
+        pa.field("forks", pa.int64()),
+        pa.field("open_issues", pa.int64()),
+        pa.field("pushed_at", TIMESTAMP),
+        pa.field("archived", pa.bool_()),
+        pa.field("license", pa.string()),
+        pa.field("description", pa.string()),
+        _texts("topics"),
+        pa.field("language", pa.string()),
+        *_status("", "data_fetched_at"),
     ],
 )
 

@@ -77,11 +77,13 @@ class GithubClient:
         deadline: Deadline,
         *,
         transport: httpx.BaseTransport | None = None,
+        stats_name: str = API,
     ) -> None:
         self.settings = settings
         self.store = store
         self.deadline = deadline
-        self.stats = ApiStats(API)
+        self.stats = ApiStats(stats_name)
+        """What this client did (`github`: the sources stage; `github_repos`: the lookups)."""
         self.breaker = Breaker("GitHub", CONNECTION_FAILURES_TO_OPEN)
         self._origin = _origin(settings.github_api_url)
         self._remaining: int | None = None
@@ -103,8 +105,9 @@ class GithubClient:
         self.close()
 
     @property
-    def authenticated(self) -> bool:
-        return bool(self.settings.github_token)
+    def remaining(self) -> int | None:
+        """Requests left in the primary budget, as GitHub last said (None: not heard yet)."""
+        return self._remaining
 
     def get(
         self,
