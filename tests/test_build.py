@@ -1108,3 +1108,53 @@ def test_an_invalid_github_repo_is_a_link_never_a_key(tmp_path: Path) -> None:
 
     assert tables["github_repos"].column("repo").to_pylist() == ["qwenlm/qwen2-vl"]
     assert tables["links"].column("id_valid").to_pylist() == [True, False, False]
+
+
+# ----------------------------------------------------------------------------- GitHub
+
+
+def test_github_repos_carry_githubs_metadata_and_keep_the_last_good_when_a_lookup_fails() -> None:
+    from pipeline.records import GithubRepoRecord
+
+    record = GithubRepoRecord(
+        "qwenlm/qwen2-vl",
+        "ok",
+        full_name="Qwen/Qwen2-VL",  # renamed: both names kept
+        stars=9000,
+        forks=500,
+        open_issues=30,
+        pushed_at=FETCHED1,
+        archived=False,
+        license="Apache-2.0",
+        topics=("vlm",),
+        language="Python",
+        data_fetched_at=FETCHED1,
+    )
+    links = [arxiv(0, PAPER, item="Qwen2-VL"), github(1, "qwenlm/qwen2-vl", item="Qwen2-VL")]
+    night_1 = replace(inputs(links, [paper(PAPER)]), github_repos={record.repo: record})
+    previous = as_previous(build(night_1, DAY1), DAY1)
+    failed = GithubRepoRecord("qwenlm/qwen2-vl", "error", "HTTP 502")
+    night_2 = replace(inputs(links, [paper(PAPER)]), github_repos={record.repo: failed})
+
+    first = rows(build(night_1, DAY1)["github_repos"])["qwenlm/qwen2-vl"]
+    second = rows(build(night_2, DAY2, previous)["github_repos"])["qwenlm/qwen2-vl"]
+    unasked = rows(build(inputs(links, [paper(PAPER)]), DAY2)["github_repos"])["qwenlm/qwen2-vl"]
+
+    assert (first["repo"], first["full_name"], first["stars"]) == (
+        "qwenlm/qwen2-vl",
+        "Qwen/Qwen2-VL",
+        9000,
+    )
+    assert (first["license"], first["topics"], first["status"]) == ("Apache-2.0", ["vlm"], "ok")
+    assert second["status"] == "stale" and second["stars"] == 9000
+    assert "HTTP 502" in second["status_reason"]
+    assert second["data_fetched_at"] == FETCHED1
+    assert unasked["status"] == "error" and unasked["stars"] is None
+    code = rows(build(night_1, DAY1)["papers"])[PAPER]["code_repos"]
+    assert code == [
+        {
+            "url": "https://github.com/qwenlm/qwen2-vl",
+            "repo": "qwenlm/qwen2-vl",
+            "sources": ["links"],
+        }
+    ]
