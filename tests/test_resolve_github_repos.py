@@ -122,6 +122,20 @@ def test_without_a_token_rest_stays_within_the_budget_stalest_first(tmp_path: Pa
     assert len(stale) == 5 and all("last good answer" in (r.status_reason or "") for r in stale)
 
 
+def test_a_budget_spent_before_the_lookups_stops_them_at_once_without_waiting(
+    tmp_path: Path,
+) -> None:
+    with Sandbox(github=GithubDouble()) as sandbox:
+        settings = settings_for(sandbox)
+        resolve(settings, tmp_path / "a", [f"o/r{i}" for i in range(ANONYMOUS_LIMIT)])
+        sandbox.reset_log()
+        later = resolve(settings, tmp_path / "b", ["o/late-1", "o/late-2"])
+
+    assert [r.status for r in sandbox.requests("github")] == [403]  # asked once, no hour's wait
+    assert {r.status for r in later.values()} == {"error"}
+    assert all("budget" in (r.status_reason or "") for r in later.values())
+
+
 def test_a_renamed_repository_keeps_the_linked_name_and_gains_the_new_one(
     sandbox: Sandbox, double: GithubDouble, tmp_path: Path
 ) -> None:

@@ -152,7 +152,9 @@ def traversal_list() -> str:
 def assert_requests_are_clean(sandbox: Sandbox) -> None:
     """Every request went to a known route, with path segments that are names (no empty,
     `.`, `..`, slash, backslash or NUL once decoded) and arXiv IDs that are valid."""
-    routes = re.compile(r"/api/(query|models/|datasets/|spaces/|collections/|papers/)")
+    routes = re.compile(
+        r"/api/(query|models/|datasets/|spaces/|collections/|papers/)|/repos/[^/]+/[^/]+$"
+    )
     for request in sandbox.requests():
         assert routes.match(request.path), request.path
         segments = [unquote(s) for s in request.path.split("/")[1:]]

@@ -34,6 +34,7 @@ from pipeline.resolve.common import (
     PermanentFailure,
     Progress,
     ProgressCallback,
+    RateLimited,
     ServiceUnreachable,
     TransientFailure,
     last_good_answer,
@@ -91,6 +92,7 @@ class GithubRepoResolver:
             store,
             deadline or Deadline(settings.run_deadline_seconds),
             stats_name="github_repos",
+            wait_for_reset=False,
         )
         self.stats = self.client.stats
 
@@ -145,7 +147,8 @@ class GithubRepoResolver:
         try:
             answer = self.client.get(f"/repos/{repo}", endpoint="repos")
         except (LookupFailure, ServiceUnreachable) as exc:
-            return self._fallback(repo, _reason(exc))
+            spent = isinstance(exc, RateLimited) and self.client.remaining == 0
+            return self._fallback(repo, BUDGET_SPENT if spent else _reason(exc))
         if answer.status in (404, 451):
             self.store.mark(answer.stored, KIND, [repo], "not_found")
             return self._not_found(repo, answer.status, answer.stored.fetched_at)

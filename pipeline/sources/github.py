@@ -78,12 +78,16 @@ class GithubClient:
         *,
         transport: httpx.BaseTransport | None = None,
         stats_name: str = API,
+        wait_for_reset: bool = True,
     ) -> None:
         self.settings = settings
         self.store = store
         self.deadline = deadline
         self.stats = ApiStats(stats_name)
         """What this client did (`github`: the sources stage; `github_repos`: the lookups)."""
+        self.wait_for_reset = wait_for_reset
+        """Wait out a spent primary budget (within the deadline), or fail at once: the
+        repository lookups stop and keep their last values rather than wait an hour."""
         self.breaker = Breaker("GitHub", CONNECTION_FAILURES_TO_OPEN)
         self._origin = _origin(settings.github_api_url)
         self._remaining: int | None = None
@@ -205,7 +209,11 @@ class GithubClient:
             if retry_after is not None:
                 return RateLimited(f"HTTP {status} secondary rate limit", float(retry_after))
             if remaining == 0:
-                return RateLimited(f"HTTP {status} rate limit exceeded", self._until_reset())
+                wait = self._until_reset() if self.wait_for_reset else None
+                failure = RateLimited(f"HTTP {status} rate limit exceeded", wait)
+                if not self.wait_for_reset:
+                    raise failure
+                return failure
             if status == 429 or "rate limit" in message.lower():
                 return RateLimited(f"HTTP {status} secondary rate limit: {message}", None)
             return None
@@ -248,6 +256,8 @@ class GithubClient:
         """A spent primary budget: wait for its reset rather than be refused."""
         if self._remaining != 0:
             return
+        if not self.wait_for_reset:
+            raise RateLimited("GitHub rate limit spent (x-ratelimit-remaining: 0)", None)
         wait = self._until_reset()
         if not self.deadline.allows(wait):
             raise RateLimited(
