@@ -140,6 +140,17 @@ class RunParameters(BaseModel):
                 parse_github(text)  # a SourceError (a ValueError) names the bad one
         return documents
 
+    @field_validator("sources")
+    @classmethod
+    def _sources_read(cls, sources: str | None) -> str | None:
+        if sources is not None:
+            from pathlib import Path
+
+            from pipeline.sources.spec import read_sources_file
+
+            read_sources_file(Path(sources))  # a SourceError (a ValueError) names what is wrong
+        return sources
+
     @field_validator("sandbox_faults")
     @classmethod
     def _faults_parse(cls, spec: str) -> str:

@@ -12,7 +12,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE, build_parser, main
+from pipeline.cli import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    build_parser,
+    main,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -121,6 +129,34 @@ def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
 def test_run_rejects_a_zero_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--limit", "0"]) == EXIT_USAGE
     assert "limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["github:o/r"], "'github:o/r': expected github:OWNER/REPO/PATH[@REF]"),
+        (["https://github.com/o/r/tree/main/x.md"], "expected https://github.com/OWNER/REPO/blob"),
+        (["--sources", "no-such-sources.toml"], "no such sources file: no-such-sources.toml"),
+        (["--backfill", "-1"], "backfill"),
+    ],
+)
+def test_run_rejects_bad_sources_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    assert main(["run", *argv, "--out", str(tmp_path / "o"), "--raw", str(tmp_path / "r")]) == (
+        EXIT_USAGE
+    )
+    assert named in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_dry_run_lists_github_documents_without_asking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--dry-run", "github:o/r/list.md", "--out", str(tmp_path / "o")]
+
+    assert main([*argv, "--raw", str(tmp_path / "r")]) in (EXIT_OK, EXIT_PARTIAL)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
 
 
 # -- errors are one line, with the exit code the README gives ------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -51,3 +53,24 @@ def test_bad_parameters_are_refused(bad: dict[str, object]) -> None:
 def test_the_form_describes_every_field() -> None:
     schema = RunParameters.model_json_schema()
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_documents_may_be_github_files_and_a_bad_one_is_refused_naming_it() -> None:
+    given = ["github:o/r/list.md@dev", "https://github.com/o/r/blob/main/README.md", "raw/seeds"]
+    assert RunParameters(documents=given).documents == given
+    with pytest.raises(ValidationError, match=r"'github:o/r': expected github:OWNER/REPO/PATH"):
+        RunParameters(documents=["github:o/r"])
+
+
+def test_a_sources_file_is_read_when_the_parameters_are_validated(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("[[list]]\nname = 'a'\nsource = 'github:o/r/a.md'\n")
+    bad.write_text("[[list]]\nname = 'a'\n")
+
+    assert RunParameters(sources=str(good), backfill=3).backfill == 3
+    with pytest.raises(ValidationError, match="`source` must be"):
+        RunParameters(sources=str(bad))
+    with pytest.raises(ValidationError, match="cannot read the sources file"):
+        RunParameters(sources=str(tmp_path / "missing.toml"))
+    with pytest.raises(ValidationError, match="backfill"):
+        RunParameters(backfill=-1)
