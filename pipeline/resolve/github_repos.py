@@ -133,6 +133,11 @@ class GithubRepoResolver:
             for repo in pending:
                 found[repo] = self._rest(repo)
                 done.advance()
+            unasked = sum(
+                1 for repo in pending if BUDGET_SPENT in (found[repo].status_reason or "")
+            )
+            if unasked:
+                logger.warning("github repos: %d of %d %s", unasked, len(pending), BUDGET_SPENT)
         return found
 
     def _staleness(self, repo: str) -> tuple[bool, str]:
@@ -211,12 +216,15 @@ class GithubRepoResolver:
 
     def _fallback(self, repo: str, reason: str) -> GithubRepoRecord:
         last = last_good_answer(self.store, API, KIND, repo, lambda a: self._read(repo, a))
+        quiet = reason == BUDGET_SPENT  # said once for all of them (`resolve_repos`)
         if last is None:
-            logger.warning("github repo %s: error: %s", repo, reason)
+            if not quiet:
+                logger.warning("github repo %s: error: %s", repo, reason)
             return GithubRepoRecord(repo, "error", reason)
         record, answer = last
         stale = _with_status(record, "stale", stale_reason(reason, answer))
-        logger.warning("github repo %s: stale: %s", repo, stale.status_reason)
+        if not quiet:
+            logger.warning("github repo %s: stale: %s", repo, stale.status_reason)
         return stale
 
     @staticmethod
