@@ -123,15 +123,21 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     return params
 
 
-def _sources_file(args: argparse.Namespace) -> str | None:
-    """`--sources FILE`; a sandbox run without documents reads the project's sources file,
-    so that the demo shows live lists."""
+def _sources_file(args: argparse.Namespace, *, nightly: bool = False) -> str | None:
+    """`--sources FILE`. Without documents, the sources file of the working directory is
+    read by a sandbox run (the demo shows live lists) and by the nightly deployment
+    (`nightly`); `pipeline run` alone keeps reading raw/seeds/."""
     if args.sources is not None:
         if not args.sources.is_file():
             raise UsageError(f"no such sources file: {args.sources}")
         return str(args.sources.resolve().as_posix())
-    if getattr(args, "sandbox", False) and not args.paths and DEFAULT_SOURCES_FILE.is_file():
-        return DEFAULT_SOURCES_FILE.as_posix()
+    wanted = nightly or getattr(args, "sandbox", False)
+    if wanted and not args.paths and DEFAULT_SOURCES_FILE.is_file():
+        return (
+            DEFAULT_SOURCES_FILE.resolve().as_posix()
+            if nightly
+            else DEFAULT_SOURCES_FILE.as_posix()
+        )
     return None
 
 
@@ -275,7 +281,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     values: dict[str, object] = {"sandbox": args.sandbox, "backfill": args.backfill}
     if documents:
         values["documents"] = documents
-    sources = _sources_file(args)
+    sources = _sources_file(args, nightly=True)
     if sources:
         values["sources"] = sources
     if args.out:
