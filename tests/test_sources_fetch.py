@@ -252,3 +252,29 @@ def test_the_token_goes_to_the_api_host_only_and_never_to_the_store(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert canary.encode() not in path.read_bytes(), path
+
+
+def test_etags_are_kept_per_identity_with_and_without_a_token(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    anonymous = settings_for(sandbox)
+    with_token = settings_for(sandbox, GITHUB_TOKEN="ghp_Identity0123456789abcdefghijABCD")
+    with client(anonymous, tmp_path) as github:
+        fetch_document(github, "list", SOURCE)
+    sandbox.reset_log()
+    with client(with_token, tmp_path) as github:
+        first_with_token = fetch_document(github, "list", SOURCE)
+    with client(with_token, tmp_path) as github:
+        again_with_token = fetch_document(github, "list", SOURCE)
+    with client(anonymous, tmp_path) as github:
+        again_anonymous = fetch_document(github, "list", SOURCE)
+
+    # No anonymous ETag is sent with the token; the token's own is, next time. The
+    # anonymous one no longer names the latest version fetched: not sent either.
+    assert not first_with_token.not_modified and again_with_token.not_modified
+    assert not again_anonymous.not_modified
+    assert [r.status for r in sandbox.requests("github") if "/contents/" in r.path] == [
+        200,
+        304,
+        200,
+    ]

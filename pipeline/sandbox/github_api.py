@@ -472,7 +472,8 @@ def _conditional(
     """200 with an ETag, or 304 without a body when the client already holds it. The ETag
     varies with the media type asked for (and, on the real API, with the token)."""
     accept = request.headers.get("accept", "")
-    etag = 'W/"' + hashlib.sha256(accept.encode() + b"\0" + body).hexdigest()[:40] + '"'
+    vary = f"{accept}\0{'authorization' in request.headers}\0".encode()
+    etag = 'W/"' + hashlib.sha256(vary + body).hexdigest()[:40] + '"'
     headers = {"etag": etag, **(extra or {})}
     wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
     if etag in wanted:

@@ -10,6 +10,10 @@ response holds which document's latest version:
     document_raw     the raw answer, for a file the JSON answer leaves empty
     document_commit  the commits answer (the first commit listed is the version's)
     document_at      a past version (backfill), keyed `KEY#COMMIT`: immutable, never re-asked
+    document_etag_token / document_etag_anonymous
+                     the contents answer whose ETag a request with (without) a token sends:
+                     GitHub's ETags vary with the token, so each identity keeps its own,
+                     and one is sent only while it belongs to the latest version fetched
 
 When a fetch fails, the last version fetched is used (status `stale`, the reason and the
 version's fetch time saying so), and the run is partial, naming the document; with no
@@ -81,7 +85,7 @@ class FetchedDocument:
 @dataclass(frozen=True, slots=True)
 class _Version:
     data: bytes
-    etag: str | None
+    response_id: int | None
     fetched_at: datetime
     commit_sha: str | None
     committed_at: datetime | None
@@ -110,7 +114,7 @@ def fetch_document(
             return FetchedDocument(name, source, "error", status_reason="offline: never fetched")
         return _from(name, source, "ok", last, "offline: the last version fetched")
     try:
-        fetched, moved = _fetch(client, source, None if last is None else last.etag)
+        fetched, moved = _fetch(client, source, _etag(client, source, last))
         version = fetched or last
         assert version is not None
         history = _history(client, source, version, backfill) if backfill else ()
@@ -173,6 +177,7 @@ def _fetch(
         data = raw.body
     commit = _latest_commit(client, source)
     store.mark(answer.stored, "document", [source.key], "ok")
+    store.mark(answer.stored, _etag_kind(client), [source.key], "ok")
     if raw is not None:
         store.mark(raw.stored, "document_raw", [source.key], "ok")
     if commit is not None:
@@ -180,13 +185,28 @@ def _fetch(
     return (
         _Version(
             data,
-            answer.headers.get("etag"),
+            answer.stored.response_id,
             answer.stored.fetched_at,
             commit[0] if commit else None,
             commit[1] if commit else None,
         ),
         moved,
     )
+
+
+def _etag_kind(client: GithubClient) -> str:
+    return "document_etag_token" if client.settings.github_token else "document_etag_anonymous"
+
+
+def _etag(client: GithubClient, source: GithubSource, last: _Version | None) -> str | None:
+    """The ETag to send: this identity's, when it belongs to the latest version fetched
+    (an older one could match a file changed back, and name the wrong version)."""
+    if last is None:
+        return None
+    mine = client.store.answer(API, _etag_kind(client), source.key)
+    if mine is None or mine.response.response_id != last.response_id:
+        return None
+    return mine.response.headers.get("etag")
 
 
 def _moved_name(client: GithubClient, answer: Answer) -> str | None:
@@ -357,7 +377,7 @@ def _last_version(store: RawStore, source: GithubSource) -> _Version | None:
             commit_sha, committed_at = parsed
     return _Version(
         data,
-        answer.response.headers.get("etag"),
+        answer.response.response_id,
         answer.response.fetched_at,
         commit_sha,
         committed_at,
