@@ -28,7 +28,7 @@ import binascii
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import quote
 
@@ -127,13 +127,7 @@ def fetch_document(
         assert answer is not None
         return _from(name, source, "stale", last, stale_reason(reason, answer))
     document = _from(name, source, "ok", version, None)
-    return _replace(document, not_modified=fetched is None, repo=moved, history=history)
-
-
-def _replace(document: FetchedDocument, **changes: object) -> FetchedDocument:
-    from dataclasses import replace
-
-    return replace(document, **changes)  # type: ignore[arg-type]
+    return replace(document, not_modified=fetched is None, repo=moved, history=history)
 
 
 def _from(
