@@ -261,3 +261,36 @@ def test_serve_without_a_prefect_server_is_refused_in_one_line(tmp_path: Path) -
     assert done.returncode == EXIT_USAGE
     assert "needs a Prefect server" in _one_error_line(done.stderr)
     assert not (tmp_path / "prefect-home" / "prefect.db").exists()  # no temporary server
+
+
+def test_a_sandbox_run_shows_live_lists_and_repository_metadata_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nights import FAST_ENV
+
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.snapshot.read import load
+
+    monkeypatch.chdir(PROJECT_ROOT)  # where sources.toml is
+    for name, value in FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_RealTokenNeverSentToTheDouble000000")
+    out, raw = tmp_path / "out", tmp_path / "raw"
+
+    assert main(["run", "--sandbox", "--out", str(out), "--raw", str(raw)]) in (
+        EXIT_OK,
+        EXIT_PARTIAL,
+    )
+
+    documents = load("documents", out).set_index("document")
+    live = documents.loc["PromptExpert blogs: MLLM papers"]
+    assert live["source_url"] == (
+        "https://github.com/PromptExpert/blogs/blob/HEAD/docs/mllm/mllm_papers.md"
+    )
+    assert live["status"] == "ok" and len(live["commit_sha"]) == 40
+    assert documents["source_url"].isna().sum() == 4  # the other seeds stay local files
+    repos = load("github_repos", out)
+    assert (repos["status"] == "ok").sum() > 0 and repos["stars"].notna().sum() > 0
+    for path in [*out.rglob("*"), *raw.rglob("*")]:
+        if path.is_file():
+            assert b"ghp_RealTokenNeverSentToTheDouble" not in path.read_bytes()
