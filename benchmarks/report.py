@@ -26,6 +26,7 @@ from benchmarks.sections import (
     ReportResult,
     ResolutionResult,
     ScaleResult,
+    SourcesResult,
     StorageResult,
     WaitMeasure,
     load_dataclass,
@@ -82,6 +83,7 @@ class Results:
     scale: list[ScaleResult] = field(default_factory=list)
     storage: StorageResult | None = None
     report: list[ReportResult] = field(default_factory=list)
+    sources: SourcesResult | None = None
 
 
 def results_from_json(data: dict[str, Any]) -> Results:
@@ -106,6 +108,7 @@ def results_from_json(data: dict[str, Any]) -> Results:
         scale=[load_dataclass(ScaleResult, value) for value in data.get("scale", [])],
         storage=maybe(StorageResult, data.get("storage")),
         report=[load_dataclass(ReportResult, value) for value in data.get("report", [])],
+        sources=maybe(SourcesResult, data.get("sources")),
     )
 
 
@@ -368,6 +371,8 @@ def render_generated(results: Results, machine: Machine) -> str:
         lines += storage_section(results.storage)
     if results.report:
         lines += _report_section(results.report)
+    if results.sources:
+        lines += sources_section(results.sources)
     lines += [END]
     return "\n".join(lines) + "\n"
 
@@ -928,3 +933,40 @@ def merge(existing: str | None, generated: str) -> str:
         tail = existing[existing.index(END) + len(END) :].lstrip("\n")
         return head + generated + ("\n" + tail if tail else "")
     return "# Benchmarks\n\n" + generated
+
+
+def sources_section(r: SourcesResult) -> list[str]:
+    """Live lists: what a second night over unchanged lists asks GitHub."""
+    lines = [
+        "## 8. Live lists: a second night over unchanged lists",
+        "",
+        f"The {r.lists} seeds ({r.list_bytes:,} bytes) served as GitHub lists by the double"
+        f" ({r.latency_seconds * 1000:.0f} ms per answer), named in a sources file; two"
+        " `run_night`s on one raw store, the lists unchanged between them. Requests and"
+        " statuses from the double's own log; bytes from the raw store's 200 answers.",
+        "",
+    ]
+    lines += _table(
+        (
+            "night",
+            "GitHub requests",
+            "by status",
+            "list bytes downloaded",
+            "304 (unchanged)",
+            "sources stage (s)",
+            "run",
+        ),
+        (
+            (
+                n.label,
+                str(n.github_requests),
+                ", ".join(f"{k}: {v}" for k, v in n.by_status.items()),
+                f"{n.list_bytes_downloaded:,}",
+                str(n.unchanged),
+                f"{n.sources_seconds:.2f}",
+                n.status,
+            )
+            for n in r.nights
+        ),
+    )
+    return [*lines, ""]

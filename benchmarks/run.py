@@ -12,6 +12,7 @@ loopback double running in a process of its own (`benchmarks.double`):
 5. scale: 5k/10k/20k synthetic papers (and a quarter as many models), cold, warm, new;
 6. storage: the seeds' night with --out/--raw on moto's S3 server against local disk.
 7. report: the nightly HTML report of the seeds and of a synthetic 20k-paper snapshot.
+8. sources: two nights over unchanged GitHub lists: the second downloads no list (304s).
 
 The full run (~35 minutes on 2 cores, two faults nights of ~7 minutes each included)
 writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
@@ -57,6 +58,8 @@ from benchmarks.sections import (
     ResolutionResult,
     ScaleConfig,
     ScaleResult,
+    SourcesConfig,
+    SourcesResult,
     StorageConfig,
     StorageResult,
     faults_spec,
@@ -64,7 +67,16 @@ from benchmarks.sections import (
 )
 from pipeline.config import PROJECT_ROOT
 
-SECTION_NAMES = ("resolution", "cli", "faults", "extraction", "scale", "storage", "report")
+SECTION_NAMES = (
+    "resolution",
+    "cli",
+    "faults",
+    "extraction",
+    "scale",
+    "storage",
+    "report",
+    "sources",
+)
 RESULTS_FILE = BENCHMARKS_DIR / "RESULTS.md"
 
 
@@ -290,6 +302,12 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
             models=papers // 4,
         )
         results.report.append(load_dataclass(ReportResult, runner.section("report", report)))
+    if "sources" in sections:
+        _say("sources: two nights over unchanged GitHub lists")
+        sources_config = SourcesConfig(
+            work_dir=str(work / "sources"), seeds_dir=seeds, latency_seconds=plan.latency_seconds
+        )
+        results.sources = load_dataclass(SourcesResult, runner.section("sources", sources_config))
     results.load_average["end"] = list(os.getloadavg())
     return results
 

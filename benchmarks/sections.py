@@ -1069,6 +1069,115 @@ def report_build(config: ReportConfig) -> ReportResult:
     )
 
 
+# -- live lists: a second night over unchanged lists ------------------------------------
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    work_dir: str
+    seeds_dir: str
+    latency_seconds: float
+
+
+@dataclass
+class SourcesNight:
+    label: str
+    github_requests: int
+    by_status: dict[str, int]
+    """GitHub answers by HTTP status, from the double's own log."""
+    list_bytes_downloaded: int
+    """Bytes of list content in tonight's 200 answers (contents, JSON or raw)."""
+    unchanged: int
+    """Documents GitHub said were unchanged (304)."""
+    sources_seconds: float
+    """The sources stage's wall time."""
+    status: str
+
+
+@dataclass
+class SourcesResult:
+    lists: int
+    list_bytes: int
+    latency_seconds: float
+    nights: list[SourcesNight] = field(default_factory=list)
+
+
+def live_lists(config: SourcesConfig) -> SourcesResult:
+    """Each seed served as a GitHub list by the double (in this process: the figures are
+    request counts and bytes, not CPU); two nights on one raw store, the lists unchanged
+    between them. The second must download no list again: 304s only."""
+    from pipeline import night as pipeline_night
+    from pipeline.config import Settings
+    from pipeline.parameters import RunParameters
+    from pipeline.resolve.rawstore import RawStore
+    from pipeline.sandbox import Sandbox
+    from pipeline.sandbox.github_api import GithubDouble, UpstreamFile
+
+    work = _fresh_dir(Path(config.work_dir))
+    seeds = sorted(Path(config.seeds_dir).glob("*.txt"))
+    files = [
+        UpstreamFile.with_history("bench-owner", "lists", f"lists/{seed.name}", seed.read_bytes())
+        for seed in seeds
+    ]
+    sources = work / "sources.toml"
+    sources.write_text(
+        "".join(
+            f"[[list]]\nname = {seed.stem!r}\n"
+            f"source = 'github:bench-owner/lists/lists/{seed.name}'\n"
+            for seed in seeds
+        ),
+        "utf-8",
+    )
+    result = SourcesResult(
+        lists=len(seeds),
+        list_bytes=sum(seed.stat().st_size for seed in seeds),
+        latency_seconds=config.latency_seconds,
+    )
+    with Sandbox(github=GithubDouble(files), latency_seconds=config.latency_seconds) as sandbox:
+        settings = Settings.from_env({**sandbox.env(), "PIPELINE_ARXIV_DELAY_SECONDS": "0.01"})
+        for label, day in (
+            ("first night (fresh store)", "2026-01-01"),
+            ("second night", "2026-01-02"),
+        ):
+            sandbox.reset_log()
+            with RawStore(work / "raw") as store:
+                before = len(store.responses("github"))
+            night = pipeline_night.run_night(
+                RunParameters(
+                    sources=str(sources),
+                    out_dir=str(work / "enriched"),
+                    raw_dir=str(work / "raw"),
+                    snapshot_date=day,  # type: ignore[arg-type]
+                    # The lists alone: repository lookups would spend the anonymous
+                    # budget the second night's list requests need (60 an hour).
+                    resolvers=["arxiv", "arxiv_titles", "hub", "paper_pages"],
+                ),
+                settings=settings,
+            )
+            with RawStore(work / "raw") as store:
+                tonight = store.responses("github")[before:]
+            # The lists' own requests (contents, commits); repository lookups are apart.
+            log = sandbox.requests("github", lambda r: r.path.startswith("/repos/bench-owner/"))
+            result.nights.append(
+                SourcesNight(
+                    label=label,
+                    github_requests=len(log),
+                    by_status={
+                        str(k): v for k, v in sorted(Counter(r.status for r in log).items())
+                    },
+                    list_bytes_downloaded=sum(
+                        r.body_bytes
+                        for r in tonight
+                        if r.status == 200 and r.endpoint in ("contents", "contents_raw")
+                    ),
+                    unchanged=sum(1 for r in log if r.status == 304),
+                    sources_seconds=night.summary.stage_seconds.get("sources", 0.0),
+                    status=night.summary.status,
+                )
+            )
+    return result
+
+
 # -- plumbing ------------------------------------------------------------------------------
 
 
@@ -1098,6 +1207,7 @@ _NESTED: dict[str, type[Any]] = {
     "StepTiming": StepTiming,
     "WaitMeasure": WaitMeasure,
     "StorageNight": StorageNight,
+    "SourcesNight": SourcesNight,
 }
 
 SECTIONS: dict[str, tuple[type[Any], Callable[[Any], Any]]] = {
@@ -1108,6 +1218,7 @@ SECTIONS: dict[str, tuple[type[Any], Callable[[Any], Any]]] = {
     "scale": (ScaleConfig, scale),
     "storage": (StorageConfig, storage),
     "report": (ReportConfig, report_build),
+    "sources": (SourcesConfig, live_lists),
 }
 
 

@@ -23,7 +23,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy, __version__
+from pipeline.config import (
+    DEFAULT_OUT_DIR,
+    DEFAULT_SEEDS_DIR,
+    DEFAULT_SOURCES_FILE,
+    RefreshPolicy,
+    __version__,
+)
 
 if TYPE_CHECKING:
     from pipeline.parameters import RunParameters
@@ -109,7 +115,9 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
 
     try:
         params = RunParameters(
-            documents=[p.as_posix() for p in args.paths] or [DEFAULT_SEEDS_DIR.as_posix()],
+            documents=args.paths or [DEFAULT_SEEDS_DIR.as_posix()],
+            sources=_sources_file(args),
+            backfill=args.backfill,
             out_dir=args.out,
             raw_dir=args.raw,
             refresh=(
@@ -130,12 +138,37 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
         raise UsageError(problems) from None
-    for path in params.documents:
-        if not Path(path).exists():
-            raise UsageError(f"no such document or folder: {path}")
+    _check_documents(params.documents)
     _output_location(params.resolved_out_dir, "--out")
     _output_location(params.resolved_raw_dir, "--raw")
     return params
+
+
+def _sources_file(args: argparse.Namespace, *, nightly: bool = False) -> str | None:
+    """`--sources FILE`. Without documents, the sources file of the working directory is
+    read by a sandbox run (the demo shows live lists) and by the nightly deployment
+    (`nightly`); `pipeline run` alone keeps reading raw/seeds/."""
+    if args.sources is not None:
+        if not args.sources.is_file():
+            raise UsageError(f"no such sources file: {args.sources}")
+        return str(args.sources.resolve().as_posix())
+    wanted = nightly or getattr(args, "sandbox", False)
+    if wanted and not args.paths and DEFAULT_SOURCES_FILE.is_file():
+        return (
+            DEFAULT_SOURCES_FILE.resolve().as_posix()
+            if nightly
+            else DEFAULT_SOURCES_FILE.as_posix()
+        )
+    return None
+
+
+def _check_documents(documents: Sequence[str]) -> None:
+    """Local documents must exist; GitHub ones are checked by their syntax alone."""
+    from pipeline.sources.spec import is_github
+
+    for path in documents:
+        if not is_github(path) and not Path(path).exists():
+            raise UsageError(f"no such document or folder: {path}")
 
 
 def _problem(error: Mapping[str, Any]) -> str:
@@ -277,14 +310,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.objectstore import is_remote
     from pipeline.parameters import RunParameters
     from pipeline.prefect_server import quiet_prefect_environment
+    from pipeline.sources.spec import is_github
 
-    documents = [p.resolve().as_posix() for p in args.paths]
-    for path in args.paths:
-        if not path.exists():
-            raise UsageError(f"no such document or folder: {path}")
-    values: dict[str, object] = {"sandbox": args.sandbox}
+    _check_documents(args.paths)
+    documents = [p if is_github(p) else Path(p).resolve().as_posix() for p in args.paths]
+    values: dict[str, object] = {"sandbox": args.sandbox, "backfill": args.backfill}
     if documents:
         values["documents"] = documents
+    sources = _sources_file(args, nightly=True)
+    if sources:
+        values["sources"] = sources
     for given, field in ((args.out, "out_dir"), (args.raw, "raw_dir")):
         if given:
             where = _output_location(given, f"--{field.removesuffix('_dir')}")
@@ -343,9 +378,24 @@ def build_parser() -> argparse.ArgumentParser:
     night_inputs.add_argument(
         "paths",
         nargs="*",
-        type=Path,
         metavar="PATH",
-        help="markdown documents or folders (default: raw/seeds/)",
+        help="markdown documents or folders (default: raw/seeds/), or files on GitHub: "
+        "github:OWNER/REPO/PATH[@REF] or https://github.com/OWNER/REPO/blob/REF/PATH",
+    )
+    night_inputs.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        help="a sources file listing the reading lists by name (e.g. sources.toml); read "
+        "instead of PATH (default with --sandbox and no PATH: sources.toml)",
+    )
+    night_inputs.add_argument(
+        "--backfill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also read N earlier versions of each GitHub document, so that first_listed "
+        "dates entries from their commit (default 0)",
     )
     night_inputs.add_argument(
         "--out",
@@ -411,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resolvers",
         nargs="+",
-        choices=["arxiv", "arxiv_titles", "hub", "paper_pages"],
+        choices=["arxiv", "arxiv_titles", "hub", "paper_pages", "github_repos"],
         help="run only these lookups (default: all)",
     )
     run.add_argument("--limit", type=int, metavar="N", help="trial run: at most N entities each")

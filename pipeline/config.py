@@ -22,9 +22,12 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 DEFAULT_ARXIV_API_URL = "https://export.arxiv.org/api/query"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS_DIR = Path("raw/seeds")
+DEFAULT_SOURCES_FILE = Path("sources.toml")
+"""The reading lists by name (the nightly deployment reads it; see the file itself)."""
 DEFAULT_RAW_DIR = Path("raw")
 DEFAULT_OUT_DIR = Path("enriched")
 
@@ -111,6 +114,25 @@ class Settings:
     refresh: RefreshPolicy = RefreshPolicy.TTL
     """Which stored answers may be reused; see `RefreshPolicy`."""
 
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    """GitHub's REST base (`GITHUB_API_URL`, the variable GitHub's own runners set);
+    GraphQL is `{github_api_url}/graphql`."""
+    github_token: str | None = field(default=None, repr=False)
+    """GitHub token (`GITHUB_TOKEN`): sent as a bearer token to `github_api_url`'s host
+    only; never logged or stored."""
+    github_timeout_seconds: float = 30.0
+    """Per-request timeout (connect + read) for GitHub."""
+    github_max_attempts: int = 4
+    """Tries per GitHub request on 5xx, timeouts, resets and secondary limits."""
+    github_backoff_seconds: float = 60.0
+    """First wait after a secondary limit without `retry-after`: GitHub asks for "at least
+    a minute", growing exponentially; also the first backoff after a 5xx or timeout."""
+    github_ttl_seconds: float = 20 * HOUR_SECONDS
+    """Stars and pushes change daily: ask again at the next nightly run (as the Hub)."""
+    github_backoff_max_seconds: float = 900.0
+    """Cap on one GitHub backoff sleep; a spent primary budget is waited out until its
+    `x-ratelimit-reset` instead, bounded by `run_deadline_seconds`."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings with endpoints and token taken from the environment.
@@ -144,6 +166,8 @@ class Settings:
             arxiv_api_url=source.get("ARXIV_API_URL") or DEFAULT_ARXIV_API_URL,
             hf_endpoint=(source.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=source.get("HF_TOKEN") or None,
+            github_api_url=(source.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
+            github_token=source.get("GITHUB_TOKEN") or None,
             **numeric,  # type: ignore[arg-type]
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +33,6 @@ import pyarrow as pa
 from pipeline.config import Settings
 from pipeline.links.documents import (
     Link,
-    discover_documents,
     extract_document_links,
     printable,
 )
@@ -43,6 +43,7 @@ from pipeline.records import (
     GOOD,
     ApiStats,
     Document,
+    GithubRepoRecord,
     HubRepoRecord,
     PaperPageRecord,
     PaperRecord,
@@ -59,12 +60,17 @@ from pipeline.report import (
 )
 from pipeline.resolve.arxiv import ArxivResolver
 from pipeline.resolve.common import Deadline, ProgressCallback
+from pipeline.resolve.github_repos import GithubRepoResolver
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
 from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
+from pipeline.sources.fetch import FetchedDocument, SourcesResult, fetch_documents
+from pipeline.sources.github import GithubClient
+from pipeline.sources.spec import GithubSource
+from pipeline.sources.stage import backfill_facts, document_sources, inputs_of, materialise
 
 logger = logging.getLogger(__name__)
 
@@ -159,12 +165,15 @@ class Entities:
     """Valid arXiv IDs without version (links and mentions)."""
     hub_repos: list[RepoRef]
     """(repo type, repo ID as written) of valid Hub repo links."""
+    github_repos: list[str] = field(default_factory=list)
+    """`owner/name` of valid GitHub repository links."""
 
 
 def entities_of(links: Iterable[Link]) -> Entities:
     """What the resolvers are to be asked about; invalid identifiers are never included."""
     arxiv_ids: set[str] = set()
     hub_repos: set[RepoRef] = set()
+    github_repos: set[str] = set()
     for link in links:
         ident = link.identity
         if not ident.valid or ident.entity_id is None:
@@ -173,7 +182,9 @@ def entities_of(links: Iterable[Link]) -> Entities:
             arxiv_ids.add(ident.entity_id)
         elif ident.kind in HUB_REPO_TYPES:
             hub_repos.add((HUB_REPO_TYPES[ident.kind], ident.entity_id))
-    return Entities(sorted(arxiv_ids), sorted(hub_repos))
+        elif ident.kind == "github_repo":
+            github_repos.add(ident.entity_id)
+    return Entities(sorted(arxiv_ids), sorted(hub_repos), sorted(github_repos))
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,7 @@ class Plan:
     hub: list[RepoRef]
     paper_pages: list[str]
     entities: Entities = field(default_factory=lambda: Entities([], []))
+    github_repos: list[str] = field(default_factory=list)
     titles: list[str] = field(default_factory=list)
     """Every link text that looks like a paper title."""
     restriction: str | None = None
@@ -196,6 +208,7 @@ class Plan:
             "arxiv_titles": len(self.arxiv_titles),
             "hub": len(self.hub),
             "paper_pages": len(self.paper_pages),
+            "github_repos": len(self.github_repos),
         }
 
 
@@ -221,6 +234,7 @@ def plan_night(params: RunParameters, links: Sequence[Link]) -> Plan:
         hub=limited(entities.hub_repos, "hub"),
         paper_pages=limited(entities.arxiv_ids, "paper_pages"),
         entities=entities,
+        github_repos=limited(entities.github_repos, "github_repos"),
         titles=titles,
         restriction="restricted run: " + ", ".join(restrictions) if restrictions else None,
     )
@@ -238,6 +252,7 @@ def not_asked(plan: Plan, resolved: Resolved) -> NotAsked:
         arxiv_titles=frozenset(set(plan.titles) - set(plan.arxiv_titles)),
         hub=frozenset(set(plan.entities.hub_repos) - set(plan.hub)),
         paper_pages=frozenset(papers - pages_asked),
+        github_repos=frozenset(set(plan.entities.github_repos) - set(plan.github_repos)),
         restriction=plan.restriction,
     )
 
@@ -250,6 +265,7 @@ class Resolved:
     titles: dict[str, TitleMatch] = field(default_factory=dict)
     repos: dict[RepoRef, HubRepoRecord] = field(default_factory=dict)
     pages: dict[str, PaperPageRecord] = field(default_factory=dict)
+    github_repos: dict[str, GithubRepoRecord] = field(default_factory=dict)
     failed_stages: list[str] = field(default_factory=list)
     stats: list[ApiStats] = field(default_factory=list)
     by_title: set[str] = field(default_factory=set)
@@ -302,11 +318,22 @@ def run_night(
     clock = _StageClock(summary.stage_seconds)
     night = Night(summary)
 
-    phase("extract")
-    with clock("extract"):
-        named = discover_documents([Path(p) for p in params.documents])
-        extracted = executor.extract(named)
-    summary.documents = [document for document, _ in extracted]
+    inputs = inputs_of(params.documents, params.sources)
+    sources = SourcesResult()
+    if inputs.remote:
+        phase("sources")
+        with clock("sources"):
+            sources = _fetch_sources(params, settings, inputs.remote, log)
+    with tempfile.TemporaryDirectory(prefix="pipeline-sources-") as scratch:
+        fetched, not_fetched = materialise(sources.documents, Path(scratch))
+        named = sorted(inputs.local + fetched)
+        phase("extract")
+        with clock("extract"):
+            extracted = executor.extract(named)
+        origins = document_sources(named, sources.documents)
+    summary.documents = sorted(
+        [document for document, _ in extracted] + not_fetched, key=lambda d: d.name
+    )
     night.links = [link for _, doc_links in extracted for link in doc_links]
     summary.links = len(night.links)
     for document in summary.documents:
@@ -342,7 +369,7 @@ def run_night(
                         resolved = _resolve(
                             executor, plan, params, endpoints, store, phase, started_monotonic
                         )
-                summary.api = resolved.stats
+                summary.api = [*sources.stats, *resolved.stats]
                 phase("build")
                 with clock("snapshot"):
                     night.tables = build_tables(
@@ -354,6 +381,9 @@ def run_night(
                             repos=resolved.repos,
                             paper_pages=resolved.pages,
                             not_asked=not_asked(plan, resolved),
+                            document_sources=origins,
+                            first_listed_backfill=backfill_facts(sources.documents),
+                            github_repos=resolved.github_repos,
                         ),
                         snapshot_date=snapshot_date,
                         previous=previous_tables(out_dir, before=snapshot_date),
@@ -375,6 +405,7 @@ def run_night(
                     summary.status_reason = run_status_reason(
                         counts, failed, unreadable, plan.restriction
                     )
+                    _stale_documents(summary, sources)
                     phase("publish")
                     publish(
                         out_dir,
@@ -428,6 +459,56 @@ def _write_report(
         log.error("the night's report was not written: %s", summary.report_error)
 
 
+def _fetch_sources(
+    params: RunParameters,
+    settings: Settings | None,
+    remote: Sequence[tuple[str, GithubSource]],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> SourcesResult:
+    """Tonight's version of every GitHub document (a dry run asks nothing: they are
+    listed as not fetched)."""
+    if params.dry_run:
+        return SourcesResult(
+            [
+                FetchedDocument(n, s, "error", status_reason="dry run: not fetched")
+                for n, s in remote
+            ]
+        )
+    with _endpoints(params, settings) as endpoints:
+        seconds = (
+            params.deadline_minutes * 60
+            if params.deadline_minutes is not None
+            else endpoints.run_deadline_seconds
+        )
+        with (
+            RawStore(params.resolved_raw_dir) as store,
+            GithubClient(endpoints, store, Deadline(seconds)) as client,
+        ):
+            result = fetch_documents(
+                client, remote, policy=endpoints.refresh, backfill=params.backfill
+            )
+            result.stats.append(client.stats)
+    for document in result.documents:
+        if document.status != "ok":
+            log.warning(
+                "document %s: %s: %s",
+                printable(document.name),
+                document.status,
+                printable(document.status_reason or ""),
+            )
+    return result
+
+
+def _stale_documents(summary: RunSummary, sources: SourcesResult) -> None:
+    """A document read from its last fetched version makes the run partial, naming it."""
+    reason = sources.reason()
+    if reason is None:
+        return
+    if summary.status == "ok":
+        summary.status = "partial"
+    summary.status_reason = "; ".join(part for part in (summary.status_reason, reason) if part)
+
+
 def _resolve(
     executor: Executor,
     plan: Plan,
@@ -441,6 +522,7 @@ def _resolve(
     deadline = Deadline(settings.run_deadline_seconds - (time.monotonic() - started))
     arxiv = ArxivResolver(settings, store, deadline=deadline)
     hub = HubResolver(settings, store, deadline=deadline)
+    github = GithubRepoResolver(settings, store, deadline=deadline)
     answers = Resolved()
 
     def submit(
@@ -461,6 +543,11 @@ def _resolve(
         return executor.submit(stage, reporting)
 
     try:
+        code = submit(
+            "github_repos",
+            lambda p: github.resolve_repos(plan.github_repos, p),
+            plan.github_repos,
+        )
         repos = submit("hub", lambda p: hub.resolve_repos(plan.hub, p), plan.hub)
         pages = submit(
             "paper_pages",
@@ -489,6 +576,7 @@ def _resolve(
         )
         answers.repos = _outcome(executor, repos, "hub", answers.failed_stages)
         answers.pages = _outcome(executor, pages, "paper_pages", answers.failed_stages)
+        answers.github_repos = _outcome(executor, code, "github_repos", answers.failed_stages)
         # Papers reached only by title: their paper pages are asked once their IDs are known.
         late = sorted(by_title - set(plan.paper_pages))
         if (
@@ -508,9 +596,11 @@ def _resolve(
         raise  # the process ends now: closing the client under a running stage is only noise
     except BaseException:
         arxiv.close()
+        github.close()
         raise
     arxiv.close()
-    answers.stats = [arxiv.stats, hub.stats]
+    github.close()
+    answers.stats = [arxiv.stats, hub.stats, github.stats]
     return answers
 
 
@@ -543,6 +633,7 @@ def _endpoints(params: RunParameters, settings: Settings | None) -> Iterator[Set
     with Sandbox(faults=faults_from_spec(params.sandbox_faults)) as sandbox:
         env = {**os.environ, **sandbox.env()}
         env.pop("HF_TOKEN", None)  # a real token never goes to the double
+        env.pop("GITHUB_TOKEN", None)
         yield Settings.from_env(env).replace(refresh=params.refresh)
 
 

@@ -14,8 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.config import DEFAULT_OUT_DIR, DEFAULT_RAW_DIR, DEFAULT_SEEDS_DIR, RefreshPolicy
 
-Resolver = Literal["arxiv", "arxiv_titles", "hub", "paper_pages"]
-ALL_RESOLVERS: tuple[Resolver, ...] = ("arxiv", "arxiv_titles", "hub", "paper_pages")
+Resolver = Literal["arxiv", "arxiv_titles", "hub", "paper_pages", "github_repos"]
+ALL_RESOLVERS: tuple[Resolver, ...] = (
+    "arxiv",
+    "arxiv_titles",
+    "hub",
+    "paper_pages",
+    "github_repos",
+)
 
 SANDBOX_RAW_DIR = "raw/sandbox"
 SANDBOX_OUT_DIR = "enriched/sandbox"
@@ -29,7 +35,27 @@ class RunParameters(BaseModel):
     documents: list[str] = Field(
         default_factory=lambda: [DEFAULT_SEEDS_DIR.as_posix()],
         min_length=1,
-        description="Markdown documents or folders to read (relative to the working directory).",
+        description=(
+            "Markdown documents or folders to read (relative to the working directory), or "
+            "files on GitHub: github:OWNER/REPO/PATH[@REF] or "
+            "https://github.com/OWNER/REPO/blob/REF/PATH."
+        ),
+    )
+    sources: str | None = Field(
+        default=None,
+        description=(
+            "A sources file (TOML, e.g. sources.toml) listing the reading lists with their "
+            "names; when given, its lists are read instead of `documents`."
+        ),
+    )
+    backfill: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description=(
+            "Versions of each GitHub document's history to read as well, so that "
+            "first_listed says from which commit each entry is listed (0: none)."
+        ),
     )
     out_dir: str | None = Field(
         default=None,
@@ -60,7 +86,8 @@ class RunParameters(BaseModel):
         description=(
             "Which lookups to run: arxiv (papers by ID), arxiv_titles (papers by link text), "
             "hub (Hugging Face repos and collections), paper_pages (HF paper pages and the "
-            "models citing each paper). Entities of a resolver left out keep their last "
+            "models citing each paper), github_repos (code repositories on GitHub). "
+            "Entities of a resolver left out keep their last "
             "values (stale, or not_found), or are error when they have none, with the "
             "reason 'not asked in this run'."
         ),
@@ -118,6 +145,27 @@ class RunParameters(BaseModel):
             Remote.at(value)  # a ValueError names a URL no installed fsspec driver serves
             return value.rstrip("/")
         return value
+
+    @field_validator("documents")
+    @classmethod
+    def _documents_parse(cls, documents: list[str]) -> list[str]:
+        from pipeline.sources.spec import is_github, parse_github
+
+        for text in documents:
+            if is_github(text):
+                parse_github(text)  # a SourceError (a ValueError) names the bad one
+        return documents
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_read(cls, sources: str | None) -> str | None:
+        if sources is not None:
+            from pathlib import Path
+
+            from pipeline.sources.spec import read_sources_file
+
+            read_sources_file(Path(sources))  # a SourceError (a ValueError) names what is wrong
+        return sources
 
     @field_validator("sandbox_faults")
     @classmethod

@@ -203,6 +203,47 @@ class PaperPageRecord:
     data_fetched_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentSource:
+    """Where one document of a night came from, for the `documents` table."""
+
+    name: str
+    status: Status = "ok"
+    """ok; stale (a GitHub fetch failed: the last version fetched was read); error."""
+    status_reason: str | None = None
+    source_url: str | None = None
+    """The file on GitHub as a browser shows it; None for a local file."""
+    ref: str | None = None
+    commit_sha: str | None = None
+    committed_at: datetime | None = None
+    fetched_at: datetime | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GithubRepoRecord:
+    """What GitHub says about one code repository, or why we do not know."""
+
+    repo: str
+    """The repository as the documents name it (`owner/name`, lower case)."""
+    status: Status
+    status_reason: str | None = None
+    full_name: str | None = None
+    """GitHub's name for it (its current one, after a rename or transfer)."""
+    stars: int | None = None
+    forks: int | None = None
+    open_issues: int | None = None
+    """Open issues and pull requests (GitHub counts both)."""
+    pushed_at: datetime | None = None
+    archived: bool | None = None
+    license: str | None = None
+    """SPDX identifier (`MIT`, `Apache-2.0`, `NOASSERTION`); None when there is none."""
+    description: str | None = None
+    topics: tuple[str, ...] = ()
+    language: str | None = None
+    data_fetched_at: datetime | None = None
+
+
 # -- parameter counts (pure) -------------------------------------------------------------
 UNITS: tuple[tuple[str, int], ...] = (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
 

@@ -82,6 +82,7 @@ def flow_env(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**FAST_ENV, **sandbox.env()}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -83,11 +83,20 @@ def night(day: date, tag: str, papers: int = 3, words: int = 5) -> Tables:
     repos: dict[RepoRef, HubRepoRecord] = {
         (r.repo_type, r.requested_id): r for r in (model, collection)
     }
-    given = SnapshotInputs(links, papers=records, repos=repos)
+    document = Document("list.md", Path("list.md"), "ab" * 32, 1234, links=len(links))
+    given = SnapshotInputs(links, [document], papers=records, repos=repos)
     return build_tables(given, snapshot_date=day)
 
 
-TABLE_ROWS = {"links": 6, "papers": 3, "models": 1, "repos": 1, "github_repos": 1, "changes": 6}
+TABLE_ROWS = {
+    "links": 6,
+    "papers": 3,
+    "models": 1,
+    "repos": 1,
+    "github_repos": 1,
+    "changes": 6,
+    "documents": 1,
+}
 """Rows of each table of a `night` of three papers."""
 
 

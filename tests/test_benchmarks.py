@@ -936,3 +936,21 @@ def test_storage_runs_the_same_night_on_disk_and_on_s3_and_warm_asks_nothing(
     assert result.objects > 0 and result.links > 0
     rendered = "\n".join(storage_section(result))
     assert "| s3 | warm |" in rendered and "| local | cold |" in rendered
+
+
+def test_live_lists_a_second_night_over_unchanged_lists_downloads_none(tmp_path: Path) -> None:
+    from benchmarks.report import sources_section
+    from benchmarks.sections import SourcesConfig, SourcesResult, live_lists, load_dataclass
+    from pipeline.config import PROJECT_ROOT
+
+    result = live_lists(SourcesConfig(str(tmp_path), str(PROJECT_ROOT / "raw" / "seeds"), 0.0))
+    first, second = result.nights
+
+    assert result.lists == 5
+    assert first.by_status == {"200": 10}  # contents and the commit of each list
+    assert first.list_bytes_downloaded > result.list_bytes  # base64 JSON
+    assert second.by_status == {"304": 5} and second.unchanged == 5
+    assert second.list_bytes_downloaded == 0
+    again = load_dataclass(SourcesResult, json.loads(json.dumps(asdict(result))))
+    assert again == result
+    assert "| second night | 5 | 304: 5 | 0 | 5 |" in "\n".join(sources_section(result))

@@ -979,6 +979,9 @@ def test_changes_list_what_is_new_since_the_previous_snapshot() -> None:
             size_label(8_291_375_616),
         ),
         ("model", "gone/model", "removed", None): (None, None),
+        # The list itself: what entered and what left it (`field` names the document).
+        ("paper", "2502.13923", "listed", "awesome-mllm.md"): (None, None),
+        ("model", "gone/model", "unlisted", "awesome-mllm.md"): (None, None),
     }
     assert {c["previous_snapshot_date"] for c in changes} == {DAY1}
 
@@ -1149,3 +1152,53 @@ def test_paper_pages_list_models_with_the_logical_size_of_their_row() -> None:
     cited = rows(build(given)["papers"])[PAPER]["hf_models"]
     sizes = {m["repo_id"]: m["params_total"] for m in cited}
     assert sizes == {"m/nvfp4": logical, "m/elsewhere": stored}
+
+
+# ----------------------------------------------------------------------------- GitHub
+
+
+def test_github_repos_carry_githubs_metadata_and_keep_the_last_good_when_a_lookup_fails() -> None:
+    from pipeline.records import GithubRepoRecord
+
+    record = GithubRepoRecord(
+        "qwenlm/qwen2-vl",
+        "ok",
+        full_name="Qwen/Qwen2-VL",  # renamed: both names kept
+        stars=9000,
+        forks=500,
+        open_issues=30,
+        pushed_at=FETCHED1,
+        archived=False,
+        license="Apache-2.0",
+        topics=("vlm",),
+        language="Python",
+        data_fetched_at=FETCHED1,
+    )
+    links = [arxiv(0, PAPER, item="Qwen2-VL"), github(1, "qwenlm/qwen2-vl", item="Qwen2-VL")]
+    night_1 = replace(inputs(links, [paper(PAPER)]), github_repos={record.repo: record})
+    previous = as_previous(build(night_1, DAY1), DAY1)
+    failed = GithubRepoRecord("qwenlm/qwen2-vl", "error", "HTTP 502")
+    night_2 = replace(inputs(links, [paper(PAPER)]), github_repos={record.repo: failed})
+
+    first = rows(build(night_1, DAY1)["github_repos"])["qwenlm/qwen2-vl"]
+    second = rows(build(night_2, DAY2, previous)["github_repos"])["qwenlm/qwen2-vl"]
+    unasked = rows(build(inputs(links, [paper(PAPER)]), DAY2)["github_repos"])["qwenlm/qwen2-vl"]
+
+    assert (first["repo"], first["full_name"], first["stars"]) == (
+        "qwenlm/qwen2-vl",
+        "Qwen/Qwen2-VL",
+        9000,
+    )
+    assert (first["license"], first["topics"], first["status"]) == ("Apache-2.0", ["vlm"], "ok")
+    assert second["status"] == "stale" and second["stars"] == 9000
+    assert "HTTP 502" in second["status_reason"]
+    assert second["data_fetched_at"] == FETCHED1
+    assert unasked["status"] == "error" and unasked["stars"] is None
+    code = rows(build(night_1, DAY1)["papers"])[PAPER]["code_repos"]
+    assert code == [
+        {
+            "url": "https://github.com/qwenlm/qwen2-vl",
+            "repo": "qwenlm/qwen2-vl",
+            "sources": ["links"],
+        }
+    ]

@@ -131,6 +131,34 @@ def test_run_rejects_a_zero_limit(capsys: pytest.CaptureFixture[str]) -> None:
     assert "limit" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["github:o/r"], "'github:o/r': expected github:OWNER/REPO/PATH[@REF]"),
+        (["https://github.com/o/r/tree/main/x.md"], "expected https://github.com/OWNER/REPO/blob"),
+        (["--sources", "no-such-sources.toml"], "no such sources file: no-such-sources.toml"),
+        (["--backfill", "-1"], "backfill"),
+    ],
+)
+def test_run_rejects_bad_sources_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    assert main(["run", *argv, "--out", str(tmp_path / "o"), "--raw", str(tmp_path / "r")]) == (
+        EXIT_USAGE
+    )
+    assert named in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_dry_run_lists_github_documents_without_asking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--dry-run", "github:o/r/list.md", "--out", str(tmp_path / "o")]
+
+    assert main([*argv, "--raw", str(tmp_path / "r")]) in (EXIT_OK, EXIT_PARTIAL)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
+
+
 # -- errors are one line, with the exit code the README gives ------------------------------
 
 
@@ -267,3 +295,36 @@ def test_an_object_store_without_a_driver_is_a_usage_error(
 ) -> None:
     assert main(["run", "--sandbox", "--out", "nosuchstore://bucket/x"]) == EXIT_USAGE
     assert "nosuchstore://bucket/x" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_sandbox_run_shows_live_lists_and_repository_metadata_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nights import FAST_ENV
+
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.snapshot.read import load
+
+    monkeypatch.chdir(PROJECT_ROOT)  # where sources.toml is
+    for name, value in FAST_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_RealTokenNeverSentToTheDouble000000")
+    out, raw = tmp_path / "out", tmp_path / "raw"
+
+    assert main(["run", "--sandbox", "--out", str(out), "--raw", str(raw)]) in (
+        EXIT_OK,
+        EXIT_PARTIAL,
+    )
+
+    documents = load("documents", out).set_index("document")
+    live = documents.loc["PromptExpert blogs: MLLM papers"]
+    assert live["source_url"] == (
+        "https://github.com/PromptExpert/blogs/blob/HEAD/docs/mllm/mllm_papers.md"
+    )
+    assert live["status"] == "ok" and len(live["commit_sha"]) == 40
+    assert documents["source_url"].isna().sum() == 4  # the other seeds stay local files
+    repos = load("github_repos", out)
+    assert (repos["status"] == "ok").sum() > 0 and repos["stars"].notna().sum() > 0
+    for path in [*out.rglob("*"), *raw.rglob("*")]:
+        if path.is_file():
+            assert b"ghp_RealTokenNeverSentToTheDouble" not in path.read_bytes()

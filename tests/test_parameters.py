@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -66,3 +68,24 @@ def test_the_form_describes_every_field() -> None:
 def test_object_store_urls_are_accepted_for_out_and_raw(given: str, kept: str) -> None:
     params = RunParameters(out_dir=given, raw_dir=given)
     assert params.resolved_out_dir == params.resolved_raw_dir == kept
+
+
+def test_documents_may_be_github_files_and_a_bad_one_is_refused_naming_it() -> None:
+    given = ["github:o/r/list.md@dev", "https://github.com/o/r/blob/main/README.md", "raw/seeds"]
+    assert RunParameters(documents=given).documents == given
+    with pytest.raises(ValidationError, match=r"'github:o/r': expected github:OWNER/REPO/PATH"):
+        RunParameters(documents=["github:o/r"])
+
+
+def test_a_sources_file_is_read_when_the_parameters_are_validated(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("[[list]]\nname = 'a'\nsource = 'github:o/r/a.md'\n")
+    bad.write_text("[[list]]\nname = 'a'\n")
+
+    assert RunParameters(sources=str(good), backfill=3).backfill == 3
+    with pytest.raises(ValidationError, match="`source` must be"):
+        RunParameters(sources=str(bad))
+    with pytest.raises(ValidationError, match="cannot read the sources file"):
+        RunParameters(sources=str(tmp_path / "missing.toml"))
+    with pytest.raises(ValidationError, match="backfill"):
+        RunParameters(backfill=-1)

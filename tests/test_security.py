@@ -51,17 +51,18 @@ from pipeline.resolve.arxiv_feed import FeedError, read_feed
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.sandbox import Sandbox
+from pipeline.snapshot.schemas import TABLE_SCHEMAS
 
 # The rig of the fault suite: its double, night 1, and a copy of night 1 per test.
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "api-samples"
 TOKEN = "hf_SecuritySuiteTokenThatMustNeverLeak42"
-TABLES = "links|papers|models|repos|github_repos|changes"
+TABLES = "|".join(TABLE_SCHEMAS)
 WRITTEN = [
     re.compile(pattern)
     for pattern in (
         r"raw/responses/index\.sqlite(-wal|-shm|-journal)?",
-        r"raw/responses/(arxiv|hub)/\d{4}-\d{2}-\d{2}/[0-9a-f]{64}\.body",
+        r"raw/responses/(arxiv|hub|github)/\d{4}-\d{2}-\d{2}/[0-9a-f]{64}\.body",
         r"enriched/(_snapshots\.parquet|\.lock)",
         rf"enriched/\.runs/[A-Za-z0-9][A-Za-z0-9._-]*/({TABLES})\.parquet",
         rf"enriched/({TABLES})/snapshot_date=\d{{4}}-\d{{2}}-\d{{2}}/part-0\.parquet",
@@ -152,7 +153,9 @@ def traversal_list() -> str:
 def assert_requests_are_clean(sandbox: Sandbox) -> None:
     """Every request went to a known route, with path segments that are names (no empty,
     `.`, `..`, slash, backslash or NUL once decoded) and arXiv IDs that are valid."""
-    routes = re.compile(r"/api/(query|models/|datasets/|spaces/|collections/|papers/)")
+    routes = re.compile(
+        r"/api/(query|models/|datasets/|spaces/|collections/|papers/)|/repos/[^/]+/[^/]+$"
+    )
     for request in sandbox.requests():
         assert routes.match(request.path), request.path
         segments = [unquote(s) for s in request.path.split("/")[1:]]

@@ -69,6 +69,7 @@ _KEPT_HEADERS = (
     "ratelimit-policy",
     "x-error-code",
     "x-error-message",
+    "etag",  # GitHub: the next night's If-None-Match
 )
 
 _SCHEMA = """

@@ -1,6 +1,6 @@
-"""A loopback double of the arXiv export API and the Hugging Face Hub API.
+"""A loopback double of the arXiv export API, the Hugging Face Hub API and GitHub's API.
 
-Two HTTP servers on 127.0.0.1 (one per API, so that each has its own base URL, as in
+Three HTTP servers on 127.0.0.1 (one per API, so that each has its own base URL, as in
 production: the Hub's relative redirects must resolve against the Hub's root). Each
 request is answered by an API double (`ArxivDouble`, `HubDouble`) from sample data in
 the real wire formats, after the fault plan has had its say.
@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pipeline.sandbox.arxiv_api import ArxivDouble
 from pipeline.sandbox.arxiv_api import check_fault_name as check_arxiv_fault
+from pipeline.sandbox.github_api import GithubDouble, default_github_double
 from pipeline.sandbox.hub_api import FixedWindow, HubDouble
 from pipeline.sandbox.hub_api import check_fault_name as check_hub_fault
 from pipeline.sandbox.wire import Api, ApiDouble, Fault, LoggedRequest, Request, Response
@@ -103,6 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
             form=form,
             headers=headers,
             fault=fault if fault is not None and fault.kind == "api" else None,
+            body=raw_body,
         )
         response = decision.refusal or self._answer(request, fault)
         # The quota's own RateLimit goes on every answer but a 429 of another fault, whose
@@ -189,7 +191,7 @@ class _ApiServer(ThreadingHTTPServer):
 
 
 class Sandbox:
-    """Both API doubles on loopback. Use as a context manager.
+    """The three API doubles on loopback. Use as a context manager.
 
     >>> with Sandbox(faults=faults_from_spec("hub:5xx:0.2,seed:7")) as sandbox:
     ...     settings = Settings.from_env(sandbox.env())
@@ -201,6 +203,7 @@ class Sandbox:
         latency_seconds: float = 0.0,
         arxiv: ApiDouble | None = None,
         hub: ApiDouble | None = None,
+        github: GithubDouble | None = None,
         faults: Iterable[Fault] = (),
         nagle: bool = False,
     ) -> None:
@@ -213,6 +216,8 @@ class Sandbox:
         self._lock = threading.Lock()
         self._arxiv = arxiv
         self._hub = hub
+        self.github = github or default_github_double()
+        """The GitHub double: tests edit its upstream files between two nights."""
         self._servers: list[_ApiServer] = []
         self._threads: list[threading.Thread] = []
         self._seen: Counter[bytes] = Counter()
@@ -225,6 +230,7 @@ class Sandbox:
         doubles: list[tuple[Api, ApiDouble]] = [
             ("arxiv", self._arxiv or ArxivDouble()),
             ("hub", self._hub or HubDouble()),
+            ("github", self.github),
         ]
         for api, double in doubles:
             server = _ApiServer(api, double, self)
@@ -267,9 +273,17 @@ class Sandbox:
     def hf_endpoint(self) -> str:
         return self._base("hub")
 
+    @property
+    def github_api_url(self) -> str:
+        return self._base("github")
+
     def env(self) -> dict[str, str]:
         """The environment that points the pipeline at this sandbox."""
-        return {"ARXIV_API_URL": self.arxiv_api_url, "HF_ENDPOINT": self.hf_endpoint}
+        return {
+            "ARXIV_API_URL": self.arxiv_api_url,
+            "HF_ENDPOINT": self.hf_endpoint,
+            "GITHUB_API_URL": self.github_api_url,
+        }
 
     # -- faults and the request log ------------------------------------------------
     def add_fault(self, fault: Fault) -> Fault:
@@ -376,6 +390,8 @@ def _draw(seed: int, api: Api, key: bytes, occurrence: int) -> float:
 
 
 def _check(fault: Fault) -> None:
+    if fault.kind == "api" and fault.api == "github":
+        raise ValueError("the GitHub double has no API-specific faults: use status faults")
     if fault.kind == "api":
         check = check_arxiv_fault if fault.api == "arxiv" else check_hub_fault
         check(fault.name)

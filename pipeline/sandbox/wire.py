@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Api = Literal["arxiv", "hub"]
+Api = Literal["arxiv", "hub", "github"]
 
 
 FaultKind = Literal[
@@ -83,6 +83,8 @@ class Request:
     """Request headers, lower-case names."""
     fault: Fault | None = None
     """An API-specific fault the double should apply to this request."""
+    body: bytes = b""
+    """The request's body as sent (GraphQL's JSON)."""
 
     def param(self, name: str, default: str | None = None) -> str | None:
         for key, value in [*self.query, *self.form]:

@@ -29,6 +29,8 @@ from pipeline.records import (
     GOOD,
     STATUSES,
     Document,
+    DocumentSource,
+    GithubRepoRecord,
     HubRepoRecord,
     LinkedModel,
     PaperPageRecord,
@@ -42,6 +44,9 @@ from pipeline.records import (
     size_label,
 )
 from pipeline.resolve.titles import title_key
+from pipeline.snapshot.code_repos import code_repos_column
+from pipeline.snapshot.first_listed import Listing, first_listed_column, previous_first_listed
+from pipeline.snapshot.listings import document_rows, listing_changes, with_column
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
     TABLE_KEYS,
@@ -94,6 +99,8 @@ class NotAsked:
     """Hub repos (as `entities_of` lists them) not looked up."""
     paper_pages: Set[str] = frozenset()
     """arXiv IDs whose paper page was not looked up (papers found by title included)."""
+    github_repos: Set[str] = frozenset()
+    """GitHub repositories (`owner/name` as linked) not looked up."""
     restriction: str = "restricted run"
     """What restricted the run, for the reason: `restricted run: --resolvers arxiv hub`."""
 
@@ -121,6 +128,13 @@ class SnapshotInputs:
     """`HubResolver.resolve_paper_pages`: arXiv ID -> paper page."""
     not_asked: NotAsked = NotAsked()
     """What the run deliberately did not ask (empty for a full run)."""
+    document_sources: Mapping[str, DocumentSource] = field(default_factory=dict)
+    """Document name -> where it came from (GitHub, its commit, its title) for the
+    `documents` table; a document missing here is a local file."""
+    first_listed_backfill: Mapping[Listing, date] = field(default_factory=dict)
+    github_repos: Mapping[str, GithubRepoRecord] = field(default_factory=dict)
+    """`GithubRepoResolver.resolve_repos`: repo as linked (`owner/name`) -> record."""
+    """(document, entity ID) -> since when the document's history lists it (`--backfill`)."""
 
 
 # --------------------------------------------------------------------------- building
@@ -159,7 +173,7 @@ def build_tables(
     _add_families(models)
     items = _ItemIndex.of(links)
     papers = _paper_rows(links, inputs, base, models, items, snapshot_date)
-    github = _github_rows(links, base.previous, items, snapshot_date)
+    github = _github_rows(links, inputs, base, items, snapshot_date)
 
     tables = {
         "links": links_table(links),
@@ -169,7 +183,37 @@ def build_tables(
         "github_repos": _table("github_repos", github),
     }
     tables["changes"] = _table("changes", _change_rows(tables, base.previous))
+    _add_listings(tables, inputs, previous, base.previous.snapshot_date, snapshot_date)
     return tables
+
+
+def _add_listings(
+    tables: dict[str, pa.Table],
+    inputs: SnapshotInputs,
+    previous: Mapping[str, pa.Table] | None,
+    previous_date: date | None,
+    snapshot_date: date,
+) -> None:
+    """`first_listed`, the `documents` table and the `listed`/`unlisted` changes: built
+    at table level (`snapshot.first_listed`, `snapshot.listings`)."""
+    links, previous_links = tables["links"], (previous or {}).get("links")
+    facts = previous_first_listed(previous_links, previous_date)
+    column = first_listed_column(
+        links.column("document"),
+        links.column("entity_id"),
+        facts,
+        snapshot_date,
+        inputs.first_listed_backfill,
+    )
+    tables["links"] = with_column(links, "first_listed", column)
+    papers = tables["papers"]
+    tables["papers"] = with_column(papers, "code_repos", code_repos_column(papers.to_pylist()))
+    listed = listing_changes(tables["links"], previous_links, previous_date)
+    if listed:
+        tables["changes"] = pa.concat_tables([tables["changes"], _table("changes", listed)])
+    tables["documents"] = _table(
+        "documents", document_rows(inputs.documents, inputs.document_sources)
+    )
 
 
 def _title_matches(found: Mapping[str, TitleMatch], base: _Baseline) -> dict[str, str]:
@@ -949,21 +993,68 @@ def _github_repo_of(link: Link) -> str | None:
 
 
 def _github_rows(
-    links: Sequence[Link], prev: _Previous, items: _ItemIndex, snapshot_date: date
+    links: Sequence[Link],
+    inputs: SnapshotInputs,
+    base: _Baseline,
+    items: _ItemIndex,
+    snapshot_date: date,
 ) -> list[Row]:
     lineage: dict[str, _Lineage] = defaultdict(_Lineage)
     for link in links:
         if (repo := _github_repo_of(link)) is not None:
             lineage[repo].add(link.occurrence)
-    return [
-        {
+    rows = []
+    for repo in sorted(lineage):
+        record = inputs.github_repos.get(repo)
+        row: Row = {
             "repo": repo,
             "url": f"https://github.com/{repo}",
             "arxiv_ids": sorted(items.papers_of_repo.get(repo, ())),
-            **lineage[repo].columns(prev.row("github_repos", (repo,)), snapshot_date),
+            **lineage[repo].columns(base.previous.row("github_repos", (repo,)), snapshot_date),
         }
-        for repo in sorted(lineage)
-    ]
+        if record is not None and record.status in GOOD:
+            row.update(_github_values(record))
+        asked = record is not None or repo not in inputs.not_asked.github_repos
+        why = NOT_RESOLVED if asked else inputs.not_asked.reason
+        row.update(_resolution(record, f"github repo {repo}", None, _GITHUB_LOOKUP, why))
+        last = base.last_known("github_repos", (repo,), _GITHUB_LOOKUP, asked=asked)
+        _carry_forward(row, last, _GITHUB_LOOKUP, asked=asked)
+        rows.append(row)
+    return rows
+
+
+_GITHUB_LOOKUP = _Lookup(
+    "status",
+    "status_reason",
+    "data_fetched_at",
+    (
+        "full_name",
+        "stars",
+        "forks",
+        "open_issues",
+        "pushed_at",
+        "archived",
+        "license",
+        "description",
+        "topics",
+        "language",
+    ),
+)
+
+
+def _github_values(record: GithubRepoRecord) -> Row:
+    return {
+        "full_name": record.full_name,
+        "stars": record.stars,
+        "forks": record.forks,
+        "open_issues": record.open_issues,
+        "pushed_at": as_utc(record.pushed_at, f"github repo {record.repo} pushed_at"),
+        "archived": record.archived,
+        "license": record.license,
+        "description": record.description,
+        "topics": list(record.topics),
+        "language": record.language,
+    }
 
 
 # ----- changes
@@ -1004,7 +1095,15 @@ _TRACKED: dict[str, tuple[str, ...]] = {
         "documents",
         "status",
     ),
-    "github_repos": ("arxiv_ids", "documents"),
+    "github_repos": (
+        "arxiv_ids",
+        "documents",
+        "full_name",
+        "archived",
+        "license",
+        "language",
+        "status",
+    ),
 }
 """Fields whose changes are logged. Download and like counts move every night: left out."""
 
@@ -1123,6 +1222,7 @@ def links_table(links: Iterable[Link]) -> pa.Table:
             "id_problem": ident.problem,
             "resolved_arxiv_id": link.resolved_arxiv_id,
             "resolved_by": link.resolved_by,
+            "first_listed": None,  # set at table level: snapshot.first_listed
         }
         for name in LINKS_SCHEMA.names:
             columns[name].append(row[name])

@@ -47,6 +47,7 @@ LINKS_SCHEMA = pa.schema(
         pa.field("id_problem", pa.string()),
         pa.field("resolved_arxiv_id", pa.string()),
         pa.field("resolved_by", pa.string()),
+        pa.field("first_listed", pa.date32()),
     ],
     metadata={"table": "links"},
 )
@@ -69,6 +70,15 @@ def _status(prefix: str, fetched_at: str) -> list[pa.Field]:
         pa.field(fetched_at, TIMESTAMP),
     ]
 
+
+CODE_REPO_TYPE = pa.struct(
+    [
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("repo", pa.string()),
+        pa.field("sources", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""A paper's code: its URL, the GitHub `owner/name` when on GitHub, and where it came from."""
 
 HF_MODEL_TYPE = pa.struct(
     [
@@ -110,6 +120,7 @@ PAPERS_SCHEMA = _schema(
         pa.field("hf_num_models", pa.int64()),
         *_status("hf_page_", "hf_page_fetched_at"),
         _texts("github_repos"),
+        pa.field("code_repos", pa.list_(CODE_REPO_TYPE), nullable=False),
         *_LINEAGE,
         *_status("", "data_fetched_at"),
     ],
@@ -185,6 +196,17 @@ GITHUB_REPOS_SCHEMA = _schema(
         pa.field("url", pa.string(), nullable=False),
         _texts("arxiv_ids"),
         *_LINEAGE,
+        pa.field("full_name", pa.string()),
+        pa.field("stars", pa.int64()),
+        pa.field("forks", pa.int64()),
+        pa.field("open_issues", pa.int64()),
+        pa.field("pushed_at", TIMESTAMP),
+        pa.field("archived", pa.bool_()),
+        pa.field("license", pa.string()),
+        pa.field("description", pa.string()),
+        _texts("topics"),
+        pa.field("language", pa.string()),
+        *_status("", "data_fetched_at"),
     ],
 )
 
@@ -201,6 +223,24 @@ CHANGES_SCHEMA = _schema(
     ],
 )
 
+DOCUMENTS_SCHEMA = _schema(
+    "documents",
+    [
+        pa.field("document", pa.string(), nullable=False),
+        pa.field("source_url", pa.string()),
+        pa.field("ref", pa.string()),
+        pa.field("commit_sha", pa.string()),
+        pa.field("committed_at", TIMESTAMP),
+        pa.field("sha256", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("fetched_at", TIMESTAMP),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("status_reason", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("links", pa.int64(), nullable=False),
+    ],
+)
+
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "links": LINKS_SCHEMA,
     "papers": PAPERS_SCHEMA,
@@ -208,6 +248,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "repos": REPOS_SCHEMA,
     "github_repos": GITHUB_REPOS_SCHEMA,
     "changes": CHANGES_SCHEMA,
+    "documents": DOCUMENTS_SCHEMA,
 }
 """Every table of a snapshot, in publishing order."""
 
@@ -218,6 +259,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "repos": ("repo_type", "repo_id"),
     "github_repos": ("repo",),
     "changes": ("entity_type", "entity_id", "change", "field"),
+    "documents": ("document",),
 }
 """The columns that identify a row: unique in every published snapshot."""
 

@@ -1,0 +1,85 @@
+"""`first_listed`: since when each link's entity has been in its document.
+
+A pure function over columns, so that it does not depend on how links are built: the
+links table's `document` and `entity_id` columns in, the `first_listed` column out.
+
+The date of an entity in a document is, in order of precedence:
+1. what the previous snapshot says (its `first_listed`; for a snapshot written before the
+   column existed, that snapshot's date): an entry already listed never moves;
+2. what the document's history says (`--backfill`): the commit date of the oldest version
+   in the unbroken run of versions, back from tonight's, that list it;
+3. tonight's snapshot date.
+A link without an entity (`entity_id` null) has no `first_listed`. An entity that leaves a
+document and comes back later starts again: the previous snapshot no longer lists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+
+import pyarrow as pa
+
+Listing = tuple[str, str]
+"""(document, entity_id)."""
+
+
+def previous_first_listed(
+    previous_links: pa.Table | None, previous_date: date | None
+) -> dict[Listing, date]:
+    """The first-listed facts of the previous snapshot's links table (module docstring)."""
+    if previous_links is None or previous_links.num_rows == 0:
+        return {}
+    names = previous_links.column_names
+    documents = previous_links.column("document").to_pylist()
+    entities = previous_links.column("entity_id").to_pylist()
+    dates: list[date | None] = (
+        previous_links.column("first_listed").to_pylist()
+        if "first_listed" in names
+        else [None] * len(documents)
+    )
+    facts: dict[Listing, date] = {}
+    for document, entity, when in zip(documents, entities, dates, strict=True):
+        if entity is None:
+            continue
+        known = when or previous_date
+        if known is None:
+            continue
+        key = (document, entity)
+        if key not in facts or known < facts[key]:
+            facts[key] = known
+    return facts
+
+
+def listed_since(versions: Sequence[tuple[date, Iterable[str]]]) -> dict[str, date]:
+    """Entity -> the date of the oldest version in the unbroken run back from the newest
+    that lists it. `versions`: (commit date, entities listed), newest first."""
+    since: dict[str, date] = {}
+    still: set[str] | None = None
+    for when, entities in versions:
+        present = set(entities)
+        still = present if still is None else still & present
+        if not still:
+            break
+        for entity in still:
+            since[entity] = when
+    return since
+
+
+def first_listed_column(
+    documents: pa.Array | pa.ChunkedArray,
+    entity_ids: pa.Array | pa.ChunkedArray,
+    previous: Mapping[Listing, date],
+    snapshot_date: date,
+    backfill: Mapping[Listing, date] | None = None,
+) -> pa.Array:
+    """The `first_listed` column for these rows (module docstring)."""
+    history = backfill or {}
+    out: list[date | None] = []
+    for document, entity in zip(documents.to_pylist(), entity_ids.to_pylist(), strict=True):
+        if entity is None:
+            out.append(None)
+            continue
+        key = (document, entity)
+        out.append(previous.get(key) or history.get(key) or snapshot_date)
+    return pa.array(out, type=pa.date32())

@@ -1,0 +1,104 @@
+"""`first_listed` and the listing changes, as pure functions over columns and tables."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from pipeline.snapshot.first_listed import (
+    first_listed_column,
+    listed_since,
+    previous_first_listed,
+)
+from pipeline.snapshot.listings import document_title, listing_changes
+
+D1, D2, D3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
+
+
+def links(rows: list[tuple[str, str, str | None, date | None]]) -> pa.Table:
+    documents, kinds, entities, firsts = zip(*rows, strict=True) if rows else ([], [], [], [])
+    return pa.table(
+        {
+            "document": pa.array(documents, pa.string()),
+            "kind": pa.array(kinds, pa.string()),
+            "entity_id": pa.array(entities, pa.string()),
+            "first_listed": pa.array(firsts, pa.date32()),
+        }
+    )
+
+
+def test_first_listed_keeps_the_previous_date_and_dates_new_entries_tonight() -> None:
+    previous = links(
+        [("a.md", "arxiv", "1", D1), ("a.md", "arxiv", "2", D2), ("b.md", "arxiv", "1", D2)]
+    )
+    facts = previous_first_listed(previous, D2)
+    documents = pa.array(["a.md", "a.md", "a.md", "b.md", "b.md", "a.md"])
+    entities = pa.array(["1", "2", "3", "1", "2", None])
+
+    column = first_listed_column(documents, entities, facts, D3, {("a.md", "3"): D1})
+
+    # 1 and 2 stay; 3 comes from the history; 2 is new in b.md; no entity, no date.
+    assert column.to_pylist() == [D1, D2, D1, D2, D3, None]
+
+
+def test_a_previous_snapshot_without_the_column_dates_its_entries_by_its_own_date() -> None:
+    previous = links([("a.md", "arxiv", "1", None)]).drop_columns(["first_listed"])
+
+    assert previous_first_listed(previous, D2) == {("a.md", "1"): D2}
+    assert previous_first_listed(None, D2) == {}
+
+
+@pytest.mark.parametrize(
+    ("versions", "expected"),
+    [
+        ([(D3, {"a", "b"}), (D2, {"a"}), (D1, {"a", "b"})], {"a": D1, "b": D3}),
+        ([(D3, {"a"}), (D2, set()), (D1, {"a"})], {"a": D3}),
+        ([(D3, set())], {}),
+        ([], {}),
+    ],
+)
+def test_listed_since_is_the_oldest_version_of_the_unbroken_run(
+    versions: list[tuple[date, set[str]]], expected: dict[str, date]
+) -> None:
+    assert listed_since(versions) == expected
+
+
+def test_listing_changes_name_the_document_an_entity_entered_or_left() -> None:
+    previous = links([("a.md", "arxiv", "1", D1), ("a.md", "hf_model", "o/m", D1)])
+    tonight = links(
+        [
+            ("a.md", "arxiv", "1", D1),
+            ("b.md", "arxiv_mention", "1", D2),
+            ("a.md", "url", None, None),
+        ]
+    )
+
+    rows = listing_changes(tonight, previous, D1)
+
+    assert {(r["change"], r["entity_type"], r["entity_id"], r["field"]) for r in rows} == {
+        ("listed", "paper", "1", "b.md"),
+        ("unlisted", "model", "o/m", "a.md"),
+    }
+    assert {r["previous_snapshot_date"] for r in rows} == {D1}
+    assert listing_changes(tonight, None, None) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("# MLLM论文精选（持续更新）\n\n## 最新动态\n", "MLLM论文精选（持续更新）"),
+        ("intro\n\n## Second level first ##\n", "Second level first"),
+        (
+            '---\ntitle: "PaperReading: MLLM_2"\ntags: [a]\n---\n### Description\n',
+            "PaperReading: MLLM_2",
+        ),
+        ("---\nlayout: post\n---\n## After front matter\n", "After front matter"),
+        ("```\n# not a heading\n```\n# Real\n", "Real"),
+        ("no heading at all\n", None),
+        ("#hashtag is not a heading\n", None),
+    ],
+)
+def test_document_title(text: str, title: str | None) -> None:
+    assert document_title(text) == title
