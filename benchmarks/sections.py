@@ -870,6 +870,7 @@ def storage(config: StorageConfig) -> StorageResult:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
     }
+    saved_env = {name: os.environ.get(name) for name in s3_env}
     os.environ.update(s3_env)
     nights: list[StorageNight] = []
     links = 0
@@ -921,6 +922,14 @@ def storage(config: StorageConfig) -> StorageResult:
     finally:
         moto.terminate()
         moto.wait(timeout=30)
+        # The section may run in a caller's process (the tests): leave no endpoint of a
+        # server that is gone, neither in the environment nor in fsspec's cached clients.
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
     return StorageResult(
         latency_seconds=config.latency_seconds,
         arxiv_delay_seconds=config.arxiv_delay_seconds,
