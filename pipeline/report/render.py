@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,7 +117,10 @@ _IDS = re.compile(r'(\bid="|url\(#|href="#)')
 
 def svg_of(figure: Figure, key: str) -> str:
     """The figure as an inline `<svg>` element, its ids prefixed with `key`."""
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(_STYLE), warnings.catch_warnings():
+        # Text stays text (svg.fonttype none): the browser draws CJK titles with its own
+        # fonts; only the layout's measurement here lacks those glyphs.
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
