@@ -60,6 +60,7 @@ from pipeline.report import (
 )
 from pipeline.resolve.arxiv import ArxivResolver
 from pipeline.resolve.common import Deadline, ProgressCallback
+from pipeline.resolve.github_http import GithubClient
 from pipeline.resolve.github_repos import GithubRepoResolver
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
@@ -68,7 +69,6 @@ from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
 from pipeline.sources.fetch import FetchedDocument, SourcesResult, fetch_documents
-from pipeline.sources.github import GithubClient
 from pipeline.sources.spec import GithubSource
 from pipeline.sources.stage import backfill_facts, document_sources, inputs_of, materialise
 

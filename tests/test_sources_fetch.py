@@ -13,11 +13,11 @@ from nights import FAST_ENV
 
 from pipeline.config import RefreshPolicy, Settings
 from pipeline.resolve.common import Deadline
+from pipeline.resolve.github_http import GithubClient
 from pipeline.resolve.rawstore import RawStore
 from pipeline.sandbox import Fault, Sandbox
 from pipeline.sandbox.github_api import GithubDouble, UpstreamFile
 from pipeline.sources.fetch import fetch_document
-from pipeline.sources.github import GithubClient
 from pipeline.sources.spec import GithubSource
 
 LIST = b"# Sample list\n\n" + b"".join(

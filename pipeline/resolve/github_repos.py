@@ -41,8 +41,8 @@ from pipeline.resolve.common import (
     stale_reason,
     unexpected,
 )
+from pipeline.resolve.github_http import API, GithubClient
 from pipeline.resolve.rawstore import RawStore, StoredAnswer, StoredResponse, UnusableBody
-from pipeline.sources.github import API, GithubClient
 
 logger = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from pipeline.resolve.common import (
     TransientFailure,
     stale_reason,
 )
+from pipeline.resolve.github_http import API, RAW_MEDIA_TYPE, Answer, GithubClient
 from pipeline.resolve.rawstore import RawStore, StoredAnswer, UnusableBody
-from pipeline.sources.github import API, RAW_MEDIA_TYPE, Answer, GithubClient
 from pipeline.sources.spec import GithubSource
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""GitHub's REST API, as the sources stage asks it: one polite, serial client.
+"""GitHub on the wire: one polite, serial client for the sources stage (the lists) and
+the repository lookups.
 
 Rate limits, as GitHub documents them (docs/github-api.md in the shared references):
 every answer's `x-ratelimit-remaining` / `x-ratelimit-reset` is remembered, and a spent
