@@ -1117,6 +1117,9 @@ FAMILY_CASES: list[tuple[str, str | None, str]] = [
     ("a/instruct-nvfp4", "A/Instruct", "a/base"),  # Hub names are case-insensitive
     ("a/instruct-gguf", "old/name", "a/base"),  # by a name the table's row was written as
     ("b/tuned", "outside/root", "outside/root"),  # a base not in the table is the family
+    # One base outside the table, spelt two ways: one family, spelt as first seen (by repo ID)
+    ("e/one", "Outside/Spelt", "Outside/Spelt"),
+    ("e/two", "outside/spelt", "Outside/Spelt"),
     ("c/one", "c/two", "c/one"),  # a cycle ends at its smallest repo ID
     ("c/two", "c/one", "c/one"),
     ("d/alone", None, "d/alone"),

@@ -27,15 +27,16 @@ UNQUANTISED: list[Tensor] = [
 LOGICAL = len(LINEARS) * IN * OUT + 2 * VOCAB * IN + IN
 
 
-def _gptq(dtype: str = "F16", g_idx: bool = True) -> list[Tensor]:
+def _gptq(dtype: str = "F16", g_idx: bool = True, group: int = 128) -> list[Tensor]:
     """AutoGPTQ / GPTQModel: qweight [in*4/32, out], qzeros [in/g, out*4/32],
-    scales [in/g, out], g_idx [in]."""
+    scales [in/g, out], g_idx [in]; per channel (group -1), one row of each."""
+    rows = IN // group if group > 0 else 1
     tensors = [(name, dtype if d == "BF16" else d, s) for name, d, s in UNQUANTISED]
     for linear in LINEARS:
         tensors += [
             (f"{linear}.qweight", "I32", (IN // 8, OUT)),
-            (f"{linear}.qzeros", "I32", (IN // 128, OUT // 8)),
-            (f"{linear}.scales", dtype, (IN // 128, OUT)),
+            (f"{linear}.qzeros", "I32", (rows, OUT // 8)),
+            (f"{linear}.scales", dtype, (rows, OUT)),
         ]
         if g_idx:
             tensors.append((f"{linear}.g_idx", "I32", (IN,)))
@@ -100,18 +101,20 @@ def _bitsandbytes(double_quant: bool) -> list[Tensor]:
     return tensors
 
 
-def _pack_quantized(symmetric: bool) -> list[Tensor]:
+def _pack_quantized(symmetric: bool, group: int | None = 128) -> list[Tensor]:
     """compressed-tensors W4A16: weight_packed [out, in/8] I32, weight_scale [out, in/g],
-    packed weight_zero_point [out/8, in/g] when asymmetric, weight_shape [2]."""
+    packed weight_zero_point [out/8, in/g] when asymmetric, weight_shape [2]; per channel
+    (no group), one scale per output row [out, 1]."""
+    columns = IN // group if group else 1
     tensors = list(UNQUANTISED)
     for linear in LINEARS:
         tensors += [
             (f"{linear}.weight_packed", "I32", (OUT, IN // 8)),
-            (f"{linear}.weight_scale", "BF16", (OUT, IN // 128)),
+            (f"{linear}.weight_scale", "BF16", (OUT, columns)),
             (f"{linear}.weight_shape", "I64", (2,)),
         ]
         if not symmetric:
-            tensors.append((f"{linear}.weight_zero_point", "I32", (OUT // 8, IN // 128)))
+            tensors.append((f"{linear}.weight_zero_point", "I32", (OUT // 8, columns)))
     return tensors
 
 
@@ -131,6 +134,7 @@ def _ct(fmt: str, **weights: Any) -> dict[str, Any]:
 NVFP4_CT = _ct("nvfp4-pack-quantized", num_bits=4, type="float", group_size=16)
 NVFP4_MODELOPT = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16}
 BNB = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
+PER_ROW = 1 / IN  # per-channel scales, one per output row, are left in: 1/in of the weights
 
 # (case, quantization_config, tensors, params_source suffix, relative error allowed)
 CASES: list[tuple[str, dict[str, Any], list[Tensor], str, float]] = [
@@ -147,6 +151,20 @@ CASES: list[tuple[str, dict[str, Any], list[Tensor], str, float]] = [
         _nvfp4(("weight_scale_2", "input_scale")),
         "modelopt/NVFP4",
         1e-5,
+    ),
+    (
+        "compressed-tensors NVFP4, group_size absent: the default of 16",
+        _ct("nvfp4-pack-quantized", num_bits=4, type="float", strategy="tensor_group"),
+        _nvfp4(()),
+        "compressed-tensors/nvfp4-pack-quantized",
+        0,
+    ),
+    (
+        "ModelOpt NVFP4, algo and group size under `quantization`",
+        {"quant_method": "modelopt", "quantization": {"quant_algo": "NVFP4", "group_size": 16}},
+        _nvfp4(()),
+        "modelopt/NVFP4",
+        0,
     ),
     (
         "ModelOpt NVFP4, algo under `quantization`",
@@ -190,6 +208,27 @@ CASES: list[tuple[str, dict[str, Any], list[Tensor], str, float]] = [
         "gptq",
         0,
     ),
+    (
+        "GPTQ int4 per channel (group_size -1)",
+        {"quant_method": "gptq", "bits": 4, "group_size": -1},
+        _gptq(g_idx=False, group=-1),
+        "gptq",
+        2 * PER_ROW,  # the scales and the zero points, one row each
+    ),
+    (
+        "GPTQ int4, group_size null: no groups",
+        {"quant_method": "gptq", "bits": 4, "group_size": None},
+        _gptq(g_idx=False, group=-1),
+        "gptq",
+        2 * PER_ROW,  # the scales and the zero points, one row each
+    ),
+    (
+        "GPTQ int4, group_size absent: the default of 128",
+        {"quant_method": "gptq", "bits": 4},
+        _gptq(g_idx=False),
+        "gptq",
+        0,
+    ),
     ("AWQ int4 GEMM", {"quant_method": "awq", "bits": 4, "group_size": 128}, _awq(), "awq", 0),
     (
         "bitsandbytes NF4",
@@ -206,6 +245,13 @@ CASES: list[tuple[str, dict[str, Any], list[Tensor], str, float]] = [
         1e-4,
     ),
     (
+        "bitsandbytes NF4, quant storage null: the default uint8",
+        {**BNB, "bnb_4bit_quant_storage": None},
+        _bitsandbytes(double_quant=False),
+        "bitsandbytes-4bit",
+        1e-4,
+    ),
+    (
         "bitsandbytes 4-bit, old config without quant_method",
         {"load_in_4bit": True, "load_in_8bit": False},
         _bitsandbytes(double_quant=False),
@@ -218,6 +264,34 @@ CASES: list[tuple[str, dict[str, Any], list[Tensor], str, float]] = [
         _pack_quantized(symmetric=True),
         "compressed-tensors/pack-quantized",
         1e-5,  # weight_shape
+    ),
+    (
+        "compressed-tensors W4A16 channel-wise (group_size null, strategy channel)",
+        _ct("pack-quantized", num_bits=4, group_size=None, strategy="channel", symmetric=True),
+        _pack_quantized(symmetric=True, group=None),
+        "compressed-tensors/pack-quantized",
+        PER_ROW,
+    ),
+    (
+        "compressed-tensors W4A16 channel-wise, group_size absent",
+        _ct("pack-quantized", num_bits=4, strategy="channel", symmetric=True),
+        _pack_quantized(symmetric=True, group=None),
+        "compressed-tensors/pack-quantized",
+        PER_ROW,
+    ),
+    (
+        "compressed-tensors W4A16 asymmetric channel-wise (zero points per row)",
+        _ct("pack-quantized", num_bits=4, group_size=None, strategy="channel", symmetric=False),
+        _pack_quantized(symmetric=False, group=None),
+        "compressed-tensors/pack-quantized",
+        2 * PER_ROW,
+    ),
+    (
+        "compressed-tensors W4A16, group_size absent: the default of 128",
+        _ct("pack-quantized", num_bits=4, strategy="group"),
+        _pack_quantized(symmetric=True),
+        "compressed-tensors/pack-quantized",
+        1e-5,
     ),
     (
         "compressed-tensors W4A16 asymmetric (packed zero points)",
@@ -267,6 +341,11 @@ def test_each_packing_counts_weights_not_bytes_nor_scales(
             },
         },
         {"quant_method": "gptq", "bits": 5},
+        # A null or non-numeric size is a scheme this module cannot read, not the default.
+        {"quant_method": "gptq", "bits": None},
+        {"quant_method": "awq", "bits": 4, "group_size": "128"},
+        _ct("pack-quantized", num_bits=None, group_size=128),
+        _ct("nvfp4-pack-quantized", num_bits=4, group_size="16"),
         {"quant_method": "hqq"},
         {"bits": 4},
         "gptq",

@@ -47,9 +47,13 @@ class Packing:
     scales_per_weight: Fraction = Fraction(0)
 
 
-def _int(config: Mapping[str, Any], key: str, default: int) -> int:
-    value = config.get(key, default)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+def _int(config: Mapping[str, Any], key: str, default: int) -> int | None:
+    """`config[key]` as an int: `default` when the key is absent, None when it is null or
+    not an int (what a null means is the caller's: no groups, or a scheme not known)."""
+    if key not in config:
+        return default
+    value = config[key]
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _per_group(group_size: int) -> Fraction:
@@ -58,11 +62,24 @@ def _per_group(group_size: int) -> Fraction:
     return Fraction(1, group_size) if group_size > 0 else Fraction(0)
 
 
+def _groups(config: Mapping[str, Any], default: int) -> Fraction | None:
+    """Scale elements per weight from a scheme's `group_size`, None when it is not a number.
+
+    An explicit null is no groups, not the default: compressed-tensors writes
+    `group_size: null` with `strategy: "channel"` (one scale per output row) or
+    `"tensor"` (one in all), and reading it as groups of 128 would take 1/128 of the
+    weights out as scales that are not there."""
+    if config.get("strategy") in ("channel", "tensor") or config.get("group_size", 0) is None:
+        return Fraction(0)
+    group_size = _int(config, "group_size", default)
+    return None if group_size is None else _per_group(group_size)
+
+
 def _gptq(config: Mapping[str, Any], name: str, zero_points: bool) -> Packing | None:
     bits = _int(config, "bits", 4)
-    if bits not in (2, 3, 4, 8):
+    groups = _groups(config, 128)
+    if bits not in (2, 3, 4, 8) or groups is None:
         return None
-    groups = _per_group(_int(config, "group_size", 128))
     packed = Fraction(bits, 32)
     # qweight: bits/32 int32 per weight; qzeros: bits/32 int32 per group and output column.
     stored = packed * (1 + groups) if zero_points else packed
@@ -72,7 +89,7 @@ def _gptq(config: Mapping[str, Any], name: str, zero_points: bool) -> Packing | 
 def _bitsandbytes(config: Mapping[str, Any]) -> Packing | None:
     if not (config.get("load_in_4bit") is True or config.get("_load_in_4bit") is True):
         return None  # 8-bit weights are one per byte: nothing packed
-    if config.get("bnb_4bit_quant_storage", "uint8") != "uint8":
+    if (config.get("bnb_4bit_quant_storage") or "uint8") != "uint8":  # null: the default
         return None
     # Blocks of 64 weights share an absmax: F32, or U8 itself quantised (double quant),
     # then with one F32 absmax per 256 of those.
@@ -82,9 +99,10 @@ def _bitsandbytes(config: Mapping[str, Any]) -> Packing | None:
     return Packing("bitsandbytes-4bit", "U8", Fraction(1, 2), ("F32",), block)
 
 
-def _nvfp4(name: str, group_size: int) -> Packing:
+def _nvfp4(name: str, scheme: Mapping[str, Any]) -> Packing | None:
     # Two FP4 values per byte; one FP8 (E4M3) scale per group of 16.
-    return Packing(name, "U8", Fraction(1, 2), ("F8_E4M3",), _per_group(group_size))
+    groups = _groups(scheme, 16)
+    return None if groups is None else Packing(name, "U8", Fraction(1, 2), ("F8_E4M3",), groups)
 
 
 def _mxfp4(name: str) -> Packing:
@@ -108,16 +126,15 @@ def _compressed_tensors(config: Mapping[str, Any]) -> Packing | None:
         return None  # mixed precision: which weights use which packing is per tensor
     fmt = formats.pop()
     scheme = weights[0] if weights else {}
-    group_size = _int(scheme, "group_size", 16)
     if fmt == "nvfp4-pack-quantized":
-        return _nvfp4("compressed-tensors/nvfp4-pack-quantized", group_size)
+        return _nvfp4("compressed-tensors/nvfp4-pack-quantized", scheme)
     if fmt == "mxfp4-pack-quantized":
         return _mxfp4("compressed-tensors/mxfp4-pack-quantized")
     if fmt == "pack-quantized":
         bits = _int(scheme, "num_bits", 4)
-        if bits not in (2, 4, 8):
+        groups = _groups(scheme, 128)
+        if bits not in (2, 4, 8) or groups is None:
             return None
-        groups = _per_group(_int(scheme, "group_size", 128))
         packed = Fraction(bits, 32)
         # weight_packed: bits/32 int32 per weight; an asymmetric scheme adds packed zero points.
         stored = packed if scheme.get("symmetric", True) is not False else packed * (1 + groups)
@@ -141,12 +158,12 @@ def packing_of(quantization_config: object) -> Packing | None:
     if method == "mxfp4":
         return _mxfp4("mxfp4")
     if method == "modelopt":
-        algo = config.get("quant_algo")
+        # hf_quant_config.json nests the scheme under `quantization`; config.json has it flat.
         nested = config.get("quantization")
-        if algo is None and isinstance(nested, Mapping):
-            algo = nested.get("quant_algo")
-        if algo == "NVFP4":
-            return _nvfp4("modelopt/NVFP4", _int(config, "group_size", 16))
+        flat = config.get("quant_algo") is not None or not isinstance(nested, Mapping)
+        scheme = config if flat else nested
+        if scheme.get("quant_algo") == "NVFP4":
+            return _nvfp4("modelopt/NVFP4", scheme)
         return None
     if method == "compressed-tensors":
         return _compressed_tensors(config)

@@ -760,12 +760,14 @@ def _add_collections(models: list[Row], repos: list[Row], hub: _HubEntities) -> 
 def _add_families(models: list[Row]) -> None:
     """Each model's `family`: its base followed up to the root while the base is a model
     of this table (by any name it was written as, case-insensitively as on the Hub);
-    the first base not in the table when the chain leaves it; the model itself without a
-    base. A cycle of bases (cards can say anything) ends at its smallest repo ID."""
+    the first base not in the table when the chain leaves it, spelt as it was first seen
+    (cards write "Org/M" and "org/m" for one repo: one family, not two); the model itself
+    without a base. A cycle of bases (cards can say anything) ends at its smallest repo ID."""
     by_name: dict[str, Row] = {}
     for model in models:
         for name in (model["repo_id"], *model["written_as"]):
             by_name.setdefault(name.lower(), model)
+    outside: dict[str, str] = {}
     for model in models:
         chain = [model["repo_id"]]
         current = model
@@ -773,7 +775,7 @@ def _add_families(models: list[Row]) -> None:
         while current.get("base_model"):
             base = by_name.get(current["base_model"].lower())
             if base is None:
-                family = current["base_model"]
+                family = outside.setdefault(current["base_model"].lower(), current["base_model"])
                 break
             if base["repo_id"] in chain:
                 family = min(chain[chain.index(base["repo_id"]) :])
