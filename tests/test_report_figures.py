@@ -280,6 +280,80 @@ def test_top_models_are_the_largest_first(by: str, n: int, expected: list[tuple[
     assert list(zip(frame["repo_id"], frame["value"], strict=True)) == expected
 
 
+# One 675B model four times (base, instruct, NVFP4, GGUF), as issue 13 found the biggest
+# models listed; a fine-tune of a base outside the table; a model alone.
+FAMILIES = table(
+    "models",
+    {
+        "repo_id": ["m/base", "m/instruct", "m/nvfp4", "m/gguf", "t/tuned", "s/solo"],
+        "family": ["m/base", "m/base", "m/base", "m/base", "outside/root", None],
+        "params_total": [675, 675, 675, None, 70, 7],
+        "downloads": [10, 900, 500, 3_000, 50, 60],
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("models", "by", "per_family", "expected"),
+    [
+        (
+            FAMILIES,
+            "params_total",
+            True,
+            [
+                ("m/base", "m/base", 4, 675),
+                ("t/tuned", "outside/root", 1, 70),
+                ("s/solo", "s/solo", 1, 7),
+            ],
+        ),
+        (
+            FAMILIES,
+            "downloads",
+            False,
+            [
+                ("m/gguf", "m/base", 4, 3_000),
+                ("m/instruct", "m/base", 4, 900),
+                ("m/nvfp4", "m/base", 4, 500),
+                ("s/solo", "s/solo", 1, 60),
+                ("t/tuned", "outside/root", 1, 50),
+                ("m/base", "m/base", 4, 10),
+            ],
+        ),
+        (
+            FAMILIES,
+            "downloads",
+            True,
+            [
+                ("m/gguf", "m/base", 4, 3_000),
+                ("s/solo", "s/solo", 1, 60),
+                ("t/tuned", "outside/root", 1, 50),
+            ],
+        ),
+        # A night from before the `family` column: each model is its own family.
+        (
+            FAMILIES.drop_columns(["family"]),
+            "params_total",
+            True,
+            [
+                ("m/base", "m/base", 1, 675),
+                ("m/instruct", "m/instruct", 1, 675),
+                ("m/nvfp4", "m/nvfp4", 1, 675),
+                ("t/tuned", "t/tuned", 1, 70),
+                ("s/solo", "s/solo", 1, 7),
+            ],
+        ),
+    ],
+    ids=["biggest per family", "downloads per model", "downloads per family", "no family column"],
+)
+def test_top_models_group_variants_by_family(
+    models: pa.Table, by: str, per_family: bool, expected: list[tuple[str, str, int, int]]
+) -> None:
+    frame = figures.top_models(models, by, per_family=per_family)
+
+    columns = ["repo_id", "family", "variants", "value"]
+    assert list(frame[columns].itertuples(index=False, name=None)) == expected
+
+
 def test_no_models_make_empty_frames() -> None:
     empty = TABLE_SCHEMAS["models"].empty_table()
 

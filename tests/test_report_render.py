@@ -15,10 +15,12 @@ from pipeline.report.render import (
     Panel,
     ReportPage,
     coverage_svg,
+    family_label,
     human_count,
     new_table,
     papers_per_month_svg,
     render_page,
+    top_models_svg,
 )
 
 
@@ -74,3 +76,45 @@ def test_the_page_can_neither_fetch_nor_run_anything() -> None:
     for reference in re.findall(r'url\(#([^)]+)\)|href="#([^"]+)"', text):
         assert (reference[0] or reference[1]) in ids
     assert {i.split("-mark-")[0] for i in ids if "-mark-" in i} == {"per-month", "coverage"}
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "family", "variants", "shown"),
+    [
+        ("m/instruct", "m/base", 4, "m/base (4 models)"),  # the family, not its largest
+        ("m/base", "m/base", 1, "m/base"),
+        ("t/tuned", "outside/root", 1, "t/tuned"),  # alone in the table: the model itself
+    ],
+)
+def test_a_family_bar_names_the_family_and_its_models(
+    repo_id: str, family: str, variants: int, shown: str
+) -> None:
+    assert family_label(repo_id, family, variants) == shown
+
+
+def test_one_model_in_several_variants_is_one_biggest_bar_and_one_colour_of_downloads() -> None:
+    columns = ["repo_id", "family", "variants", "value", "task"]
+    biggest = pd.DataFrame(
+        [("m/instruct", "m/base", 3, 675e9, "x"), ("s/solo", "s/solo", 1, 7e9, "x")],
+        columns=columns,
+    )
+    downloaded = pd.DataFrame(
+        [
+            ("m/gguf", "m/base", 3, 3_000, "x"),
+            ("s/solo", "s/solo", 1, 900, "x"),
+            ("m/instruct", "m/base", 3, 60, "x"),
+        ],
+        columns=columns,
+    )
+
+    svg = top_models_svg(biggest, downloaded)
+
+    assert svg is not None
+    texts = re.findall(r">([^<]+)</text>", svg)
+    assert "m/base (4 models)" not in texts and "m/base (3 models)" in texts
+    assert "m/instruct" in texts and "m/gguf" in texts  # downloads stay per model
+    # The bars, bottom up: biggest (solo, the family), then downloads (instruct, solo, gguf).
+    fills = re.findall(r'id="top-models-mark-\d+">\s*<path[^>]*style="fill: (#[0-9a-f]+)', svg)
+    assert len(fills) == 5
+    assert fills[2] == fills[4] != fills[3]  # m/base's two variants share a colour
+    assert texts[-2:] == ["family", "m/base"]  # the legend names the shared family only

@@ -250,15 +250,38 @@ def model_sizes(models: pa.Table | None, top: int = TOP_TASKS) -> pd.DataFrame:
     return frame.sort_values(["created_at", "repo_id"], ignore_index=True)
 
 
-def top_models(models: pa.Table | None, by: str, n: int = TOP_MODELS) -> pd.DataFrame:
+def top_models(
+    models: pa.Table | None, by: str, n: int = TOP_MODELS, per_family: bool = False
+) -> pd.DataFrame:
     """The `n` models with the largest `by` (`params_total`, `downloads`): columns
-    repo_id, value, task; largest first (ties by ID). Models without a value are left
-    out."""
-    rows = [r for r in _rows(models, ("repo_id", by, "pipeline_tag")) if r.get(by) is not None]
+    repo_id, family, variants (the family's models in the table), value, task; largest
+    first (ties by ID). Models without a value are left out. `per_family`: only the
+    largest of each family, so one model's base, instruct and quantised variants take one
+    row, not several. A night from before the `family` column groups nothing: each model
+    is its own family."""
+    rows = _rows(models, ("repo_id", "family", by, "pipeline_tag"))
+    for row in rows:
+        row["family"] = row.get("family") or row["repo_id"]
+    variants = Counter(row["family"] for row in rows)
+    rows = [r for r in rows if r.get(by) is not None]
     rows.sort(key=lambda r: (-r[by], r["repo_id"]))
+    if per_family:
+        largest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            largest.setdefault(row["family"], row)
+        rows = list(largest.values())
     return pd.DataFrame(
-        [(r["repo_id"], int(r[by]), r.get("pipeline_tag") or UNKNOWN) for r in rows[:n]],
-        columns=["repo_id", "value", "task"],
+        [
+            (
+                r["repo_id"],
+                r["family"],
+                variants[r["family"]],
+                int(r[by]),
+                r.get("pipeline_tag") or UNKNOWN,
+            )
+            for r in rows[:n]
+        ],
+        columns=["repo_id", "family", "variants", "value", "task"],
     )
 
 

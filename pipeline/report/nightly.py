@@ -141,9 +141,12 @@ def report_html(inputs: ReportInputs) -> str:
         Panel(
             "top-models",
             "The biggest and the most downloaded models",
-            f"The {figures.TOP_MODELS} models with most parameters and most downloads.",
+            f"The {figures.TOP_MODELS} largest model families (their biggest model; a "
+            "family is a base model with its fine-tunes and quantised variants) and the "
+            f"{figures.TOP_MODELS} most downloaded models (each variant on its own; a "
+            "family's bars share a colour).",
             top_models_svg(
-                figures.top_models(models, "params_total"),
+                figures.top_models(models, "params_total", per_family=True),
                 figures.top_models(models, "downloads"),
             ),
             "No models yet.",

@@ -12,6 +12,7 @@ import html
 import io
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pandas as pd
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from pipeline.records import STATUSES
@@ -263,15 +265,31 @@ def model_sizes_svg(frame: pd.DataFrame) -> str | None:
         return svg_of(fig, "model-sizes")
 
 
+def family_label(repo_id: str, family: str, variants: int) -> str:
+    """A family's bar: the family and its count when it has several models, else the model."""
+    return f"{family} ({variants} models)" if variants > 1 else repo_id
+
+
+def _family_colors(families: Sequence[str]) -> dict[str, str]:
+    """A colour per family with several bars in a chart; the other bars keep the first
+    colour, which no such family gets."""
+    repeated = [f for f, count in Counter(families).items() if count > 1]
+    return {family: PALETTE[1 + i % 5] for i, family in enumerate(repeated)}
+
+
 def top_models_svg(biggest: pd.DataFrame, downloaded: pd.DataFrame) -> str | None:
+    """Biggest: one bar per family (`top_models(per_family=True)`). Most downloaded: one
+    bar per model, as each variant is downloaded on its own; a family's bars share a
+    colour, named under the chart."""
     if biggest.empty and downloaded.empty:
         return None
     marks = _Marks()
     rows = max(len(biggest), len(downloaded))
-    with _figure(1.0 + 0.28 * rows) as fig:
+    families = _family_colors(downloaded["family"].tolist() if not downloaded.empty else [])
+    with _figure(1.0 + 0.28 * rows + 0.2 * len(families)) as fig:
         axes = fig.subplots(1, 2)
         for ax, frame, title, unit in (
-            (axes[0], biggest, "Biggest", "parameters"),
+            (axes[0], biggest, "Biggest families", "parameters (largest model)"),
             (axes[1], downloaded, "Most downloaded", "downloads (last 30 days)"),
         ):
             # Short titles: a long one runs past its axes, which the layout does not see.
@@ -281,15 +299,26 @@ def top_models_svg(biggest: pd.DataFrame, downloaded: pd.DataFrame) -> str | Non
                 ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
                 ax.set_axis_off()
                 continue
-            labels = frame["repo_id"].tolist()[::-1]
+            if frame is biggest:
+                labels = [
+                    family_label(*row)
+                    for row in frame[["repo_id", "family", "variants"]].itertuples(index=False)
+                ][::-1]
+                colors = [PALETTE[0]] * len(frame)
+            else:
+                labels = frame["repo_id"].tolist()[::-1]
+                colors = [families.get(f, PALETTE[0]) for f in frame["family"]][::-1]
             values = frame["value"].tolist()[::-1]
-            bars = ax.barh(range(len(values)), values, color=PALETTE[0], height=0.7)
+            bars = ax.barh(range(len(values)), values, color=colors, height=0.7)
             marks(list(bars))
             ax.set_yticks(range(len(values)), labels, fontsize=8)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_count(v)))
             for i, value in enumerate(values):
                 ax.text(value, i, f" {human_count(value)}", va="center", fontsize=7)
             ax.margins(x=0.15)
+        if families:
+            handles = [Patch(color=color, label=family) for family, color in families.items()]
+            fig.legend(handles=handles, loc="outside lower right", fontsize=8, title="family")
         return svg_of(fig, "top-models")
 
 
