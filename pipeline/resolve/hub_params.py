@@ -160,8 +160,9 @@ def packing_of(quantization_config: object) -> Packing | None:
     if method == "modelopt":
         # hf_quant_config.json nests the scheme under `quantization`; config.json has it flat.
         nested = config.get("quantization")
-        flat = config.get("quant_algo") is not None or not isinstance(nested, Mapping)
-        scheme = config if flat else nested
+        scheme = config
+        if config.get("quant_algo") is None and isinstance(nested, Mapping):
+            scheme = nested
         if scheme.get("quant_algo") == "NVFP4":
             return _nvfp4("modelopt/NVFP4", scheme)
         return None
