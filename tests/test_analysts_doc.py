@@ -77,9 +77,13 @@ def test_sizes(ran: dict[str, Any]) -> None:
     assert ran["downloads"].dtype == pd.ArrowDtype(pa.int64()) and ran["downloads"].notna().all()
     assert ran["sizes"].dtype == "float64" and len(ran["sizes"]) == len(models)
     largest = ran["largest_per_family"]
+    top_size = models["params_total"].max()
     assert largest["family"].is_unique
     assert largest.iloc[0]["size_label"] == "675B"
     assert (largest["size_label"] == "675B").sum() == 1  # once, not once per variant
+    top = largest.iloc[0]
+    tied = models[(models["family"] == top["family"]) & (models["params_total"] == top_size)]
+    assert top["repo_id"] == min(tied["repo_id"])  # equal sizes: the first repo ID, every time
     assert len(ran["unpacked"]) >= 4
 
 
