@@ -24,6 +24,17 @@ DEFAULT_ARXIV_API_URL = "https://export.arxiv.org/api/query"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
+
+def github_graphql_url_for(api_url: str) -> str:
+    """GraphQL's endpoint beside a REST base: `https://HOST/api/v3` (Enterprise Server)
+    -> `https://HOST/api/graphql`; any other base (api.github.com, a double) -> `/graphql`
+    under it."""
+    base = api_url.rstrip("/")
+    if base.endswith("/api/v3"):
+        return base.removesuffix("/v3") + "/graphql"
+    return base + "/graphql"
+
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS_DIR = Path("raw/seeds")
 DEFAULT_SOURCES_FILE = Path("sources.toml")
@@ -115,8 +126,11 @@ class Settings:
     """Which stored answers may be reused; see `RefreshPolicy`."""
 
     github_api_url: str = DEFAULT_GITHUB_API_URL
-    """GitHub's REST base (`GITHUB_API_URL`, the variable GitHub's own runners set);
-    GraphQL is `{github_api_url}/graphql`."""
+    """GitHub's REST base (`GITHUB_API_URL`, the variable GitHub's own runners set)."""
+    github_graphql_url: str = DEFAULT_GITHUB_API_URL + "/graphql"
+    """GitHub's GraphQL endpoint (`GITHUB_GRAPHQL_URL`, set by GitHub's runners too); by
+    default derived from `github_api_url` (`github_graphql_url_for`): Enterprise Server
+    serves REST at `https://HOST/api/v3` but GraphQL at `https://HOST/api/graphql`."""
     github_token: str | None = field(default=None, repr=False)
     """GitHub token (`GITHUB_TOKEN`): sent as a bearer token to `github_api_url`'s host
     only; never logged or stored."""
@@ -167,6 +181,10 @@ class Settings:
             hf_endpoint=(source.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=source.get("HF_TOKEN") or None,
             github_api_url=(source.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
+            github_graphql_url=(
+                source.get("GITHUB_GRAPHQL_URL")
+                or github_graphql_url_for(source.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL)
+            ).rstrip("/"),
             github_token=source.get("GITHUB_TOKEN") or None,
             **numeric,  # type: ignore[arg-type]
         )

@@ -172,7 +172,9 @@ class GithubRepoResolver:
     def _graphql(self, batch: Sequence[str]) -> dict[str, GithubRepoRecord]:
         try:
             answer = self.client.post_json(
-                "/graphql", {"query": graphql_query(batch)}, endpoint="graphql"
+                self.settings.github_graphql_url,
+                {"query": graphql_query(batch)},
+                endpoint="graphql",
             )
             if answer.status == 401:
                 raise PermanentFailure("HTTP 401: GitHub refused the token (GITHUB_TOKEN)")

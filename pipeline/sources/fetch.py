@@ -30,7 +30,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from pipeline.config import RefreshPolicy
 from pipeline.records import ApiStats, Status, utc_now
@@ -41,7 +41,7 @@ from pipeline.resolve.common import (
     TransientFailure,
     stale_reason,
 )
-from pipeline.resolve.github_http import API, RAW_MEDIA_TYPE, Answer, GithubClient
+from pipeline.resolve.github_http import API, RAW_MEDIA_TYPE, Answer, GithubClient, message_of
 from pipeline.resolve.rawstore import RawStore, StoredAnswer, UnusableBody
 from pipeline.sources.spec import GithubSource
 
@@ -158,7 +158,8 @@ def _fetch(
     if answer.status == 404:
         raise PermanentFailure("HTTP 404: no such repository, file or ref on GitHub")
     if answer.status != 200:
-        raise PermanentFailure(f"HTTP {answer.status}: {_message(answer)}")
+        message = message_of(answer.body) or f"{len(answer.body)} bytes, no message"
+        raise PermanentFailure(f"HTTP {answer.status}: {message}")
     data = _decoded(answer)
     store = client.store
     raw: Answer | None = None
@@ -205,7 +206,7 @@ def _etag(client: GithubClient, source: GithubSource, last: _Version | None) -> 
 
 def _moved_name(client: GithubClient, answer: Answer) -> str | None:
     """The repository's current name after a 301 (`/repositories/{id}/...`): its
-    `html_url` says it."""
+    `html_url` says it, on whatever web host GitHub (or Enterprise Server) serves."""
     if answer.moved_to is None or answer.status != 200:
         return None
     try:
@@ -213,11 +214,10 @@ def _moved_name(client: GithubClient, answer: Answer) -> str | None:
     except ValueError:
         return None
     url = value.get("html_url") if isinstance(value, dict) else None
-    if isinstance(url, str) and url.startswith("https://github.com/"):
-        parts = url.removeprefix("https://github.com/").split("/")
-        if len(parts) >= 2:
-            return f"{parts[0]}/{parts[1]}"
-    return None
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    parts = [unquote(part) for part in urlsplit(url).path.split("/") if part]
+    return f"{parts[0]}/{parts[1]}" if len(parts) >= 2 else None
 
 
 def _decoded(answer: Answer) -> bytes | None:
@@ -376,15 +376,6 @@ def _last_version(store: RawStore, source: GithubSource) -> _Version | None:
         commit_sha,
         committed_at,
     )
-
-
-def _message(answer: Answer) -> str:
-    try:
-        value = json.loads(answer.body)
-    except ValueError:
-        return f"{len(answer.body)} bytes"
-    message = value.get("message") if isinstance(value, dict) else None
-    return message if isinstance(message, str) else "no message"
 
 
 @dataclass
