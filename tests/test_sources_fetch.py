@@ -154,6 +154,20 @@ def test_limits_and_5xx_are_waited_out_and_retried(
     assert github.stats.retries == 1
 
 
+def test_a_redirect_to_another_host_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    """As the Hub's client does: the same double under another host name is another host,
+    and a redirect there is not followed (with or without the token)."""
+    elsewhere = sandbox.github_api_url.replace("127.0.0.1", "localhost")
+    location = f"{elsewhere}/repos/owner/lists/contents/docs/list.md"
+    sandbox.add_fault(Fault("github", "status", status=302, headers={"location": location}))
+    with client(settings_for(sandbox, GITHUB_TOKEN="ghp_redirected"), tmp_path) as github:
+        fetched = fetch_document(github, "list", SOURCE)
+
+    assert fetched.status == "error"
+    assert "redirect to another host refused: localhost" in (fetched.status_reason or "")
+    assert [r.status for r in sandbox.requests("github")] == [302]
+
+
 def test_a_spent_budget_past_the_deadline_falls_back_on_the_last_version(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
