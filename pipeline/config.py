@@ -146,6 +146,17 @@ class Settings:
     github_backoff_max_seconds: float = 900.0
     """Cap on one GitHub backoff sleep; a spent primary budget is waited out until its
     `x-ratelimit-reset` instead, bounded by `run_deadline_seconds`."""
+    github_stale_wait_max_seconds: float = 60.0
+    """Longest wait for a spent primary budget's reset while fetching a list that has a
+    last fetched version: past it, that version is used (stale, named in the run's
+    reason) rather than hold the night up to an hour; a list never fetched still waits,
+    within `run_deadline_seconds`."""
+    github_lists_reserve_requests: int = 10
+    """Requests of the primary budget the repository lookups leave unspent (REST, without
+    a token: 60 an hour), so that the next run's lists do not wait for the reset. A list
+    costs one request unchanged (a 304; anonymous ones count) and two or three changed
+    (contents, its commit, the raw file over 1 MB): 10 covers the project's GitHub lists
+    (sources.toml has one) with room; raise it with more lists."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

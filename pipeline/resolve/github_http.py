@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -92,6 +93,9 @@ class GithubClient:
         self.wait_for_reset = wait_for_reset
         """Wait out a spent primary budget (within the deadline), or fail at once: the
         repository lookups stop and keep their last values rather than wait an hour."""
+        self.reset_wait_max_seconds: float | None = None
+        """Longest wait for a spent budget's reset (None: up to the deadline); see
+        `patience`."""
         self.breaker = Breaker("GitHub", CONNECTION_FAILURES_TO_OPEN)
         self._origin = _origin(settings.github_api_url)
         self._remaining: int | None = None
@@ -111,6 +115,18 @@ class GithubClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def patience(self, reset_wait_max_seconds: float | None) -> Iterator[None]:
+        """Within the block, a spent budget whose reset is further off than this fails at
+        once (`RateLimited`) instead of being waited out: the caller has something to
+        fall back on."""
+        before = self.reset_wait_max_seconds
+        self.reset_wait_max_seconds = reset_wait_max_seconds
+        try:
+            yield
+        finally:
+            self.reset_wait_max_seconds = before
 
     @property
     def remaining(self) -> int | None:
@@ -222,11 +238,13 @@ class GithubClient:
             if retry_after is not None:
                 return RateLimited(f"HTTP {status} secondary rate limit", float(retry_after))
             if remaining == 0:
-                wait = self._until_reset() if self.wait_for_reset else None
-                failure = RateLimited(f"HTTP {status} rate limit exceeded", wait)
+                spent = f"HTTP {status} rate limit exceeded"
                 if not self.wait_for_reset:
-                    raise failure
-                return failure
+                    raise RateLimited(spent, None)
+                wait = self._until_reset()
+                if self._impatient(wait):
+                    raise RateLimited(f"{spent}; {self._impatience(wait)}", wait)
+                return RateLimited(spent, wait)
             if status == 429 or "rate limit" in message.lower():
                 return RateLimited(f"HTTP {status} secondary rate limit: {message}", None)
             return None
@@ -263,6 +281,16 @@ class GithubClient:
             self._remaining = remaining
             self._reset_epoch = header_int(headers.get("x-ratelimit-reset"))
 
+    def _impatient(self, wait_seconds: float) -> bool:
+        bound = self.reset_wait_max_seconds
+        return bound is not None and wait_seconds > bound
+
+    def _impatience(self, wait_seconds: float) -> str:
+        return (
+            f"its reset is {wait_seconds:.0f} s away, past"
+            f" github_stale_wait_max_seconds={self.reset_wait_max_seconds:g}"
+        )
+
     def _until_reset(self) -> float:
         if self._reset_epoch is None:
             return self.settings.github_backoff_seconds
@@ -275,6 +303,11 @@ class GithubClient:
         if not self.wait_for_reset:
             raise RateLimited("GitHub rate limit spent (x-ratelimit-remaining: 0)", None)
         wait = self._until_reset()
+        if self._impatient(wait):
+            raise RateLimited(
+                f"GitHub rate limit spent (x-ratelimit-remaining: 0); {self._impatience(wait)}",
+                wait,
+            )
         if not self.deadline.allows(wait):
             raise RateLimited(
                 "GitHub rate limit spent (x-ratelimit-remaining: 0); "

@@ -113,11 +113,14 @@ def fetch_document(
         if last is None:
             return FetchedDocument(name, source, "error", status_reason="offline: never fetched")
         return _from(name, source, "ok", last, "offline: the last version fetched")
+    # With a version to fall back on, a spent budget is not waited out for long.
+    patience = client.settings.github_stale_wait_max_seconds if last is not None else None
     try:
-        fetched, moved = _fetch(client, source, _etag(client, source, last))
-        version = fetched or last
-        assert version is not None
-        history = _history(client, source, version, backfill) if backfill else ()
+        with client.patience(patience):
+            fetched, moved = _fetch(client, source, _etag(client, source, last))
+            version = fetched or last
+            assert version is not None
+            history = _history(client, source, version, backfill) if backfill else ()
     except (LookupFailure, ServiceUnreachable) as exc:
         reason = exc.reason if isinstance(exc, LookupFailure) else str(exc)
         logger.warning("document %s: fetch failed: %s", name, reason)
