@@ -149,6 +149,11 @@ def _sources_file(args: argparse.Namespace, *, nightly: bool = False) -> str | N
     read by a sandbox run (the demo shows live lists) and by the nightly deployment
     (`nightly`); `pipeline run` alone keeps reading raw/seeds/."""
     if args.sources is not None:
+        if args.paths:
+            raise UsageError(
+                f"--sources {args.sources} and PATH {' '.join(args.paths)}: the sources file"
+                " names every list a night reads; give one or the other"
+            )
         if not args.sources.is_file():
             raise UsageError(f"no such sources file: {args.sources}")
         return str(args.sources.resolve().as_posix())

@@ -61,6 +61,10 @@ RepoType = Literal["model", "dataset", "space", "collection"]
 """What the Hub resolver can look up (file assets name a `HubRepoType`, never a collection)."""
 
 
+DRY_RUN_NOT_FETCHED = "dry run: not fetched"
+"""The `error` of a GitHub document in a dry run, which asks GitHub nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """One input document as the run saw it."""
@@ -71,6 +75,11 @@ class Document:
     size_bytes: int | None = None
     links: int = 0
     error: str | None = None
+
+    @property
+    def not_fetched(self) -> bool:
+        """A GitHub document a dry run did not ask for: neither read nor failed."""
+        return self.error == DRY_RUN_NOT_FETCHED
 
 
 @dataclass(frozen=True, slots=True)

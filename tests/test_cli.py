@@ -138,6 +138,10 @@ def test_run_rejects_a_zero_limit(capsys: pytest.CaptureFixture[str]) -> None:
         (["https://github.com/o/r/tree/main/x.md"], "expected https://github.com/OWNER/REPO/blob"),
         (["--sources", "no-such-sources.toml"], "no such sources file: no-such-sources.toml"),
         (["--backfill", "-1"], "backfill"),
+        (
+            ["--sources", "sources.toml", "a.md", "b.md"],
+            "--sources sources.toml and PATH a.md b.md",
+        ),
     ],
 )
 def test_run_rejects_bad_sources_before_starting(
@@ -157,6 +161,7 @@ def test_a_dry_run_lists_github_documents_without_asking(
 
     assert main([*argv, "--raw", str(tmp_path / "r")]) in (EXIT_OK, EXIT_PARTIAL)
     assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
+    assert "documents: 0 read, 0 failed, 1 not fetched (dry run)" in capsys.readouterr().out
 
 
 # -- errors are one line, with the exit code the README gives ------------------------------
