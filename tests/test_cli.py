@@ -333,3 +333,24 @@ def test_a_sandbox_run_shows_live_lists_and_repository_metadata_offline(
     for path in [*out.rglob("*"), *raw.rglob("*")]:
         if path.is_file():
             assert b"ghp_RealTokenNeverSentToTheDouble" not in path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("command", "says", "never"),
+    [
+        ("run", "(default: raw/seeds/; with --sandbox: the lists of sources.toml)", "runs read"),
+        (
+            "serve",
+            "(default: the lists of sources.toml in the folder serve runs in, else raw/seeds/)",
+            "default with --sandbox",
+        ),
+    ],
+)
+def test_path_and_sources_help_is_each_commands_own(
+    command: str, says: str, never: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert says in text and "not with PATH" in text
+    assert never not in text
