@@ -37,6 +37,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 moment as the APIs write it (`2024-01-02T03:04:05Z`, or with an
+    offset); naive when the text has no zone, for the caller to refuse or assume UTC.
+    `ValueError` when it is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+INT64_MAX = 2**63 - 1
+"""The largest count a table column (int64) holds."""
+
+
 @dataclass
 class ApiStats:
     """What one resolver did in one run, for the run report and the benchmarks."""

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 import httpx
@@ -215,9 +214,3 @@ def equal_jitter_seconds(base_seconds: float, max_seconds: float, attempt: int) 
     and "equal jitter" keeps at least half of it, so that retries never bunch at zero."""
     ceiling = min(base_seconds * float(2 ** (attempt - 1)), max_seconds)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-def parse_utc(text: str) -> datetime:
-    """An ISO 8601 moment as the APIs write it (`2024-01-02T03:04:05Z`); `ValueError` when
-    it is not one. The one place the pipeline reads such a moment."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

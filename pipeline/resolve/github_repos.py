@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.records import GithubRepoRecord, Status
+from pipeline.records import INT64_MAX, GithubRepoRecord, Status, parse_utc
 from pipeline.resolve.common import (
     Deadline,
     LookupFailure,
@@ -308,9 +308,6 @@ def _from_graphql(repo: str, node: Any, fetched_at: datetime) -> GithubRepoRecor
     )
 
 
-INT64_MAX = 2**63 - 1
-
-
 def _count(value: Any) -> int | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX
     return value if ok else None
@@ -338,7 +335,7 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parse_utc(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None

@@ -33,7 +33,7 @@ from datetime import datetime
 from urllib.parse import quote, unquote, urlsplit
 
 from pipeline.config import RefreshPolicy
-from pipeline.records import ApiStats, Status, utc_now
+from pipeline.records import ApiStats, Status, parse_utc, utc_now
 from pipeline.resolve.common import (
     LookupFailure,
     PermanentFailure,
@@ -80,6 +80,15 @@ class FetchedDocument:
     """The repository's name tonight, when GitHub says it was renamed (301)."""
     history: tuple[PastVersion, ...] = field(default_factory=tuple)
     """Earlier versions, newest first (`--backfill`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A commit that touched a document, and the commits answer that listed it."""
+
+    sha: str
+    committed_at: datetime
+    answer: Answer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +188,15 @@ def _fetch(
     if raw is not None:
         store.mark(raw.stored, "document_raw", [source.key], "ok")
     if commit is not None:
-        store.mark(commit[2].stored, "document_commit", [source.key], "ok")
+        assert commit.answer is not None
+        store.mark(commit.answer.stored, "document_commit", [source.key], "ok")
     return (
         _Version(
             data,
             answer.stored.response_id,
             answer.stored.fetched_at,
-            commit[0] if commit else None,
-            commit[1] if commit else None,
+            commit.sha if commit else None,
+            commit.committed_at if commit else None,
         ),
         moved,
     )
@@ -240,26 +250,19 @@ def _decoded(answer: Answer) -> bytes | None:
         raise TransientFailure(f"contents answer with bad base64: {exc}") from None
 
 
-def _latest_commit(
-    client: GithubClient, source: GithubSource
-) -> tuple[str, datetime, Answer] | None:
+def _latest_commit(client: GithubClient, source: GithubSource) -> Commit | None:
     """The commit that last changed the file; None when GitHub does not say."""
     commits = _commits(client, source, 1)
-    if not commits:
-        return None
-    sha, when, answer = commits[0]
-    return sha, when, answer
+    return commits[0] if commits else None
 
 
-def _commits(
-    client: GithubClient, source: GithubSource, count: int
-) -> list[tuple[str, datetime, Answer]]:
+def _commits(client: GithubClient, source: GithubSource, count: int) -> list[Commit]:
     """The newest `count` commits that touched the file, following `Link: rel="next"`."""
     params = {"path": source.path, "per_page": str(min(COMMITS_PER_PAGE_MAX, count))}
     if source.ref:
         params["sha"] = source.ref
     path: str | None = f"/repos/{quote(source.owner)}/{quote(source.repo)}/commits"
-    found: list[tuple[str, datetime, Answer]] = []
+    found: list[Commit] = []
     while path is not None and len(found) < count:
         answer = client.get(path, endpoint="commits", params=params)
         params = {}  # the next page's URL carries them
@@ -271,12 +274,12 @@ def _commits(
         for item in listed:
             parsed = _commit_of(item)
             if parsed is not None:
-                found.append((*parsed, answer))
+                found.append(replace(parsed, answer=answer))
         path = _next_link(answer.headers.get("link", ""))
     return found[:count]
 
 
-def _commit_of(item: object) -> tuple[str, datetime] | None:
+def _commit_of(item: object) -> Commit | None:
     if not isinstance(item, dict):
         return None
     sha, commit = item.get("sha"), item.get("commit")
@@ -287,7 +290,7 @@ def _commit_of(item: object) -> tuple[str, datetime] | None:
     if not isinstance(when, str):
         return None
     try:
-        return sha, datetime.fromisoformat(when.replace("Z", "+00:00"))
+        return Commit(sha, parse_utc(when))
     except ValueError:
         return None
 
@@ -306,7 +309,8 @@ def _history(
     """Up to `backfill` versions before `current`, newest first. A past version never
     changes: one already stored is read back, not asked again."""
     past: list[PastVersion] = []
-    for sha, when, _ in _commits(client, source, backfill + 1):
+    for commit in _commits(client, source, backfill + 1):
+        sha = commit.sha
         if sha == current.commit_sha:
             continue
         key = f"{source.key}#{sha}"
@@ -327,7 +331,7 @@ def _history(
                 )
                 data, answer = raw.body, raw
             client.store.mark(answer.stored, "document_at", [key], "ok")
-        past.append(PastVersion(sha, when, data))
+        past.append(PastVersion(sha, commit.committed_at, data))
         if len(past) >= backfill:
             break
     return tuple(past)
@@ -371,7 +375,7 @@ def _last_version(store: RawStore, source: GithubSource) -> _Version | None:
         except (UnusableBody, ValueError):
             parsed = None
         if parsed is not None:
-            commit_sha, committed_at = parsed
+            commit_sha, committed_at = parsed.sha, parsed.committed_at
     return _Version(
         data,
         answer.response.response_id,
