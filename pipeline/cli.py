@@ -65,6 +65,13 @@ def _output_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _documents_arguments(parser: argparse.ArgumentParser, paths: str, sources: str) -> None:
+    """PATH and --sources, with the help of the command: `run` reads them once, `serve`
+    makes them its runs' defaults."""
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=paths)
+    parser.add_argument("--sources", type=Path, metavar="FILE", help=sources)
+
+
 def _location(value: str) -> str:
     """`--out`/`--raw`: a folder, or an object-store URL kept as given (`Path` would fold
     the `//` of `s3://bucket`)."""
@@ -149,6 +156,11 @@ def _sources_file(args: argparse.Namespace, *, nightly: bool = False) -> str | N
     read by a sandbox run (the demo shows live lists) and by the nightly deployment
     (`nightly`); `pipeline run` alone keeps reading raw/seeds/."""
     if args.sources is not None:
+        if args.paths:
+            raise UsageError(
+                f"--sources {args.sources} and PATH {' '.join(args.paths)}: the sources file"
+                " names every list a night reads; give one or the other"
+            )
         if not args.sources.is_file():
             raise UsageError(f"no such sources file: {args.sources}")
         return str(args.sources.resolve().as_posix())
@@ -376,20 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
     # What a night reads and writes: `run` runs one, `serve` makes them its runs' defaults.
     night_inputs = argparse.ArgumentParser(add_help=False)
     night_inputs.add_argument(
-        "paths",
-        nargs="*",
-        metavar="PATH",
-        help="markdown documents or folders (default: raw/seeds/), or files on GitHub: "
-        "github:OWNER/REPO/PATH[@REF] or https://github.com/OWNER/REPO/blob/REF/PATH",
-    )
-    night_inputs.add_argument(
-        "--sources",
-        type=Path,
-        metavar="FILE",
-        help="a sources file listing the reading lists by name (e.g. sources.toml); read "
-        "instead of PATH (default with --sandbox and no PATH: sources.toml)",
-    )
-    night_inputs.add_argument(
         "--backfill",
         type=int,
         default=0,
@@ -444,6 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         parents=[common, night_inputs],
         help="run the whole pipeline once, in the foreground",
+    )
+    _documents_arguments(
+        run,
+        "markdown documents or folders, or files on GitHub: github:OWNER/REPO/PATH[@REF] or "
+        "https://github.com/OWNER/REPO/blob/REF/PATH (default: raw/seeds/; with --sandbox: "
+        "the lists of sources.toml)",
+        "a sources file listing the reading lists by name (e.g. sources.toml), read instead "
+        "of PATH (not with PATH; default with --sandbox and no PATH: sources.toml)",
     )
     policy = run.add_mutually_exclusive_group()
     policy.add_argument(
@@ -533,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         parents=[common, night_inputs],
         help="register the nightly deployment and run its scheduled and UI runs",
+    )
+    _documents_arguments(
+        serve,
+        "documents or folders the runs read, or files on GitHub (default: the lists of "
+        "sources.toml in the folder serve runs in, else raw/seeds/)",
+        "the sources file the runs read (not with PATH; default without PATH: sources.toml "
+        "in the folder serve runs in, when there is one)",
     )
     serve.add_argument("--cron", default="0 3 * * *", help="cron schedule (default: 0 3 * * *)")
     serve.add_argument(

@@ -24,6 +24,17 @@ DEFAULT_ARXIV_API_URL = "https://export.arxiv.org/api/query"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
+
+def github_graphql_url_for(api_url: str) -> str:
+    """GraphQL's endpoint beside a REST base: `https://HOST/api/v3` (Enterprise Server)
+    -> `https://HOST/api/graphql`; any other base (api.github.com, a double) -> `/graphql`
+    under it."""
+    base = api_url.rstrip("/")
+    if base.endswith("/api/v3"):
+        return base.removesuffix("/v3") + "/graphql"
+    return base + "/graphql"
+
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS_DIR = Path("raw/seeds")
 DEFAULT_SOURCES_FILE = Path("sources.toml")
@@ -115,8 +126,11 @@ class Settings:
     """Which stored answers may be reused; see `RefreshPolicy`."""
 
     github_api_url: str = DEFAULT_GITHUB_API_URL
-    """GitHub's REST base (`GITHUB_API_URL`, the variable GitHub's own runners set);
-    GraphQL is `{github_api_url}/graphql`."""
+    """GitHub's REST base (`GITHUB_API_URL`, the variable GitHub's own runners set)."""
+    github_graphql_url: str = DEFAULT_GITHUB_API_URL + "/graphql"
+    """GitHub's GraphQL endpoint (`GITHUB_GRAPHQL_URL`, set by GitHub's runners too); by
+    default derived from `github_api_url` (`github_graphql_url_for`): Enterprise Server
+    serves REST at `https://HOST/api/v3` but GraphQL at `https://HOST/api/graphql`."""
     github_token: str | None = field(default=None, repr=False)
     """GitHub token (`GITHUB_TOKEN`): sent as a bearer token to `github_api_url`'s host
     only; never logged or stored."""
@@ -132,6 +146,17 @@ class Settings:
     github_backoff_max_seconds: float = 900.0
     """Cap on one GitHub backoff sleep; a spent primary budget is waited out until its
     `x-ratelimit-reset` instead, bounded by `run_deadline_seconds`."""
+    github_stale_wait_max_seconds: float = 60.0
+    """Longest wait for a spent primary budget's reset while fetching a list that has a
+    last fetched version: past it, that version is used (stale, named in the run's
+    reason) rather than hold the night up to an hour; a list never fetched still waits,
+    within `run_deadline_seconds`."""
+    github_lists_reserve_requests: int = 10
+    """Requests of the primary budget the repository lookups leave unspent (REST, without
+    a token: 60 an hour), so that the next run's lists do not wait for the reset. A list
+    costs one request unchanged (a 304; anonymous ones count) and two or three changed
+    (contents, its commit, the raw file over 1 MB): 10 covers the project's GitHub lists
+    (sources.toml has one) with room; raise it with more lists."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +192,10 @@ class Settings:
             hf_endpoint=(source.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_token=source.get("HF_TOKEN") or None,
             github_api_url=(source.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL).rstrip("/"),
+            github_graphql_url=(
+                source.get("GITHUB_GRAPHQL_URL")
+                or github_graphql_url_for(source.get("GITHUB_API_URL") or DEFAULT_GITHUB_API_URL)
+            ).rstrip("/"),
             github_token=source.get("GITHUB_TOKEN") or None,
             **numeric,  # type: ignore[arg-type]
         )

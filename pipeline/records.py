@@ -37,6 +37,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 moment as the APIs write it (`2024-01-02T03:04:05Z`, or with an
+    offset); naive when the text has no zone, for the caller to refuse or assume UTC.
+    `ValueError` when it is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+INT64_MAX = 2**63 - 1
+"""The largest count a table column (int64) holds."""
+
+
 @dataclass
 class ApiStats:
     """What one resolver did in one run, for the run report and the benchmarks."""
@@ -61,6 +72,10 @@ RepoType = Literal["model", "dataset", "space", "collection"]
 """What the Hub resolver can look up (file assets name a `HubRepoType`, never a collection)."""
 
 
+DRY_RUN_NOT_FETCHED = "dry run: not fetched"
+"""The `error` of a GitHub document in a dry run, which asks GitHub nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """One input document as the run saw it."""
@@ -71,6 +86,11 @@ class Document:
     size_bytes: int | None = None
     links: int = 0
     error: str | None = None
+
+    @property
+    def not_fetched(self) -> bool:
+        """A GitHub document a dry run did not ask for: neither read nor failed."""
+        return self.error == DRY_RUN_NOT_FETCHED
 
 
 @dataclass(frozen=True, slots=True)

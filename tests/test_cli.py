@@ -138,6 +138,10 @@ def test_run_rejects_a_zero_limit(capsys: pytest.CaptureFixture[str]) -> None:
         (["https://github.com/o/r/tree/main/x.md"], "expected https://github.com/OWNER/REPO/blob"),
         (["--sources", "no-such-sources.toml"], "no such sources file: no-such-sources.toml"),
         (["--backfill", "-1"], "backfill"),
+        (
+            ["--sources", "sources.toml", "a.md", "b.md"],
+            "--sources sources.toml and PATH a.md b.md",
+        ),
     ],
 )
 def test_run_rejects_bad_sources_before_starting(
@@ -157,6 +161,7 @@ def test_a_dry_run_lists_github_documents_without_asking(
 
     assert main([*argv, "--raw", str(tmp_path / "r")]) in (EXIT_OK, EXIT_PARTIAL)
     assert not (tmp_path / "r").exists() and not (tmp_path / "o").exists()
+    assert "documents: 0 read, 0 failed, 1 not fetched (dry run)" in capsys.readouterr().out
 
 
 # -- errors are one line, with the exit code the README gives ------------------------------
@@ -328,3 +333,24 @@ def test_a_sandbox_run_shows_live_lists_and_repository_metadata_offline(
     for path in [*out.rglob("*"), *raw.rglob("*")]:
         if path.is_file():
             assert b"ghp_RealTokenNeverSentToTheDouble" not in path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("command", "says", "never"),
+    [
+        ("run", "(default: raw/seeds/; with --sandbox: the lists of sources.toml)", "runs read"),
+        (
+            "serve",
+            "(default: the lists of sources.toml in the folder serve runs in, else raw/seeds/)",
+            "default with --sandbox",
+        ),
+    ],
+)
+def test_path_and_sources_help_is_each_commands_own(
+    command: str, says: str, never: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert says in text and "not with PATH" in text
+    assert never not in text

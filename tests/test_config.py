@@ -63,3 +63,31 @@ def test_a_bad_numeric_override_names_the_variable(value: str) -> None:
 def test_contact_is_added_to_the_user_agent() -> None:
     agent = Settings.from_env({"PIPELINE_CONTACT": "ops@example.org"}).user_agent
     assert agent.startswith("mllm-papers-pipeline/") and agent.endswith("mailto:ops@example.org")
+
+
+@pytest.mark.parametrize(
+    ("env", "graphql_url"),
+    [
+        ({}, "https://api.github.com/graphql"),
+        (
+            {"GITHUB_API_URL": "https://ghe.example.com/api/v3"},
+            "https://ghe.example.com/api/graphql",
+        ),
+        (
+            {"GITHUB_API_URL": "https://ghe.example.com/api/v3/"},
+            "https://ghe.example.com/api/graphql",
+        ),
+        ({"GITHUB_API_URL": "http://127.0.0.1:9"}, "http://127.0.0.1:9/graphql"),
+        (
+            {
+                "GITHUB_API_URL": "https://ghe.example.com/api/v3",
+                "GITHUB_GRAPHQL_URL": "https://ghe.example.com/custom/graphql/",
+            },
+            "https://ghe.example.com/custom/graphql",
+        ),
+    ],
+)
+def test_github_graphql_url_is_read_or_derived_from_the_rest_base(
+    env: dict[str, str], graphql_url: str
+) -> None:
+    assert Settings.from_env(env).github_graphql_url == graphql_url

@@ -13,10 +13,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pipeline.records import HubRepoRecord, LinkedModel, PaperPageRecord, RepoType
+from pipeline.records import INT64_MAX, HubRepoRecord, LinkedModel, PaperPageRecord, RepoType
 from pipeline.resolve.common import PermanentFailure
 from pipeline.resolve.hub_bodies import (
-    INT64_MAX,
     Body,
     CollectionBody,
     DatasetBody,

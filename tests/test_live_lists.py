@@ -177,6 +177,63 @@ def test_a_canary_token_appears_in_no_file_log_or_report(
         assert canary.encode() not in path.read_bytes(), path
 
 
+def test_a_github_quoting_the_token_back_leaves_it_nowhere(
+    sandbox: Sandbox, double: GithubDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GitHub refuses every authorised request with a 403 whose JSON message and
+    `x-error-message` quote the `Authorization` header: the reasons say why, redacted, and
+    no file (raw store and its index, enriched), log, summary or report has the token."""
+    canary = "ghp_CANARYechoedBackByAMisbehavingServer42"
+    settings = fast_settings(sandbox).replace(github_token=canary)
+    local = tmp_path / "code.md"
+    local.write_text("# Code\n\n- [code](https://github.com/owner/lists)\n")
+    double.echo_token = True
+    # The pipeline's own records at their most verbose; httpcore's DEBUG trace prints
+    # every response header verbatim, and the pipeline never turns it on.
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="pipeline")
+    result = night(tmp_path, settings, NIGHT_1, [SPEC, str(local)])
+
+    assert all(r.authorization for r in sandbox.requests("github"))
+    rows = {r["document"]: r for r in result.tables["documents"].to_pylist()}
+    assert rows[NAME]["status"] == "error"
+    assert "Bad credentials: Bearer [GITHUB_TOKEN]" in (rows[NAME]["status_reason"] or "")
+    repos = result.tables["github_repos"].to_pylist()
+    assert repos and all(row["status"] != "ok" for row in repos)
+    assert canary not in caplog.text
+    assert canary not in markdown_report(result.summary)
+    assert canary not in repr(result.summary)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "index.sqlite" for p in files) and any(p.suffix == ".body" for p in files)
+    for path in files:
+        assert canary.encode() not in path.read_bytes(), path
+
+
+def test_a_night_a_list_cannot_be_read_moves_no_date_and_lists_no_change(
+    sandbox: Sandbox, double: GithubDouble, tmp_path: Path
+) -> None:
+    """Night 2's upstream version is not text (the document is `error`); night 3's is
+    the list again: its entries keep night 1's `first_listed`, and no night says
+    `listed` or `unlisted`."""
+    settings = fast_settings(sandbox)
+    local = tmp_path / "local.md"
+    local.write_text("# Local\n\n- [x](https://arxiv.org/abs/2409.12191)\n")
+    documents = [SPEC, str(local)]
+    first = night(tmp_path, settings, NIGHT_1, documents)
+    double.edit("owner", "lists", "docs/list.md", b"\x89PNG\r\n\x1a\n\x00\x00", EDITED_AT)
+    second = night(tmp_path, settings, NIGHT_2, documents)
+    double.edit("owner", "lists", "docs/list.md", LIST, EDITED_AT)
+    third = night(tmp_path, settings, date(2026, 1, 3), documents)
+
+    status = {r["document"]: r["status"] for r in second.tables["documents"].to_pylist()}
+    assert status == {NAME: "error", "local.md": "ok"}
+    assert listings(second) == listings(third) == listings(first)
+    assert set(listings(first).values()) == {NIGHT_1}
+    for result in (second, third):
+        changes = result.tables["changes"].column("change").to_pylist()
+        assert "listed" not in changes and "unlisted" not in changes
+
+
 def test_backfill_dates_entries_by_the_commit_that_added_them(tmp_path: Path) -> None:
     upstream = UpstreamFile("owner", "lists", "docs/list.md")
     older = datetime(2025, 3, 1, tzinfo=UTC)

@@ -21,9 +21,12 @@ from pipeline.resolve.common import (
     Progress,
     ServiceUnreachable,
     TooLarge,
+    equal_jitter_seconds,
     header_int,
     last_good_answer,
     read_capped,
+    redact,
+    redact_bytes,
     stale_reason,
 )
 from pipeline.resolve.hub import HubResolver
@@ -185,3 +188,29 @@ def test_last_good_answer_is_read_by_tonights_rules(tmp_path: Path) -> None:
 )
 def test_header_integers_are_ascii_digits_only(value: str | None, expected: int | None) -> None:
     assert header_int(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "redacted"),
+    [
+        ("Bad credentials: Bearer ghp_x1", "ghp_x1", "Bad credentials: Bearer [T]"),
+        ("ghp_x1 and ghp_x1", "ghp_x1", "[T] and [T]"),
+        ("nothing to hide", "ghp_x1", "nothing to hide"),
+        ("no token set", None, "no token set"),
+    ],
+)
+def test_redact_removes_every_copy_of_the_token(
+    text: str, token: str | None, redacted: str
+) -> None:
+    assert redact(text, token, "[T]") == redacted
+    assert redact_bytes(text.encode(), token, "[T]") == redacted.encode()
+
+
+@pytest.mark.parametrize(
+    ("attempt", "low", "high"), [(1, 5.0, 10.0), (2, 10.0, 20.0), (3, 20.0, 40.0), (9, 30.0, 60.0)]
+)
+def test_equal_jitter_keeps_at_least_half_of_the_capped_backoff(
+    attempt: int, low: float, high: float
+) -> None:
+    waits = [equal_jitter_seconds(10.0, 60.0, attempt) for _ in range(200)]
+    assert all(low <= wait <= high for wait in waits)

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.records import INT64_MAX
 from pipeline.sandbox import Fault, Request, Response, Sandbox
 from pipeline.sandbox.hub_api import (
-    INT64_MAX,
     FixedWindow,
     HubDouble,
     check_fault_name,

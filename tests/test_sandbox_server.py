@@ -16,6 +16,7 @@ import httpx
 import pytest
 from lxml import etree
 
+from pipeline.records import INT64_MAX
 from pipeline.sandbox import (
     Fault,
     LoggedRequest,
@@ -24,7 +25,7 @@ from pipeline.sandbox import (
     politeness_violations,
 )
 from pipeline.sandbox.arxiv_api import ATOM_NS, ArxivDouble
-from pipeline.sandbox.hub_api import INT64_MAX, HubDouble
+from pipeline.sandbox.hub_api import HubDouble
 
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 MODEL = "/api/models/Qwen/Qwen2-VL-72B"

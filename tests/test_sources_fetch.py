@@ -154,10 +154,30 @@ def test_limits_and_5xx_are_waited_out_and_retried(
     assert github.stats.retries == 1
 
 
-def test_a_spent_budget_past_the_deadline_falls_back_on_the_last_version(
-    sandbox: Sandbox, tmp_path: Path
+def test_a_redirect_to_another_host_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    """As the Hub's client does: the same double under another host name is another host,
+    and a redirect there is not followed (with or without the token)."""
+    elsewhere = sandbox.github_api_url.replace("127.0.0.1", "localhost")
+    location = f"{elsewhere}/repos/owner/lists/contents/docs/list.md"
+    sandbox.add_fault(Fault("github", "status", status=302, headers={"location": location}))
+    with client(settings_for(sandbox, GITHUB_TOKEN="ghp_redirected"), tmp_path) as github:
+        fetched = fetch_document(github, "list", SOURCE)
+
+    assert fetched.status == "error"
+    assert "redirect to another host refused: localhost" in (fetched.status_reason or "")
+    assert [r.status for r in sandbox.requests("github")] == [302]
+
+
+@pytest.mark.parametrize(
+    ("deadline_seconds", "stale_wait_seconds", "why"),
+    [(60, "7200", "run deadline"), (7200, "60", "past github_stale_wait_max_seconds=60")],
+)
+def test_a_spent_budget_not_soon_reset_falls_back_on_the_last_version(
+    sandbox: Sandbox, tmp_path: Path, deadline_seconds: float, stale_wait_seconds: str, why: str
 ) -> None:
-    settings = settings_for(sandbox)
+    """A reset an hour away: past the deadline, or (within it) past the short bound a
+    list with a last version waits: that version is used at once, stale and named."""
+    settings = settings_for(sandbox, PIPELINE_GITHUB_STALE_WAIT_MAX_SECONDS=stale_wait_seconds)
     with client(settings, tmp_path) as first:
         fetch_document(first, "list", SOURCE)
     reset = str(int(datetime.now(UTC).timestamp()) + 3600)
@@ -173,13 +193,13 @@ def test_a_spent_budget_past_the_deadline_falls_back_on_the_last_version(
             body=b'{"message": "API rate limit exceeded for 127.0.0.1."}',
         )
     )
-    with GithubClient(settings, RawStore(tmp_path), Deadline(60)) as github:
+    with GithubClient(settings, RawStore(tmp_path), Deadline(deadline_seconds)) as github:
         fetched = fetch_document(github, "list", SOURCE)
 
     assert fetched.status == "stale" and fetched.data == LIST
     assert fetched.status_reason is not None
     assert "rate limit exceeded" in fetched.status_reason
-    assert "run deadline" in fetched.status_reason
+    assert why in fetched.status_reason
     assert len(sandbox.requests("github")) == 1  # asked once, then no tight loop
 
 

@@ -179,7 +179,8 @@ def run_status_reason(
 def markdown_report(summary: RunSummary) -> str:
     """The run report as markdown, for the Prefect UI's Artifacts page."""
     read = [d for d in summary.documents if d.error is None]
-    failed_docs = [d for d in summary.documents if d.error is not None]
+    failed_docs = [d for d in summary.documents if d.error is not None and not d.not_fetched]
+    not_fetched = [d for d in summary.documents if d.not_fetched]
     lines = [
         f"# Run {summary.run_id}: {summary.status}",
         "",
@@ -194,6 +195,10 @@ def markdown_report(summary: RunSummary) -> str:
         f"- link occurrences: {summary.links}",
         "",
     ]
+    if not_fetched:
+        lines += ["## Documents not fetched (dry run)", ""]
+        lines += [f"- `{d.name}`" for d in not_fetched]
+        lines.append("")
     if failed_docs:
         lines += ["## Documents that could not be read", ""]
         lines += [f"- `{d.name}`: {d.error}" for d in failed_docs]
@@ -256,10 +261,15 @@ def _report_lines(summary: RunSummary, bullet: str) -> list[str]:
 def short_summary(summary: RunSummary) -> str:
     """A few lines for the terminal at the end of `pipeline run`."""
     read = sum(1 for d in summary.documents if d.error is None)
+    not_fetched = sum(1 for d in summary.documents if d.not_fetched)
+    failed = len(summary.documents) - read - not_fetched
+    counted = f"{read} read, {failed} failed" + (
+        f", {not_fetched} not fetched (dry run)" if not_fetched else ""
+    )
     parts = [
         f"run {summary.run_id} {summary.status}"
         + (f" ({summary.status_reason})" if summary.status_reason else ""),
-        f"  documents: {read} read, {len(summary.documents) - read} failed; links: {summary.links}",
+        f"  documents: {counted}; links: {summary.links}",
     ]
     for name, counts in summary.status_counts.items():
         shown = ", ".join(f"{s} {n}" for s, n in counts.items() if n)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from pipeline.links.identify import parse_arxiv_id
-from pipeline.records import PaperRecord, Status
+from pipeline.records import PaperRecord, Status, parse_utc
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def _date(element: Any, name: str, where: str) -> datetime:
     text = (_text(element, f"atom:{name}") or "").strip()
     try:
         # arXiv writes `2016-05-26T17:59:46Z`; the legacy backend wrote offsets (`-04:00`).
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = parse_utc(text)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         # A date at the edge of the calendar (0001-01-01 with an offset) overflows in UTC.

@@ -17,6 +17,7 @@ that would not is not taken, and what is left falls back on its last good answer
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -194,3 +195,22 @@ class Deadline:
             f"a wait of {wait_seconds:.0f} s would end past the run deadline"
             f" (run_deadline_seconds={self.seconds:g}, {self.remaining_seconds():.0f} s left)"
         )
+
+
+def redact(text: str, token: str | None, placeholder: str) -> str:
+    """`text` without `token`: for every header, body and failure reason a client keeps or
+    logs, since only a server echoing the request back would send the token, and nothing
+    the pipeline writes may carry it."""
+    return text.replace(token, placeholder) if token else text
+
+
+def redact_bytes(body: bytes, token: str | None, placeholder: str) -> bytes:
+    """`redact` for a body."""
+    return body.replace(token.encode(), placeholder.encode()) if token else body
+
+
+def equal_jitter_seconds(base_seconds: float, max_seconds: float, attempt: int) -> float:
+    """The wait before try `attempt + 1`: the backoff doubles per try up to `max_seconds`,
+    and "equal jitter" keeps at least half of it, so that retries never bunch at zero."""
+    ceiling = min(base_seconds * float(2 ** (attempt - 1)), max_seconds)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)

@@ -10,16 +10,17 @@ else (a secondary limit) wait at least `github_backoff_seconds`, doubling per tr
 request at a time, never a tight loop.
 
 The token (`GITHUB_TOKEN`) goes as a bearer header to `github_api_url`'s own origin and
-nowhere else (a redirect to another host is followed without it). Bodies echoing it back
-are redacted before the raw store keeps them; request headers are never kept.
+nowhere else: a redirect to another host is refused, as the Hub's client refuses it. An
+answer echoing the token back (body or headers) is redacted as soon as it is read, before
+any reason, log line or the raw store sees it; request headers are never kept.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -35,8 +36,11 @@ from pipeline.resolve.common import (
     RateLimited,
     TooLarge,
     TransientFailure,
+    equal_jitter_seconds,
     header_int,
     read_capped,
+    redact,
+    redact_bytes,
 )
 from pipeline.resolve.rawstore import RawStore, StoredResponse
 
@@ -45,7 +49,7 @@ JSON_MEDIA_TYPE = "application/vnd.github+json"
 RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
 API_VERSION = "2022-11-28"
 REDIRECTS_MAX = 3
-TOKEN_PLACEHOLDER = b"[GITHUB_TOKEN]"
+TOKEN_PLACEHOLDER = "[GITHUB_TOKEN]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,9 @@ class GithubClient:
         self.wait_for_reset = wait_for_reset
         """Wait out a spent primary budget (within the deadline), or fail at once: the
         repository lookups stop and keep their last values rather than wait an hour."""
+        self.reset_wait_max_seconds: float | None = None
+        """Longest wait for a spent budget's reset (None: up to the deadline); see
+        `patience`."""
         self.breaker = Breaker("GitHub", CONNECTION_FAILURES_TO_OPEN)
         self._origin = _origin(settings.github_api_url)
         self._remaining: int | None = None
@@ -108,6 +115,18 @@ class GithubClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def patience(self, reset_wait_max_seconds: float | None) -> Iterator[None]:
+        """Within the block, a spent budget whose reset is further off than this fails at
+        once (`RateLimited`) instead of being waited out: the caller has something to
+        fall back on."""
+        before = self.reset_wait_max_seconds
+        self.reset_wait_max_seconds = reset_wait_max_seconds
+        try:
+            yield
+        finally:
+            self.reset_wait_max_seconds = before
 
     @property
     def remaining(self) -> int | None:
@@ -136,13 +155,18 @@ class GithubClient:
             if not location:
                 raise PermanentFailure(f"HTTP {answer.status} redirect without a Location")
             url = urljoin(url, location)
+            if _origin(url) != self._origin:
+                raise PermanentFailure(
+                    f"HTTP {answer.status}: redirect to another host refused:"
+                    f" {urlsplit(url).hostname}"
+                )
             moved = urlsplit(url).path
         raise PermanentFailure(f"more than {REDIRECTS_MAX} redirects")
 
     def post_json(self, path: str, payload: object, *, endpoint: str) -> Answer:
         """POST a JSON body (GraphQL); the same limits and retries as `get`."""
         body = json.dumps(payload).encode()
-        return self._send(self._url(path, None), endpoint, JSON_MEDIA_TYPE, None, body)
+        return self._send(path, endpoint, JSON_MEDIA_TYPE, None, body)
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> str:
         url = path if "://" in path else self.settings.github_api_url + path
@@ -180,7 +204,7 @@ class GithubClient:
             except TooLarge as exc:
                 raise PermanentFailure(f"answer larger than {exc.size} bytes") from None
             except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = self._redact(f"{type(exc).__name__}: {exc}")
                 if isinstance(exc, httpx.ConnectError):
                     self.breaker.failure(reason)
                 self.stats.count(0)
@@ -190,7 +214,11 @@ class GithubClient:
                 self.stats.seconds += time.monotonic() - started
             self.breaker.success()
             self.stats.count(response.status_code)
-            headers = {name.lower(): value for name, value in response.headers.items()}
+            # Redacted at once: every reason, log line and stored answer is made from these.
+            headers = {
+                name.lower(): self._redact(value) for name, value in response.headers.items()
+            }
+            data = redact_bytes(data, self.settings.github_token, TOKEN_PLACEHOLDER)
             self._heard(headers)
             stored = self._record(endpoint, url, response.status_code, data, headers, body, started)
             answer = Answer(response.status_code, data, headers, stored)
@@ -206,15 +234,17 @@ class GithubClient:
         if status in (403, 429):
             retry_after = header_int(headers.get("retry-after"))
             remaining = header_int(headers.get("x-ratelimit-remaining"))
-            message = _message(answer.body)
+            message = message_of(answer.body) or ""
             if retry_after is not None:
                 return RateLimited(f"HTTP {status} secondary rate limit", float(retry_after))
             if remaining == 0:
-                wait = self._until_reset() if self.wait_for_reset else None
-                failure = RateLimited(f"HTTP {status} rate limit exceeded", wait)
+                spent = f"HTTP {status} rate limit exceeded"
                 if not self.wait_for_reset:
-                    raise failure
-                return failure
+                    raise RateLimited(spent, None)
+                wait = self._until_reset()
+                if self._impatient(wait):
+                    raise RateLimited(f"{spent}; {self._impatience(wait)}", wait)
+                return RateLimited(spent, wait)
             if status == 429 or "rate limit" in message.lower():
                 return RateLimited(f"HTTP {status} secondary rate limit: {message}", None)
             return None
@@ -229,16 +259,19 @@ class GithubClient:
             raise failure
         wait = failure.wait_seconds if isinstance(failure, RateLimited) else None
         if wait is None:
-            ceiling = min(
-                self.settings.github_backoff_seconds * 2 ** (attempt - 1),
+            wait = equal_jitter_seconds(
+                self.settings.github_backoff_seconds,
                 self.settings.github_backoff_max_seconds,
+                attempt,
             )
-            wait = ceiling / 2 + random.uniform(0, ceiling / 2)
         if not self.deadline.allows(wait):
             raise RateLimited(f"{failure.reason}; {self.deadline.refusal(wait)}", wait)
         self.stats.retries += 1
         time.sleep(wait)
         self.stats.seconds += wait
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.settings.github_token, TOKEN_PLACEHOLDER)
 
     def _heard(self, headers: Mapping[str, str]) -> None:
         if headers.get("x-ratelimit-resource", "core") != "core":
@@ -247,6 +280,16 @@ class GithubClient:
         if remaining is not None:
             self._remaining = remaining
             self._reset_epoch = header_int(headers.get("x-ratelimit-reset"))
+
+    def _impatient(self, wait_seconds: float) -> bool:
+        bound = self.reset_wait_max_seconds
+        return bound is not None and wait_seconds > bound
+
+    def _impatience(self, wait_seconds: float) -> str:
+        return (
+            f"its reset is {wait_seconds:.0f} s away, past"
+            f" github_stale_wait_max_seconds={self.reset_wait_max_seconds:g}"
+        )
 
     def _until_reset(self) -> float:
         if self._reset_epoch is None:
@@ -260,6 +303,11 @@ class GithubClient:
         if not self.wait_for_reset:
             raise RateLimited("GitHub rate limit spent (x-ratelimit-remaining: 0)", None)
         wait = self._until_reset()
+        if self._impatient(wait):
+            raise RateLimited(
+                f"GitHub rate limit spent (x-ratelimit-remaining: 0); {self._impatience(wait)}",
+                wait,
+            )
         if not self.deadline.allows(wait):
             raise RateLimited(
                 "GitHub rate limit spent (x-ratelimit-remaining: 0); "
@@ -280,10 +328,6 @@ class GithubClient:
         request_body: bytes | None,
         started: float,
     ) -> StoredResponse:
-        token = self.settings.github_token
-        if token and token.encode() in body:
-            # Only a server echoing our request back would do this; the store must not keep it.
-            body = body.replace(token.encode(), TOKEN_PLACEHOLDER)
         return self.store.record(
             api=API,
             endpoint=endpoint,
@@ -302,10 +346,11 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def _message(body: bytes) -> str:
+def message_of(body: bytes) -> str | None:
+    """The `message` of GitHub's JSON error body; None when there is none."""
     try:
         value = json.loads(body)
     except ValueError:
-        return ""
+        return None
     message = value.get("message") if isinstance(value, dict) else None
-    return message if isinstance(message, str) else ""
+    return message if isinstance(message, str) else None

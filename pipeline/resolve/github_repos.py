@@ -6,10 +6,11 @@ each name, so that a stored answer is read back without the query that asked it.
 missing repository is a null alias with a `NOT_FOUND` error beside `data`: both are read.
 Without a token, REST (`GET /repos/{owner}/{repo}`), one request per repository, within
 the unauthenticated budget (60 requests an hour, shared with the sources stage): the
-stalest are asked first and, once GitHub says the budget is spent, the rest keep their
-last good values (stale) rather than wait an hour. A renamed or transferred repository
-(REST: a 301 to `/repositories/{id}`; GraphQL: followed by GitHub) keeps the name the
-documents use as its key and GitHub's current name in `full_name`.
+stalest are asked first and, once GitHub says no more than
+`github_lists_reserve_requests` are left, the rest keep their last good values (stale)
+rather than spend what the next run's lists need, or wait an hour. A renamed or
+transferred repository (REST: a 301 to `/repositories/{id}`; GraphQL: followed by GitHub)
+keeps the name the documents use as its key and GitHub's current name in `full_name`.
 
 Answers live in the raw store (api `github`, entity kind `repo`) with a time-to-live
 (`github_ttl_seconds`); a failed lookup falls back on the last good answer, as the Hub's
@@ -27,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.records import GithubRepoRecord, Status
+from pipeline.records import INT64_MAX, GithubRepoRecord, Status, parse_utc
 from pipeline.resolve.common import (
     Deadline,
     LookupFailure,
@@ -50,8 +51,8 @@ KIND = "repo"
 GRAPHQL_BATCH = 100
 TOPICS_MAX = 20
 BUDGET_SPENT = (
-    "not asked: GitHub's budget without a token (60 requests an hour) is spent;"
-    " set GITHUB_TOKEN to look every repository up"
+    "not asked: GitHub's budget without a token (60 requests an hour) is spent, but for"
+    " the reserve kept for the reading lists; set GITHUB_TOKEN to look every repository up"
 )
 _FIELDS = (
     "nameWithOwner stargazerCount forkCount isArchived pushedAt description"
@@ -147,7 +148,8 @@ class GithubRepoResolver:
 
     # -- REST ---------------------------------------------------------------------------
     def _rest(self, repo: str) -> GithubRepoRecord:
-        if self.client.remaining == 0:
+        remaining = self.client.remaining
+        if remaining is not None and remaining <= self.settings.github_lists_reserve_requests:
             return self._fallback(repo, BUDGET_SPENT)
         try:
             answer = self.client.get(f"/repos/{repo}", endpoint="repos")
@@ -172,7 +174,9 @@ class GithubRepoResolver:
     def _graphql(self, batch: Sequence[str]) -> dict[str, GithubRepoRecord]:
         try:
             answer = self.client.post_json(
-                "/graphql", {"query": graphql_query(batch)}, endpoint="graphql"
+                self.settings.github_graphql_url,
+                {"query": graphql_query(batch)},
+                endpoint="graphql",
             )
             if answer.status == 401:
                 raise PermanentFailure("HTTP 401: GitHub refused the token (GITHUB_TOKEN)")
@@ -304,9 +308,6 @@ def _from_graphql(repo: str, node: Any, fetched_at: datetime) -> GithubRepoRecor
     )
 
 
-INT64_MAX = 2**63 - 1
-
-
 def _count(value: Any) -> int | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX
     return value if ok else None
@@ -334,7 +335,7 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parse_utc(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None

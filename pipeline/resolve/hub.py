@@ -57,7 +57,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -92,9 +91,12 @@ from pipeline.resolve.common import (
     ServiceUnreachable,
     TooLarge,
     TransientFailure,
+    equal_jitter_seconds,
     header_int,
     last_good_answer,
     read_capped,
+    redact,
+    redact_bytes,
     stale_reason,
     unexpected,
 )
@@ -184,6 +186,7 @@ _BODIES: dict[str, type[Body]] = {
 }
 
 _API = "hub"
+TOKEN_PLACEHOLDER = "[HF_TOKEN]"
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 """A rename is one hop; a chain of renames a few. More is a misconfigured server."""
@@ -813,10 +816,7 @@ class HubResolver:
         self, endpoint: _Endpoint, response: httpx.Response, body: bytes, started: float
     ) -> StoredResponse:
         headers = {name: self._redact(value) for name, value in response.headers.items()}
-        token = self.settings.hf_token
-        if token and token.encode() in body:
-            # Only a server echoing our request back would do this; the store must not keep it.
-            body = body.replace(token.encode(), b"[HF_TOKEN]")
+        body = redact_bytes(body, self.settings.hf_token, TOKEN_PLACEHOLDER)
         return self.store.record(
             api=_API,
             endpoint=endpoint.collection,
@@ -830,12 +830,9 @@ class HubResolver:
     def _backoff_seconds(self, failure: TransientFailure, attempt: int) -> float:
         if isinstance(failure, RateLimited) and failure.wait_seconds is not None:
             return 0.0  # the quota gate waits, and holds every other worker back too
-        ceiling = min(
-            self.settings.hub_backoff_seconds * float(2 ** (attempt - 1)),
-            self.settings.hub_backoff_max_seconds,
+        return equal_jitter_seconds(
+            self.settings.hub_backoff_seconds, self.settings.hub_backoff_max_seconds, attempt
         )
-        # "Equal jitter": at least half the backoff, so that retries never bunch at zero.
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _count(self, status: int) -> None:
         with self._stats_lock:
@@ -846,8 +843,7 @@ class HubResolver:
             self.stats.seconds += seconds
 
     def _redact(self, text: str) -> str:
-        token = self.settings.hf_token
-        return text.replace(token, "[HF_TOKEN]") if token else text
+        return redact(text, self.settings.hf_token, TOKEN_PLACEHOLDER)
 
     def _log_outcome(self, kind: str, entity_id: str, status: Status, reason: str | None) -> None:
         if status in ("error", "stale"):

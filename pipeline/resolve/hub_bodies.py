@@ -35,6 +35,7 @@ from pipeline.links.identify import (
     split_collection_id,
 )
 from pipeline.records import (
+    INT64_MAX,
     UNITS,
     CollectionItem,
     HubRepoRecord,
@@ -47,9 +48,6 @@ from pipeline.resolve.common import PermanentFailure
 from pipeline.resolve.hub_params import logical_params, packing_of
 
 _UNIT_SCALE = {unit.lower(): scale for unit, scale in UNITS if unit != "K"}
-
-INT64_MAX = 2**63 - 1
-"""The largest count a table column (int64) holds."""
 
 
 # A size written in a repo name: "72B", "7.6B", "968M", "1.5b", "8x7B" (experts x size).

@@ -48,6 +48,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
+from pipeline.records import parse_utc
 from pipeline.sandbox.wire import Request, Response
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -288,7 +289,7 @@ def _year_month(arxiv_id: str) -> tuple[int, int]:
 
 
 def _parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = parse_utc(text)
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without a timezone: {text!r}")
     return moment.astimezone(UTC)

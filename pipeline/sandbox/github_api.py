@@ -25,6 +25,10 @@ headers={"retry-after": "1"})`.
 Everything served is SAMPLE data: the seeds as upstream lists, with a few versions of
 made-up history (`UpstreamFile.with_history`), and repositories with made-up counts.
 `edit` makes an upstream edit between two nights.
+
+`echo_token`, for the security tests: every request with a token is refused 403, its
+JSON `message` and its `x-error-message` header quoting the `Authorization` header back
+(a misbehaving proxy or server; nothing the pipeline keeps may carry it).
 """
 
 from __future__ import annotations
@@ -151,6 +155,8 @@ class GithubDouble:
         self.synthesize_repos = synthesize_repos
         """Answer any well-formed repository name with made-up metadata (the demo)."""
         self._clock = clock
+        self.echo_token = False
+        """Refuse each request with a token, quoting it back (module docstring)."""
         self._used: dict[bool, tuple[int, int]] = {}
         """Authorised or not -> (window start, requests counted)."""
         for upstream in files:
@@ -210,6 +216,10 @@ class GithubDouble:
                 " a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).",
             )
         authorised = request.headers.get("authorization", "").startswith(("Bearer ", "token "))
+        if authorised and self.echo_token:
+            echoed = f"Bad credentials: {request.headers['authorization']}"
+            refusal = _error(403, echoed)
+            return Response(403, refusal.body, {**refusal.headers, "x-error-message": echoed})
         if request.path == "/graphql" and request.method == "POST":
             if not authorised:
                 return _error(401, "This endpoint requires you to be authenticated.")

@@ -52,6 +52,7 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
+from pipeline.records import INT64_MAX
 from pipeline.sandbox.wire import Request, Response
 
 JsonObject = dict[str, Any]
@@ -194,7 +195,6 @@ HOSTILE_IDS = {
     "absolute": "/etc/passwd",
     "url": "https://evil.example/api/models/x",
 }
-INT64_MAX = 2**63 - 1
 # Counts that a careless reader stores in an int64 column.
 _HUGE_KEYS = ("downloads", "likes", "upvotes", "numParameters", "githubStars")
 

@@ -283,6 +283,8 @@ class Sandbox:
             "ARXIV_API_URL": self.arxiv_api_url,
             "HF_ENDPOINT": self.hf_endpoint,
             "GITHUB_API_URL": self.github_api_url,
+            # Set as well: GitHub's runners export GITHUB_GRAPHQL_URL, which would win.
+            "GITHUB_GRAPHQL_URL": self.github_api_url + "/graphql",
         }
 
     # -- faults and the request log ------------------------------------------------

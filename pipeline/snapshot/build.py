@@ -45,7 +45,12 @@ from pipeline.records import (
 )
 from pipeline.resolve.titles import title_key
 from pipeline.snapshot.code_repos import code_repos_column
-from pipeline.snapshot.first_listed import Listing, first_listed_column, previous_first_listed
+from pipeline.snapshot.first_listed import (
+    Listing,
+    first_listed_column,
+    listing_inputs,
+    previous_first_listed,
+)
 from pipeline.snapshot.listings import document_rows, listing_changes, with_column
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
@@ -196,7 +201,7 @@ def _add_listings(
 ) -> None:
     """`first_listed`, the `documents` table and the `listed`/`unlisted` changes: built
     at table level (`snapshot.first_listed`, `snapshot.listings`)."""
-    links, previous_links = tables["links"], (previous or {}).get("links")
+    links, previous_links = listing_inputs(tables["links"], previous, inputs.documents)
     facts = previous_first_listed(previous_links, previous_date)
     column = first_listed_column(
         links.column("document"),

@@ -11,6 +11,12 @@ The date of an entity in a document is, in order of precedence:
 3. tonight's snapshot date.
 A link without an entity (`entity_id` null) has no `first_listed`. An entity that leaves a
 document and comes back later starts again: the previous snapshot no longer lists it.
+
+A document that could not be read tonight (unreachable with no version kept, or a version
+that does not decode) says nothing about what it lists: its rows of the previous snapshot
+are carried into tonight's links table, dates included (`listing_inputs`), so that one bad
+night neither resets its `first_listed` dates nor churns `listed`/`unlisted` changes. Its
+`documents` row says `error` and why.
 """
 
 from __future__ import annotations
@@ -19,9 +25,38 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.records import Document
 
 Listing = tuple[str, str]
 """(document, entity_id)."""
+
+
+def listing_inputs(
+    links: pa.Table, previous: Mapping[str, pa.Table] | None, documents: Sequence[Document]
+) -> tuple[pa.Table, pa.Table | None]:
+    """Tonight's links table with the previous snapshot's rows of each document not read
+    tonight (`Document.error`) carried forward, and the previous links table."""
+    previous_links = (previous or {}).get("links")
+    unreadable = sorted({document.name for document in documents if document.error})
+    if previous_links is None or not unreadable:
+        return links, previous_links
+    wanted = pc.is_in(previous_links.column("document"), value_set=pa.array(unreadable))
+    carried = previous_links.filter(wanted)
+    if carried.num_rows == 0:
+        return links, previous_links
+    if any(n not in carried.column_names for n in links.column_names if n != "first_listed"):
+        return links, previous_links  # an older layout: nothing to carry faithfully
+    if "first_listed" not in carried.column_names:  # a snapshot from before the column
+        carried = carried.append_column(
+            "first_listed", pa.nulls(carried.num_rows, type=pa.date32())
+        )
+    carried = carried.select(links.column_names).cast(links.schema)
+    merged = pa.concat_tables([links, carried]).sort_by(
+        [("document", "ascending"), ("position", "ascending")]
+    )
+    return merged, previous_links
 
 
 def previous_first_listed(

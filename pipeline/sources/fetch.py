@@ -30,10 +30,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from pipeline.config import RefreshPolicy
-from pipeline.records import ApiStats, Status, utc_now
+from pipeline.records import ApiStats, Status, parse_utc, utc_now
 from pipeline.resolve.common import (
     LookupFailure,
     PermanentFailure,
@@ -41,7 +41,7 @@ from pipeline.resolve.common import (
     TransientFailure,
     stale_reason,
 )
-from pipeline.resolve.github_http import API, RAW_MEDIA_TYPE, Answer, GithubClient
+from pipeline.resolve.github_http import API, RAW_MEDIA_TYPE, Answer, GithubClient, message_of
 from pipeline.resolve.rawstore import RawStore, StoredAnswer, UnusableBody
 from pipeline.sources.spec import GithubSource
 
@@ -83,6 +83,15 @@ class FetchedDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class Commit:
+    """A commit that touched a document, and the commits answer that listed it."""
+
+    sha: str
+    committed_at: datetime
+    answer: Answer | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Version:
     data: bytes
     response_id: int | None
@@ -113,11 +122,14 @@ def fetch_document(
         if last is None:
             return FetchedDocument(name, source, "error", status_reason="offline: never fetched")
         return _from(name, source, "ok", last, "offline: the last version fetched")
+    # With a version to fall back on, a spent budget is not waited out for long.
+    patience = client.settings.github_stale_wait_max_seconds if last is not None else None
     try:
-        fetched, moved = _fetch(client, source, _etag(client, source, last))
-        version = fetched or last
-        assert version is not None
-        history = _history(client, source, version, backfill) if backfill else ()
+        with client.patience(patience):
+            fetched, moved = _fetch(client, source, _etag(client, source, last))
+            version = fetched or last
+            assert version is not None
+            history = _history(client, source, version, backfill) if backfill else ()
     except (LookupFailure, ServiceUnreachable) as exc:
         reason = exc.reason if isinstance(exc, LookupFailure) else str(exc)
         logger.warning("document %s: fetch failed: %s", name, reason)
@@ -158,7 +170,8 @@ def _fetch(
     if answer.status == 404:
         raise PermanentFailure("HTTP 404: no such repository, file or ref on GitHub")
     if answer.status != 200:
-        raise PermanentFailure(f"HTTP {answer.status}: {_message(answer)}")
+        message = message_of(answer.body) or f"{len(answer.body)} bytes, no message"
+        raise PermanentFailure(f"HTTP {answer.status}: {message}")
     data = _decoded(answer)
     store = client.store
     raw: Answer | None = None
@@ -175,14 +188,15 @@ def _fetch(
     if raw is not None:
         store.mark(raw.stored, "document_raw", [source.key], "ok")
     if commit is not None:
-        store.mark(commit[2].stored, "document_commit", [source.key], "ok")
+        assert commit.answer is not None
+        store.mark(commit.answer.stored, "document_commit", [source.key], "ok")
     return (
         _Version(
             data,
             answer.stored.response_id,
             answer.stored.fetched_at,
-            commit[0] if commit else None,
-            commit[1] if commit else None,
+            commit.sha if commit else None,
+            commit.committed_at if commit else None,
         ),
         moved,
     )
@@ -205,7 +219,7 @@ def _etag(client: GithubClient, source: GithubSource, last: _Version | None) -> 
 
 def _moved_name(client: GithubClient, answer: Answer) -> str | None:
     """The repository's current name after a 301 (`/repositories/{id}/...`): its
-    `html_url` says it."""
+    `html_url` says it, on whatever web host GitHub (or Enterprise Server) serves."""
     if answer.moved_to is None or answer.status != 200:
         return None
     try:
@@ -213,11 +227,10 @@ def _moved_name(client: GithubClient, answer: Answer) -> str | None:
     except ValueError:
         return None
     url = value.get("html_url") if isinstance(value, dict) else None
-    if isinstance(url, str) and url.startswith("https://github.com/"):
-        parts = url.removeprefix("https://github.com/").split("/")
-        if len(parts) >= 2:
-            return f"{parts[0]}/{parts[1]}"
-    return None
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    parts = [unquote(part) for part in urlsplit(url).path.split("/") if part]
+    return f"{parts[0]}/{parts[1]}" if len(parts) >= 2 else None
 
 
 def _decoded(answer: Answer) -> bytes | None:
@@ -237,26 +250,19 @@ def _decoded(answer: Answer) -> bytes | None:
         raise TransientFailure(f"contents answer with bad base64: {exc}") from None
 
 
-def _latest_commit(
-    client: GithubClient, source: GithubSource
-) -> tuple[str, datetime, Answer] | None:
+def _latest_commit(client: GithubClient, source: GithubSource) -> Commit | None:
     """The commit that last changed the file; None when GitHub does not say."""
     commits = _commits(client, source, 1)
-    if not commits:
-        return None
-    sha, when, answer = commits[0]
-    return sha, when, answer
+    return commits[0] if commits else None
 
 
-def _commits(
-    client: GithubClient, source: GithubSource, count: int
-) -> list[tuple[str, datetime, Answer]]:
+def _commits(client: GithubClient, source: GithubSource, count: int) -> list[Commit]:
     """The newest `count` commits that touched the file, following `Link: rel="next"`."""
     params = {"path": source.path, "per_page": str(min(COMMITS_PER_PAGE_MAX, count))}
     if source.ref:
         params["sha"] = source.ref
     path: str | None = f"/repos/{quote(source.owner)}/{quote(source.repo)}/commits"
-    found: list[tuple[str, datetime, Answer]] = []
+    found: list[Commit] = []
     while path is not None and len(found) < count:
         answer = client.get(path, endpoint="commits", params=params)
         params = {}  # the next page's URL carries them
@@ -268,12 +274,12 @@ def _commits(
         for item in listed:
             parsed = _commit_of(item)
             if parsed is not None:
-                found.append((*parsed, answer))
+                found.append(replace(parsed, answer=answer))
         path = _next_link(answer.headers.get("link", ""))
     return found[:count]
 
 
-def _commit_of(item: object) -> tuple[str, datetime] | None:
+def _commit_of(item: object) -> Commit | None:
     if not isinstance(item, dict):
         return None
     sha, commit = item.get("sha"), item.get("commit")
@@ -284,7 +290,7 @@ def _commit_of(item: object) -> tuple[str, datetime] | None:
     if not isinstance(when, str):
         return None
     try:
-        return sha, datetime.fromisoformat(when.replace("Z", "+00:00"))
+        return Commit(sha, parse_utc(when))
     except ValueError:
         return None
 
@@ -303,7 +309,8 @@ def _history(
     """Up to `backfill` versions before `current`, newest first. A past version never
     changes: one already stored is read back, not asked again."""
     past: list[PastVersion] = []
-    for sha, when, _ in _commits(client, source, backfill + 1):
+    for commit in _commits(client, source, backfill + 1):
+        sha = commit.sha
         if sha == current.commit_sha:
             continue
         key = f"{source.key}#{sha}"
@@ -324,7 +331,7 @@ def _history(
                 )
                 data, answer = raw.body, raw
             client.store.mark(answer.stored, "document_at", [key], "ok")
-        past.append(PastVersion(sha, when, data))
+        past.append(PastVersion(sha, commit.committed_at, data))
         if len(past) >= backfill:
             break
     return tuple(past)
@@ -368,7 +375,7 @@ def _last_version(store: RawStore, source: GithubSource) -> _Version | None:
         except (UnusableBody, ValueError):
             parsed = None
         if parsed is not None:
-            commit_sha, committed_at = parsed
+            commit_sha, committed_at = parsed.sha, parsed.committed_at
     return _Version(
         data,
         answer.response.response_id,
@@ -376,15 +383,6 @@ def _last_version(store: RawStore, source: GithubSource) -> _Version | None:
         commit_sha,
         committed_at,
     )
-
-
-def _message(answer: Answer) -> str:
-    try:
-        value = json.loads(answer.body)
-    except ValueError:
-        return f"{len(answer.body)} bytes"
-    message = value.get("message") if isinstance(value, dict) else None
-    return message if isinstance(message, str) else "no message"
 
 
 @dataclass

@@ -53,7 +53,10 @@ class GithubSource:
 
     @property
     def url(self) -> str:
-        """The file as a browser shows it (`HEAD`: the default branch)."""
+        """The file as a browser shows it on github.com (`HEAD`: the default branch). A
+        `github:` spec names a github.com file (github.com URLs are what documents and
+        sources files give); with Enterprise Server (`GITHUB_API_URL` elsewhere) the file
+        is fetched from that server, and this address stays its github.com form."""
         return f"https://github.com/{self.owner}/{self.repo}/blob/{self.ref or 'HEAD'}/{self.path}"
 
     @property
