@@ -659,10 +659,42 @@ def _read_manifest(out: Path | Remote) -> tuple[pa.Table, str | None] | None:
     except (OSError, pa.ArrowException) as exc:
         raise SnapshotError(f"cannot read the manifest {path}: {exc}") from exc
     if not manifest.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
-        raise SnapshotError(
-            f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION}"
-        )
+        manifest = _upgrade_manifest(manifest, path)
     return manifest, version
+
+
+def _upgrade_manifest(manifest: pa.Table, path: Path | str) -> pa.Table:
+    """A manifest written by an older schema version in this version's shape: the columns
+    it lacks (`<table>_rows` of a table added since, ...) read as null, so its rows stay
+    readable and the next commit appends to it. A newer or unknown shape is refused: this
+    pipeline cannot tell what it would drop."""
+    names = manifest.schema.names
+    versions = manifest.column("schema_version").to_pylist() if "schema_version" in names else []
+    newest = max((v for v in versions if v is not None), default=None)
+    if newest is not None and newest > SCHEMA_VERSION:
+        raise SnapshotError(
+            f"{path} was written by schema version {newest}, newer than this pipeline's "
+            f"{SCHEMA_VERSION}: upgrade the pipeline to read it"
+        )
+    unknown = sorted(set(names) - set(MANIFEST_SCHEMA.names))
+    missing_required = [f.name for f in MANIFEST_SCHEMA if f.name not in names and not f.nullable]
+    if unknown or missing_required:
+        raise SnapshotError(
+            f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION} "
+            f"or an older one (columns not known: {unknown}; "
+            f"required columns missing: {missing_required})"
+        )
+    columns = [
+        manifest.column(f.name) if f.name in names else pa.nulls(manifest.num_rows, f.type)
+        for f in MANIFEST_SCHEMA
+    ]
+    try:
+        return pa.Table.from_arrays(columns, names=MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise SnapshotError(
+            f"{path} (schema version {newest or '?'}) cannot be read as the manifest of schema "
+            f"version {SCHEMA_VERSION}: {exc}"
+        ) from exc
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
