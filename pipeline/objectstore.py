@@ -153,6 +153,28 @@ class Remote:
         self.fs.pipe_file(path, data)
         return _token(self.fs.info(path))
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        """Delete the object only if it is still the version `token`; False when it is not
+        (or is gone). On S3 one conditional DELETE (`If-Match`, which S3 takes since 2025),
+        so a version written since is never deleted; on a store without conditional
+        deletes a check then a delete, which a writer in between can lose."""
+        path = self.path(key)
+        if self._s3:
+            bucket, name, _ = self.fs.split_path(path)
+            try:
+                self.fs.call_s3("delete_object", Bucket=bucket, Key=name, IfMatch=token)
+                return True
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                if _precondition(exc):
+                    return False
+                raise
+        if self.token(key) != token:
+            return False
+        self.delete(key)
+        return True
+
     def delete(self, key: str, *, recursive: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=recursive)
@@ -223,8 +245,9 @@ class Lease:
     """An exclusive lock as one object: created with a conditional PUT (only one creator
     wins), renewed by its holder every third of the lease (a conditional replace of the
     version it wrote), deleted at release. A lock whose holder is gone is taken over:
-    at once when the holder was a process on this host that no longer exists (as a local
-    flock is released at exit), else once it has not been renewed for the lease."""
+    at once when the holder was a process of this machine (same boot id and pid
+    namespace, `machine_id`) that no longer exists (as a local flock is released at
+    exit), else once it has not been renewed for the lease."""
 
     def __init__(self, store: Remote, key: str, run_id: str, lease_seconds: float) -> None:
         self.store = store
@@ -233,6 +256,7 @@ class Lease:
         self.holder: dict[str, Any] = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "machine": machine_id(),
             "run_id": run_id,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -292,8 +316,7 @@ class Lease:
         if self._lost or self._token is None:
             return
         # Only the version this holder wrote: a lock taken over since is not ours to delete.
-        if self.store.token(self.key) == self._token:
-            self.store.delete(self.key)
+        self.store.delete_if_match(self.key, self._token)
 
 
 def _parse_holder(data: bytes) -> dict[str, Any]:
@@ -304,9 +327,25 @@ def _parse_holder(data: bytes) -> dict[str, Any]:
     return holder if isinstance(holder, dict) else {}
 
 
+def machine_id() -> str | None:
+    """Who can tell whether a pid is alive: this boot of this kernel (`boot_id`, new at
+    every boot and different on every machine) and this pid namespace (containers on one
+    kernel each number their processes from 1). None where Linux's /proc does not say.
+    A hostname is no such proof: containers on different machines share hostnames, and
+    their low pids."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
 def _stale(holder: Mapping[str, Any]) -> bool:
     pid = holder.get("pid")
-    if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+    here = machine_id()
+    same_machine = here is not None and holder.get("machine") == here
+    if same_machine and isinstance(pid, int) and not _alive(pid):
         return True
     try:
         renewed = datetime.fromisoformat(str(holder["renewed_at"]))

@@ -27,7 +27,14 @@ import pyarrow.parquet as pq
 import pytest
 from published import DAY1, DAY2, TABLE_ROWS, as_loaded, entry, loaded, night, same
 
-from pipeline.objectstore import Lease, PreconditionFailed, Remote, is_remote, location
+from pipeline.objectstore import (
+    Lease,
+    PreconditionFailed,
+    Remote,
+    is_remote,
+    location,
+    machine_id,
+)
 from pipeline.snapshot import store as store_module
 from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
 from pipeline.snapshot.schemas import TABLE_SCHEMAS
@@ -209,6 +216,39 @@ def test_the_holder_renews_its_lease_and_only_it_deletes_the_lock(s3_bucket: str
     assert store.token(LOCK_FILE) is None
 
 
+def test_a_dead_pid_of_another_machine_with_this_hostname_is_not_taken_for_gone(
+    s3_bucket: str,
+) -> None:
+    # Containers on two machines: one hostname, one low pid; only the boot id differs.
+    url = f"{s3_bucket}/out"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _plant_lock(
+        url, pid=gone.pid, run_id="run-twin", renewed=_ago(1.0), machine="other-boot/pid:[1]"
+    )
+
+    with pytest.raises(SnapshotLockedError, match="run run-twin"):
+        publish(url, night(DAY1, "a"), entry("run-1", DAY1))
+    assert read_manifest(url).empty
+
+
+def test_release_never_deletes_a_lock_taken_over_since_it_last_looked(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Remote.at(f"{s3_bucket}/out")
+    lease = Lease(store, LOCK_FILE, "run-1", lease_seconds=120.0)
+    lease.acquire()
+    mine = store.token(LOCK_FILE)
+    # Another run takes the lock over; what this holder last saw is still its own version.
+    store.put(LOCK_FILE, b'{"run_id": "run-2"}')
+    monkeypatch.setattr(Remote, "token", lambda self, key: mine)
+
+    lease.release()
+
+    found = store.read_versioned(LOCK_FILE)
+    assert found is not None and json.loads(found[0])["run_id"] == "run-2"
+
+
 def test_a_commit_on_a_manifest_changed_by_another_writer_is_refused(s3_bucket: str) -> None:
     url = f"{s3_bucket}/out"
     store = Remote.at(url)
@@ -225,11 +265,18 @@ def test_a_commit_on_a_manifest_changed_by_another_writer_is_refused(s3_bucket: 
 
 
 def _plant_lock(
-    url: str, *, pid: int, run_id: str, renewed: datetime, host: str | None = None
+    url: str,
+    *,
+    pid: int,
+    run_id: str,
+    renewed: datetime,
+    host: str | None = None,
+    machine: str | None = None,
 ) -> None:
     holder = {
         "pid": pid,
         "host": host or socket.gethostname(),
+        "machine": machine or (None if host else machine_id()),
         "run_id": run_id,
         "started_at": renewed.isoformat(timespec="seconds"),
         "renewed_at": renewed.isoformat(),

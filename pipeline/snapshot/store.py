@@ -120,7 +120,7 @@ class SnapshotLockedError(SnapshotError):
             f"{out_dir} is being written by {who} (lock {lease.store.url_of(lease.key)}); "
             f"wait for it to finish. The lock is released when that run ends, and taken over "
             f"once its holder has not renewed it for {lease.lease_seconds:.0f} s (at once if "
-            f"it was a process of this host that is gone): nothing to clean up by hand."
+            f"it was a process of this machine that is gone): nothing to clean up by hand."
         )
 
 
