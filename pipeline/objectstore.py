@@ -41,6 +41,25 @@ machine died: a local process's exit is seen at once). The holder renews it ever
 of this."""
 
 
+UPLOAD_CHUNK_BYTES = 50 * 2**20
+"""Part size of a multipart upload (s3fs's default), which S3 uses for an object of twice
+this or more. Conditional writes never go that way (see `Remote.put`)."""
+
+CONDITIONAL_PUT_MAX_BYTES = 5 * 2**30
+"""The largest object one S3 PUT takes: a conditional write is always one PUT, since a
+multipart upload's first request takes no condition. What is written conditionally is
+far smaller: the manifest and the lock (kilobytes), the raw store's response bodies."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What one listing says of an object."""
+
+    token: str
+    size_bytes: int | None
+    modified: datetime | None
+
+
 class PreconditionFailed(Exception):
     """A conditional write lost: the object exists (create) or changed (replace)."""
 
@@ -130,12 +149,23 @@ class Remote:
                 kwargs["IfNoneMatch"] = "*"
             if if_match is not None:
                 kwargs["IfMatch"] = if_match
+            if not kwargs:
+                answer = self.fs.pipe_file(path, data, chunksize=UPLOAD_CHUNK_BYTES)
+                return str(answer.get("ETag", "")) if isinstance(answer, Mapping) else ""
+            if len(data) > CONDITIONAL_PUT_MAX_BYTES:
+                raise ValueError(
+                    f"{self.url_of(key)}: {len(data)} bytes is more than one conditional PUT "
+                    f"takes ({CONDITIONAL_PUT_MAX_BYTES})"
+                )
+            bucket, name, _ = self.fs.split_path(path)
             try:
-                answer = self.fs.pipe_file(path, data, **kwargs)
+                answer = self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=data, **kwargs)
             except OSError as exc:
                 if _precondition(exc):
                     raise PreconditionFailed(f"{self.url_of(key)}: {exc}") from exc
                 raise
+            finally:
+                self.fs.invalidate_cache(path)
             return str(answer.get("ETag", "")) if isinstance(answer, Mapping) else ""
         return self._put_checked(key, data, if_absent=if_absent, if_match=if_match)
 
@@ -190,13 +220,14 @@ class Remote:
             {str(e).rstrip("/").removeprefix(prefix) for e in entries if str(e) != prefix[:-1]}
         )
 
-    def tokens(self) -> dict[str, str]:
-        """Every object under the prefix (its key relative to it) -> its version token, in
-        one listing: what `token` per object would ask one request each for."""
+    def listing(self) -> dict[str, Listed]:
+        """Every object under the prefix (its key relative to it) -> its version token,
+        size and time of writing, in one listing: what `token` per object would ask one
+        request each for."""
         found = self.fs.find(self.root, detail=True)
         prefix = self.root + "/"
         return {
-            str(name).removeprefix(prefix): _token(info)
+            str(name).removeprefix(prefix): Listed(_token(info), _size(info), _modified(info))
             for name, info in found.items()
             if str(name).startswith(prefix) and info.get("type") != "directory"
         }
@@ -219,6 +250,25 @@ def _token(info: Mapping[str, Any]) -> str:
     return (
         f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('created')}"
     )
+
+
+def _size(info: Mapping[str, Any]) -> int | None:
+    size = info.get("size", info.get("Size"))
+    return size if isinstance(size, int) else None
+
+
+def _modified(info: Mapping[str, Any]) -> datetime | None:
+    for name in ("LastModified", "mtime", "updated", "last_modified"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(value)
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def _precondition(exc: OSError) -> bool:

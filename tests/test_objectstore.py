@@ -25,8 +25,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from published import DAY1, DAY2, TABLE_ROWS, as_loaded, entry, loaded, night, same
+from published import DAY1, DAY2, DAY3, TABLE_ROWS, as_loaded, entry, loaded, night, same
 
+from pipeline import objectstore
 from pipeline.objectstore import (
     Lease,
     PreconditionFailed,
@@ -360,3 +361,52 @@ def test_a_publisher_killed_before_its_commit_leaves_the_last_night_and_no_lock_
     publish(url, night(DAY2, "c"), entry("run-2", DAY2))
     assert store.children(RUNS_DIR) == ["run-1", "run-2"]
     assert same(loaded(url), as_loaded(night(DAY2, "c")))
+
+
+_PART_BYTES = 5 * 2**20
+"""The smallest part S3 (and moto) takes: objects of twice this go up in parts."""
+
+
+def test_conditional_writes_of_an_object_that_would_go_up_in_parts_hold(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objectstore, "UPLOAD_CHUNK_BYTES", _PART_BYTES)
+    store = Remote.at(f"{s3_bucket}/out")
+    data = os.urandom(2 * _PART_BYTES + 1)
+
+    first = store.put("big", data, if_absent=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("big", data, if_absent=True)
+    second = store.put("big", data[::-1], if_match=first)
+    with pytest.raises(PreconditionFailed):
+        store.put("big", data, if_match=first)
+    assert store.read("big") == data[::-1] and store.token("big") == second
+
+
+def test_views_of_tables_uploaded_in_parts_are_copied_once(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objectstore, "UPLOAD_CHUNK_BYTES", _PART_BYTES)
+    url = f"{s3_bucket}/out"
+    copied: list[str] = []
+    real_copy = Remote.copy
+
+    def counted(self: Remote, source: str, target: str) -> None:
+        copied.append(target)
+        real_copy(self, source, target)
+
+    monkeypatch.setattr(Remote, "copy", counted)
+    # About 12 MB of papers: uploaded in parts, so its ETag is no MD5 a copy could get.
+    publish(url, night(DAY1, "a", papers=4, words=1_500_000), entry("run-1", DAY1))
+    time.sleep(1.1)  # a listing's times are whole seconds
+    publish(url, night(DAY2, "b"), entry("run-2", DAY2))
+    time.sleep(1.1)
+    copied.clear()
+    publish(url, night(DAY3, "c"), entry("run-3", DAY3))
+
+    assert sorted(copied) == sorted(
+        f"{table}/snapshot_date={DAY3.isoformat()}/part-0.parquet" for table in TABLE_SCHEMAS
+    )
+    view = f"papers/snapshot_date={DAY1.isoformat()}/part-0.parquet"
+    store = Remote.at(url)
+    assert store.read(view) == store.read(f"{RUNS_DIR}/run-1/papers.parquet")

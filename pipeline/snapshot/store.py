@@ -53,7 +53,14 @@ import pyarrow.parquet as pq
 
 from pipeline import objectstore
 from pipeline.config import __version__
-from pipeline.objectstore import LOCK_LEASE_SECONDS, Lease, LockHeld, PreconditionFailed, Remote
+from pipeline.objectstore import (
+    LOCK_LEASE_SECONDS,
+    Lease,
+    Listed,
+    LockHeld,
+    PreconditionFailed,
+    Remote,
+)
 from pipeline.records import (
     STATUSES,
     ApiStats,
@@ -768,20 +775,20 @@ def _publish_remote(
 
 def _remote_views_and_garbage(store: Remote, manifest: pa.Table) -> None:
     """`_sync_views` and `_collect_garbage` on an object store: each partition a copy of
-    the run object its date publishes (same ETag: nothing to do), then stale partitions
-    and unpublished runs deleted. One listing says what is there, so a publish costs
-    the same few requests however many nights the prefix holds."""
+    the run object its date publishes (`_is_copy_of`: nothing to do), then stale
+    partitions and unpublished runs deleted. One listing says what is there, so a publish
+    costs the same few requests however many nights the prefix holds."""
     current = current_runs(manifest)
-    tokens = store.tokens()
+    listed = store.listing()
     for table in TABLE_SCHEMAS:
         for snapshot_date, run_id in sorted(current.items()):
             source = f"{RUNS_DIR}/{run_id}/{table}.parquet"
             target = f"{table}/{PARTITION_PREFIX}{snapshot_date.isoformat()}/{PART_FILE}"
-            if source in tokens and tokens.get(target) != tokens[source]:
+            if source in listed and not _is_copy_of(listed.get(target), listed[source]):
                 store.copy(source, target)
     stale: set[str] = set()
     keep = set(current.values())
-    for key in tokens:
+    for key in listed:
         top, _, rest = key.partition("/")
         second = rest.partition("/")[0]
         if top == RUNS_DIR and second not in keep:
@@ -792,3 +799,23 @@ def _remote_views_and_garbage(store: Remote, manifest: pa.Table) -> None:
                 stale.add(f"{top}/{second}")
     for prefix in sorted(stale):
         store.delete(prefix, recursive=True)
+
+
+def _is_copy_of(view: Listed | None, source: Listed) -> bool:
+    """Whether a Hive view object is already a copy of its run object, from one listing.
+    The same ETag says so for an object uploaded in one part; one uploaded in parts
+    (`objectstore.UPLOAD_CHUNK_BYTES`) has an ETag no copy ever gets, so then: the same
+    size, written after the source. Run objects are never replaced, and a rerun's objects
+    are written after every copy of the run it replaces, so a view older than its source
+    is a copy of another run, which is copied again."""
+    if view is None:
+        return False
+    if view.token == source.token:
+        return True
+    return (
+        view.size_bytes is not None
+        and view.size_bytes == source.size_bytes
+        and view.modified is not None
+        and source.modified is not None
+        and view.modified > source.modified
+    )
