@@ -68,22 +68,20 @@ def _output_dir(path: Path, what: str) -> Path:
 def _location(value: str) -> str:
     """`--out`/`--raw`: a folder, or an object-store URL kept as given (`Path` would fold
     the `//` of `s3://bucket`)."""
-    from pipeline.objectstore import is_remote
+    from pipeline.objectstore import location
 
-    return value.rstrip("/") if is_remote(value) else Path(value).as_posix()
+    return str(location(value))
 
 
 def _output_location(value: str, what: str) -> str:
     """A folder that is not a file, or an object-store URL whose scheme has a driver."""
-    from pipeline.objectstore import Remote, is_remote, local_path
+    from pipeline.objectstore import checked_location
 
-    if not is_remote(value):
-        return _output_dir(local_path(value), what).as_posix()
     try:
-        Remote.at(value)
+        where = checked_location(value)
     except ValueError as exc:
         raise UsageError(f"{what} {exc}") from None
-    return value
+    return where if isinstance(where, str) else _output_dir(where, what).as_posix()
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:

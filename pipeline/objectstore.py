@@ -72,6 +72,21 @@ def is_remote(location: str | Path) -> bool:
     return bool(sep) and scheme.isidentifier() and scheme != "file"
 
 
+NOT_STORES = frozenset({"http", "https", "zip", "tar", "libarchive", "github", "git", "reference"})
+"""fsspec schemes that name no place to keep snapshots: read-only (an archive, a git tree)
+or, for HTTP, neither listable nor writable as a prefix. Refused for `--out`/`--raw`,
+rather than read as an empty store ("no snapshots")."""
+
+
+def checked_location(value: str | Path) -> Path | str:
+    """`location(value)`, with an object-store URL checked: a scheme that can hold
+    snapshots and an installed fsspec driver for it; ValueError naming the URL otherwise."""
+    where = location(value)
+    if isinstance(where, str):
+        Remote.at(where)
+    return where
+
+
 def local_path(location: str | Path) -> Path:
     """A local location as a Path (`file:///x` -> `/x`)."""
     if isinstance(location, Path):
@@ -98,6 +113,12 @@ class Remote:
         from fsspec.core import url_to_fs  # only for object stores: `import pipeline` stays light
 
         url = url.rstrip("/")
+        scheme = url.partition("://")[0]
+        if scheme in NOT_STORES:
+            raise ValueError(
+                f"{url}: {scheme}:// cannot hold snapshots (read-only, or not listable); "
+                "give a folder or an object-store URL such as s3://bucket/prefix"
+            )
         try:
             # No listings cache: another machine may have written since the last look.
             fs, root = url_to_fs(url, use_listings_cache=False)
