@@ -133,6 +133,11 @@ class Settings:
     """Cap on one GitHub backoff sleep; a spent primary budget is waited out until its
     `x-ratelimit-reset` instead, bounded by `run_deadline_seconds`."""
 
+    lock_lease_seconds: float = 120.0
+    """An object-store snapshot lock not renewed for this long belongs to a holder that is
+    gone (its machine died: a process of the same machine is seen gone at once) and is
+    taken over; the holder renews it every third of this. Read when the lock is taken."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings with endpoints and token taken from the environment.

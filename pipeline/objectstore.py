@@ -30,16 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import Settings
+
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 log = logging.getLogger(__name__)
-
-LOCK_LEASE_SECONDS = float(os.environ.get("PIPELINE_LOCK_LEASE_SECONDS", "120"))
-"""An object-store lock not renewed for this long belongs to a holder that is gone (its
-machine died: a local process's exit is seen at once). The holder renews it every third
-of this."""
-
 
 UPLOAD_CHUNK_BYTES = 50 * 2**20
 """Part size of a multipart upload (s3fs's default), which S3 uses for an object of twice
@@ -420,7 +416,7 @@ def _stale(holder: Mapping[str, Any]) -> bool:
         return True
     try:
         renewed = datetime.fromisoformat(str(holder["renewed_at"]))
-        lease = float(holder.get("lease_seconds", LOCK_LEASE_SECONDS))
+        lease = float(holder.get("lease_seconds", Settings.lock_lease_seconds))
     except (KeyError, ValueError, TypeError):
         return True  # not a lock this pipeline wrote whole: nobody renews it
     return (datetime.now(UTC) - renewed).total_seconds() > lease

@@ -410,3 +410,13 @@ def test_views_of_tables_uploaded_in_parts_are_copied_once(
     view = f"papers/snapshot_date={DAY1.isoformat()}/part-0.parquet"
     store = Remote.at(url)
     assert store.read(view) == store.read(f"{RUNS_DIR}/run-1/papers.parquet")
+
+
+def test_the_lease_is_read_from_the_environment_when_the_lock_is_taken(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE_LOCK_LEASE_SECONDS", "37.5")
+    url = f"{s3_bucket}/out"
+    with snapshot_lock(url, "run-1"):
+        found = Remote.at(url).read_versioned(LOCK_FILE)
+    assert found is not None and json.loads(found[0])["lease_seconds"] == 37.5

@@ -52,9 +52,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import objectstore
-from pipeline.config import __version__
+from pipeline.config import Settings, __version__
 from pipeline.objectstore import (
-    LOCK_LEASE_SECONDS,
     Lease,
     Listed,
     LockHeld,
@@ -261,7 +260,7 @@ def _lock_holder(fd: int) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def _remote_lock(store: Remote, run_id: str) -> Iterator[None]:
-    lease = Lease(store, LOCK_FILE, run_id, LOCK_LEASE_SECONDS)
+    lease = Lease(store, LOCK_FILE, run_id, Settings.from_env().lock_lease_seconds)
     try:
         lease.acquire()
     except LockHeld as held:
