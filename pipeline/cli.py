@@ -85,8 +85,10 @@ def _output_location(value: str, what: str) -> str:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from pipeline.atomic import write_atomically
     from pipeline.links.documents import extract_links
     from pipeline.snapshot.build import links_table
 
@@ -97,10 +99,9 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     for doc in extraction.errors:
         print(f"error: {printable(doc.name)}: {printable(doc.error or '')}", file=sys.stderr)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(links_table(extraction.links), tmp)
-    tmp.replace(out)
+    sink = pa.BufferOutputStream()
+    pq.write_table(links_table(extraction.links), sink)
+    write_atomically(out, sink.getvalue().to_pybytes())
     read = len(extraction.documents) - len(extraction.errors)
     print(f"{len(extraction.links)} links from {read} documents -> {printable(str(out))}")
     return EXIT_FAILED if extraction.errors else EXIT_OK
