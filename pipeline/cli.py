@@ -75,27 +75,27 @@ def _documents_arguments(parser: argparse.ArgumentParser, paths: str, sources: s
 def _location(value: str) -> str:
     """`--out`/`--raw`: a folder, or an object-store URL kept as given (`Path` would fold
     the `//` of `s3://bucket`)."""
-    from pipeline.objectstore import is_remote
+    from pipeline.objectstore import location
 
-    return value.rstrip("/") if is_remote(value) else Path(value).as_posix()
+    return str(location(value))
 
 
 def _output_location(value: str, what: str) -> str:
     """A folder that is not a file, or an object-store URL whose scheme has a driver."""
-    from pipeline.objectstore import Remote, is_remote, local_path
+    from pipeline.objectstore import checked_location
 
-    if not is_remote(value):
-        return _output_dir(local_path(value), what).as_posix()
     try:
-        Remote.at(value)
+        where = checked_location(value)
     except ValueError as exc:
         raise UsageError(f"{what} {exc}") from None
-    return value
+    return where if isinstance(where, str) else _output_dir(where, what).as_posix()
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from pipeline.atomic import write_atomically
     from pipeline.links.documents import extract_links
     from pipeline.snapshot.build import links_table
 
@@ -106,10 +106,9 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     for doc in extraction.errors:
         print(f"error: {printable(doc.name)}: {printable(doc.error or '')}", file=sys.stderr)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(links_table(extraction.links), tmp)
-    tmp.replace(out)
+    sink = pa.BufferOutputStream()
+    pq.write_table(links_table(extraction.links), sink)
+    write_atomically(out, sink.getvalue().to_pybytes())
     read = len(extraction.documents) - len(extraction.errors)
     print(f"{len(extraction.links)} links from {read} documents -> {printable(str(out))}")
     return EXIT_FAILED if extraction.errors else EXIT_OK

@@ -158,6 +158,11 @@ class Settings:
     (contents, its commit, the raw file over 1 MB): 10 covers the project's GitHub lists
     (sources.toml has one) with room; raise it with more lists."""
 
+    lock_lease_seconds: float = 120.0
+    """An object-store snapshot lock not renewed for this long belongs to a holder that is
+    gone (its machine died: a process of the same machine is seen gone at once) and is
+    taken over; the holder renews it every third of this. Read when the lock is taken."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings with endpoints and token taken from the environment.

@@ -30,15 +30,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import Settings
+
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 log = logging.getLogger(__name__)
 
-LOCK_LEASE_SECONDS = float(os.environ.get("PIPELINE_LOCK_LEASE_SECONDS", "120"))
-"""An object-store lock not renewed for this long belongs to a holder that is gone (its
-machine died: a local process's exit is seen at once). The holder renews it every third
-of this."""
+UPLOAD_CHUNK_BYTES = 50 * 2**20
+"""Part size of a multipart upload (s3fs's default), which S3 uses for an object of twice
+this or more. Conditional writes never go that way (see `Remote.put`)."""
+
+CONDITIONAL_PUT_MAX_BYTES = 5 * 2**30
+"""The largest object one S3 PUT takes: a conditional write is always one PUT, since a
+multipart upload's first request takes no condition. What is written conditionally is
+far smaller: the manifest and the lock (kilobytes), the raw store's response bodies."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What one listing says of an object."""
+
+    token: str
+    size_bytes: int | None
+    modified: datetime | None
 
 
 class PreconditionFailed(Exception):
@@ -51,6 +66,21 @@ def is_remote(location: str | Path) -> bool:
         return False
     scheme, sep, _ = location.partition("://")
     return bool(sep) and scheme.isidentifier() and scheme != "file"
+
+
+NOT_STORES = frozenset({"http", "https", "zip", "tar", "libarchive", "github", "git", "reference"})
+"""fsspec schemes that name no place to keep snapshots: read-only (an archive, a git tree)
+or, for HTTP, neither listable nor writable as a prefix. Refused for `--out`/`--raw`,
+rather than read as an empty store ("no snapshots")."""
+
+
+def checked_location(value: str | Path) -> Path | str:
+    """`location(value)`, with an object-store URL checked: a scheme that can hold
+    snapshots and an installed fsspec driver for it; ValueError naming the URL otherwise."""
+    where = location(value)
+    if isinstance(where, str):
+        Remote.at(where)
+    return where
 
 
 def local_path(location: str | Path) -> Path:
@@ -79,6 +109,12 @@ class Remote:
         from fsspec.core import url_to_fs  # only for object stores: `import pipeline` stays light
 
         url = url.rstrip("/")
+        scheme = url.partition("://")[0]
+        if scheme in NOT_STORES:
+            raise ValueError(
+                f"{url}: {scheme}:// cannot hold snapshots (read-only, or not listable); "
+                "give a folder or an object-store URL such as s3://bucket/prefix"
+            )
         try:
             # No listings cache: another machine may have written since the last look.
             fs, root = url_to_fs(url, use_listings_cache=False)
@@ -130,12 +166,23 @@ class Remote:
                 kwargs["IfNoneMatch"] = "*"
             if if_match is not None:
                 kwargs["IfMatch"] = if_match
+            if not kwargs:
+                answer = self.fs.pipe_file(path, data, chunksize=UPLOAD_CHUNK_BYTES)
+                return str(answer.get("ETag", "")) if isinstance(answer, Mapping) else ""
+            if len(data) > CONDITIONAL_PUT_MAX_BYTES:
+                raise ValueError(
+                    f"{self.url_of(key)}: {len(data)} bytes is more than one conditional PUT "
+                    f"takes ({CONDITIONAL_PUT_MAX_BYTES})"
+                )
+            bucket, name, _ = self.fs.split_path(path)
             try:
-                answer = self.fs.pipe_file(path, data, **kwargs)
+                answer = self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=data, **kwargs)
             except OSError as exc:
                 if _precondition(exc):
                     raise PreconditionFailed(f"{self.url_of(key)}: {exc}") from exc
                 raise
+            finally:
+                self.fs.invalidate_cache(path)
             return str(answer.get("ETag", "")) if isinstance(answer, Mapping) else ""
         return self._put_checked(key, data, if_absent=if_absent, if_match=if_match)
 
@@ -153,6 +200,28 @@ class Remote:
         self.fs.pipe_file(path, data)
         return _token(self.fs.info(path))
 
+    def delete_if_match(self, key: str, token: str) -> bool:
+        """Delete the object only if it is still the version `token`; False when it is not
+        (or is gone). On S3 one conditional DELETE (`If-Match`, which S3 takes since 2025),
+        so a version written since is never deleted; on a store without conditional
+        deletes a check then a delete, which a writer in between can lose."""
+        path = self.path(key)
+        if self._s3:
+            bucket, name, _ = self.fs.split_path(path)
+            try:
+                self.fs.call_s3("delete_object", Bucket=bucket, Key=name, IfMatch=token)
+                return True
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                if _precondition(exc):
+                    return False
+                raise
+        if self.token(key) != token:
+            return False
+        self.delete(key)
+        return True
+
     def delete(self, key: str, *, recursive: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=recursive)
@@ -168,13 +237,14 @@ class Remote:
             {str(e).rstrip("/").removeprefix(prefix) for e in entries if str(e) != prefix[:-1]}
         )
 
-    def tokens(self) -> dict[str, str]:
-        """Every object under the prefix (its key relative to it) -> its version token, in
-        one listing: what `token` per object would ask one request each for."""
+    def listing(self) -> dict[str, Listed]:
+        """Every object under the prefix (its key relative to it) -> its version token,
+        size and time of writing, in one listing: what `token` per object would ask one
+        request each for."""
         found = self.fs.find(self.root, detail=True)
         prefix = self.root + "/"
         return {
-            str(name).removeprefix(prefix): _token(info)
+            str(name).removeprefix(prefix): Listed(_token(info), _size(info), _modified(info))
             for name, info in found.items()
             if str(name).startswith(prefix) and info.get("type") != "directory"
         }
@@ -197,6 +267,25 @@ def _token(info: Mapping[str, Any]) -> str:
     return (
         f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('created')}"
     )
+
+
+def _size(info: Mapping[str, Any]) -> int | None:
+    size = info.get("size", info.get("Size"))
+    return size if isinstance(size, int) else None
+
+
+def _modified(info: Mapping[str, Any]) -> datetime | None:
+    for name in ("LastModified", "mtime", "updated", "last_modified"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, UTC)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(value)
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def _precondition(exc: OSError) -> bool:
@@ -223,8 +312,9 @@ class Lease:
     """An exclusive lock as one object: created with a conditional PUT (only one creator
     wins), renewed by its holder every third of the lease (a conditional replace of the
     version it wrote), deleted at release. A lock whose holder is gone is taken over:
-    at once when the holder was a process on this host that no longer exists (as a local
-    flock is released at exit), else once it has not been renewed for the lease."""
+    at once when the holder was a process of this machine (same boot id and pid
+    namespace, `machine_id`) that no longer exists (as a local flock is released at
+    exit), else once it has not been renewed for the lease."""
 
     def __init__(self, store: Remote, key: str, run_id: str, lease_seconds: float) -> None:
         self.store = store
@@ -233,6 +323,7 @@ class Lease:
         self.holder: dict[str, Any] = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "machine": machine_id(),
             "run_id": run_id,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -292,8 +383,7 @@ class Lease:
         if self._lost or self._token is None:
             return
         # Only the version this holder wrote: a lock taken over since is not ours to delete.
-        if self.store.token(self.key) == self._token:
-            self.store.delete(self.key)
+        self.store.delete_if_match(self.key, self._token)
 
 
 def _parse_holder(data: bytes) -> dict[str, Any]:
@@ -304,13 +394,29 @@ def _parse_holder(data: bytes) -> dict[str, Any]:
     return holder if isinstance(holder, dict) else {}
 
 
+def machine_id() -> str | None:
+    """Who can tell whether a pid is alive: this boot of this kernel (`boot_id`, new at
+    every boot and different on every machine) and this pid namespace (containers on one
+    kernel each number their processes from 1). None where Linux's /proc does not say.
+    A hostname is no such proof: containers on different machines share hostnames, and
+    their low pids."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"
+
+
 def _stale(holder: Mapping[str, Any]) -> bool:
     pid = holder.get("pid")
-    if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid):
+    here = machine_id()
+    same_machine = here is not None and holder.get("machine") == here
+    if same_machine and isinstance(pid, int) and not _alive(pid):
         return True
     try:
         renewed = datetime.fromisoformat(str(holder["renewed_at"]))
-        lease = float(holder.get("lease_seconds", LOCK_LEASE_SECONDS))
+        lease = float(holder.get("lease_seconds", Settings.lock_lease_seconds))
     except (KeyError, ValueError, TypeError):
         return True  # not a lock this pipeline wrote whole: nobody renews it
     return (datetime.now(UTC) - renewed).total_seconds() > lease

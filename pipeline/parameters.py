@@ -139,12 +139,13 @@ class RunParameters(BaseModel):
     @field_validator("out_dir", "raw_dir")
     @classmethod
     def _store_has_a_driver(cls, value: str | None) -> str | None:
-        from pipeline.objectstore import Remote, is_remote
+        from pipeline.objectstore import checked_location
 
-        if value and is_remote(value):
-            Remote.at(value)  # a ValueError names a URL no installed fsspec driver serves
-            return value.rstrip("/")
-        return value
+        if not value:
+            return value
+        # A ValueError names a URL that cannot hold snapshots or that no driver serves.
+        where = checked_location(value)
+        return where if isinstance(where, str) else value
 
     @field_validator("documents")
     @classmethod

@@ -302,6 +302,24 @@ def test_an_object_store_without_a_driver_is_a_usage_error(
     assert "nosuchstore://bucket/x" in _one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--out", "https://example.invalid/x"],
+        ["report", "--out", "https://example.invalid/x"],
+        ["run", "--sandbox", "--out", "https://example.invalid/x"],
+        ["run", "--sandbox", "--raw", "http://example.invalid/x"],
+        ["status", "--out", "zip://inner::file:///tmp/a.zip"],
+    ],
+)
+def test_a_read_only_or_http_location_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    assert main(argv) == EXIT_USAGE
+    line = _one_error_line(capsys.readouterr().err)
+    assert argv[-1] in line and "cannot hold snapshots" in line
+
+
 def test_a_sandbox_run_shows_live_lists_and_repository_metadata_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

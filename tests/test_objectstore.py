@@ -25,9 +25,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from published import DAY1, DAY2, TABLE_ROWS, as_loaded, entry, loaded, night, same
+from published import DAY1, DAY2, DAY3, TABLE_ROWS, as_loaded, entry, loaded, night, same
 
-from pipeline.objectstore import Lease, PreconditionFailed, Remote, is_remote, location
+from pipeline import objectstore
+from pipeline.objectstore import (
+    Lease,
+    PreconditionFailed,
+    Remote,
+    is_remote,
+    location,
+    machine_id,
+)
 from pipeline.snapshot import store as store_module
 from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
 from pipeline.snapshot.schemas import TABLE_SCHEMAS
@@ -209,6 +217,39 @@ def test_the_holder_renews_its_lease_and_only_it_deletes_the_lock(s3_bucket: str
     assert store.token(LOCK_FILE) is None
 
 
+def test_a_dead_pid_of_another_machine_with_this_hostname_is_not_taken_for_gone(
+    s3_bucket: str,
+) -> None:
+    # Containers on two machines: one hostname, one low pid; only the boot id differs.
+    url = f"{s3_bucket}/out"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _plant_lock(
+        url, pid=gone.pid, run_id="run-twin", renewed=_ago(1.0), machine="other-boot/pid:[1]"
+    )
+
+    with pytest.raises(SnapshotLockedError, match="run run-twin"):
+        publish(url, night(DAY1, "a"), entry("run-1", DAY1))
+    assert read_manifest(url).empty
+
+
+def test_release_never_deletes_a_lock_taken_over_since_it_last_looked(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Remote.at(f"{s3_bucket}/out")
+    lease = Lease(store, LOCK_FILE, "run-1", lease_seconds=120.0)
+    lease.acquire()
+    mine = store.token(LOCK_FILE)
+    # Another run takes the lock over; what this holder last saw is still its own version.
+    store.put(LOCK_FILE, b'{"run_id": "run-2"}')
+    monkeypatch.setattr(Remote, "token", lambda self, key: mine)
+
+    lease.release()
+
+    found = store.read_versioned(LOCK_FILE)
+    assert found is not None and json.loads(found[0])["run_id"] == "run-2"
+
+
 def test_a_commit_on_a_manifest_changed_by_another_writer_is_refused(s3_bucket: str) -> None:
     url = f"{s3_bucket}/out"
     store = Remote.at(url)
@@ -225,11 +266,18 @@ def test_a_commit_on_a_manifest_changed_by_another_writer_is_refused(s3_bucket: 
 
 
 def _plant_lock(
-    url: str, *, pid: int, run_id: str, renewed: datetime, host: str | None = None
+    url: str,
+    *,
+    pid: int,
+    run_id: str,
+    renewed: datetime,
+    host: str | None = None,
+    machine: str | None = None,
 ) -> None:
     holder = {
         "pid": pid,
         "host": host or socket.gethostname(),
+        "machine": machine or (None if host else machine_id()),
         "run_id": run_id,
         "started_at": renewed.isoformat(timespec="seconds"),
         "renewed_at": renewed.isoformat(),
@@ -313,3 +361,62 @@ def test_a_publisher_killed_before_its_commit_leaves_the_last_night_and_no_lock_
     publish(url, night(DAY2, "c"), entry("run-2", DAY2))
     assert store.children(RUNS_DIR) == ["run-1", "run-2"]
     assert same(loaded(url), as_loaded(night(DAY2, "c")))
+
+
+_PART_BYTES = 5 * 2**20
+"""The smallest part S3 (and moto) takes: objects of twice this go up in parts."""
+
+
+def test_conditional_writes_of_an_object_that_would_go_up_in_parts_hold(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objectstore, "UPLOAD_CHUNK_BYTES", _PART_BYTES)
+    store = Remote.at(f"{s3_bucket}/out")
+    data = os.urandom(2 * _PART_BYTES + 1)
+
+    first = store.put("big", data, if_absent=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("big", data, if_absent=True)
+    second = store.put("big", data[::-1], if_match=first)
+    with pytest.raises(PreconditionFailed):
+        store.put("big", data, if_match=first)
+    assert store.read("big") == data[::-1] and store.token("big") == second
+
+
+def test_views_of_tables_uploaded_in_parts_are_copied_once(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objectstore, "UPLOAD_CHUNK_BYTES", _PART_BYTES)
+    url = f"{s3_bucket}/out"
+    copied: list[str] = []
+    real_copy = Remote.copy
+
+    def counted(self: Remote, source: str, target: str) -> None:
+        copied.append(target)
+        real_copy(self, source, target)
+
+    monkeypatch.setattr(Remote, "copy", counted)
+    # About 12 MB of papers: uploaded in parts, so its ETag is no MD5 a copy could get.
+    publish(url, night(DAY1, "a", papers=4, words=1_500_000), entry("run-1", DAY1))
+    time.sleep(1.1)  # a listing's times are whole seconds
+    publish(url, night(DAY2, "b"), entry("run-2", DAY2))
+    time.sleep(1.1)
+    copied.clear()
+    publish(url, night(DAY3, "c"), entry("run-3", DAY3))
+
+    assert sorted(copied) == sorted(
+        f"{table}/snapshot_date={DAY3.isoformat()}/part-0.parquet" for table in TABLE_SCHEMAS
+    )
+    view = f"papers/snapshot_date={DAY1.isoformat()}/part-0.parquet"
+    store = Remote.at(url)
+    assert store.read(view) == store.read(f"{RUNS_DIR}/run-1/papers.parquet")
+
+
+def test_the_lease_is_read_from_the_environment_when_the_lock_is_taken(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE_LOCK_LEASE_SECONDS", "37.5")
+    url = f"{s3_bucket}/out"
+    with snapshot_lock(url, "run-1"):
+        found = Remote.at(url).read_versioned(LOCK_FILE)
+    assert found is not None and json.loads(found[0])["lease_seconds"] == 37.5

@@ -89,3 +89,9 @@ def test_a_sources_file_is_read_when_the_parameters_are_validated(tmp_path: Path
         RunParameters(sources=str(tmp_path / "missing.toml"))
     with pytest.raises(ValidationError, match="backfill"):
         RunParameters(backfill=-1)
+
+
+@pytest.mark.parametrize("field", ["out_dir", "raw_dir"])
+def test_an_http_store_is_refused_naming_it(field: str) -> None:
+    with pytest.raises(ValidationError, match=r"https://example.invalid/x: https:// cannot hold"):
+        RunParameters.model_validate({field: "https://example.invalid/x"})

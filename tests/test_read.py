@@ -17,7 +17,9 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from published import (
     DAY1,
     DAY2,
@@ -30,11 +32,14 @@ from published import (
     same,
 )
 
+from pipeline.objectstore import Remote
 from pipeline.snapshot.read import (
     latest_snapshot,
     load,
     previous_tables,
     read_manifest,
+    read_run_schema,
+    read_run_table,
     replaced_tables,
 )
 from pipeline.snapshot.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS
@@ -253,3 +258,57 @@ def test_readers_never_see_a_torn_manifest(tmp_path: Path) -> None:
 
     assert not errors, errors[0]
     assert sizes == sorted(sizes) and len(set(sizes)) > 10
+
+
+class _CountingMemory(MemoryFileSystem):  # type: ignore[misc]  # fsspec is untyped
+    """An in-memory object store that counts the bytes readers fetch from it."""
+
+    fetched_bytes = 0
+
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kw: Any
+    ) -> Any:
+        data = super().cat_file(path, start=start, end=end, **kw)
+        type(self).fetched_bytes += len(data)
+        return data
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        handle = super()._open(path, mode, **kwargs)
+        if "r" not in mode:
+            return handle
+        real_read = handle.read
+
+        def counted(size: int = -1) -> bytes:
+            data: bytes = real_read(size)
+            type(self).fetched_bytes += len(data)
+            return data
+
+        handle.read = counted
+        return handle
+
+
+def test_a_schema_or_one_column_of_an_object_store_table_fetches_only_what_it_needs() -> None:
+    fs = _CountingMemory(skip_instance_cache=True)
+    store = Remote(url="memory://reads", fs=fs, root="/reads")
+    wide = pa.table({"key": list(range(1000)), "text": [f"{i:08d}" * 500 for i in range(1000)]})
+    with fs.open("/reads/.runs/r1/papers.parquet", "wb") as handle:
+        pq.write_table(wide, handle, compression="none")
+    size = fs.size("/reads/.runs/r1/papers.parquet")
+
+    _CountingMemory.fetched_bytes = 0
+    assert read_run_schema(store, "r1", "papers").names == ["key", "text"]
+    assert _CountingMemory.fetched_bytes < size / 10
+
+    _CountingMemory.fetched_bytes = 0
+    assert read_run_table(store, "r1", "papers", ["key"]).column("key").to_pylist()[:3] == [0, 1, 2]
+    assert _CountingMemory.fetched_bytes < size / 10
+
+
+def test_reading_a_deleted_object_store_run_raises_file_not_found_for_the_retry() -> None:
+    fs = _CountingMemory(skip_instance_cache=True)
+    store = Remote(url="memory://gone", fs=fs, root="/gone")
+
+    with pytest.raises(FileNotFoundError):
+        read_run_schema(store, "r1", "papers")
+    with pytest.raises(FileNotFoundError):
+        read_run_table(store, "r1", "papers", ["key"])

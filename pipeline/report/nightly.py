@@ -8,8 +8,6 @@ data is `figures` (pure) and the drawing `render`.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -19,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.atomic import write_atomically
 from pipeline.config import DEFAULT_OUT_DIR, __version__
 from pipeline.objectstore import Remote
 from pipeline.report import figures
@@ -268,7 +267,7 @@ def write_report(
                 raise
     html = report_html(inputs)
     if output is not None:
-        _write_atomically(output, html)
+        write_atomically(output, html.encode("utf-8"))
         return output
     root = snapshot_root(out_dir)
     if isinstance(root, Remote):
@@ -276,20 +275,5 @@ def write_report(
         root.put(report_key(inputs.page.snapshot_date), html.encode("utf-8"))
         return root.url_of(report_key(inputs.page.snapshot_date))
     target = root / report_key(inputs.page.snapshot_date)
-    _write_atomically(target, html)
+    write_atomically(target, html.encode("utf-8"))
     return target
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    """Readers see the old file or the new one; permissions as `open` gives (0666 less
-    the umask), like the snapshot's."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

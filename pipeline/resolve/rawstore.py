@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline import objectstore
+from pipeline.atomic import write_atomically
 from pipeline.config import RefreshPolicy
 from pipeline.objectstore import PreconditionFailed, Remote
 from pipeline.records import utc_now
@@ -369,7 +370,7 @@ class RawStore:
             # Identical bodies are stored once; a file that no longer holds them (altered
             # or cut short on disk) is replaced, or it would spoil every answer sharing it.
             if not _holds(body_path, sha):
-                _write_atomically(body_path, body)
+                write_atomically(body_path, body)
         kept = {
             name.lower(): value
             for name, value in (headers or {}).items()
@@ -704,16 +705,3 @@ def _holds(path: Path, sha256: str) -> bool:
         return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
     except OSError:
         return False
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -6,8 +6,10 @@ manifest names the files either way (`pipeline.objectstore`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -81,8 +83,8 @@ def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot 
         snapshot_date=taken,
         status=row["status"],
         finished_at=row["finished_at"],
-        files={t: _run_file(out, run_id, t) for t in TABLE_SCHEMAS},
-        rows={t: row[f"{t}_rows"] for t in TABLE_SCHEMAS},
+        files={t: _run_file(out, run_id, t) for t in TABLE_SCHEMAS if row[f"{t}_rows"] is not None},
+        rows={t: row[f"{t}_rows"] for t in TABLE_SCHEMAS if row[f"{t}_rows"] is not None},
     )
 
 
@@ -120,12 +122,13 @@ def _published_tables(
     out: Path | Remote, snapshot_date: date | None, before: date | None
 ) -> dict[str, pa.Table] | None:
     for attempt in range(_LOAD_ATTEMPTS):
-        picked = _pick(manifest_table(out), snapshot_date, before)
-        if picked is None:
+        manifest = manifest_table(out)
+        picked = _pick(manifest, snapshot_date, before)
+        if manifest is None or picked is None:
             return None
         taken, run_id = picked
         try:
-            return _read_baseline(out, run_id, taken)
+            return _read_baseline(out, _run_row(manifest, run_id), taken)
         except FileNotFoundError:
             if attempt + 1 == _LOAD_ATTEMPTS:
                 raise
@@ -133,12 +136,22 @@ def _published_tables(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read_baseline(out: Path | Remote, run_id: str, taken: date) -> dict[str, pa.Table]:
+def _run_row(manifest: pa.Table, run_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = next(r for r in manifest.to_pylist() if r["run_id"] == run_id)
+    return row
+
+
+def _read_baseline(out: Path | Remote, row: Mapping[str, Any], taken: date) -> dict[str, pa.Table]:
+    """Every table of a published run; one its schema version did not have yet (its
+    `<table>_rows` is null in the manifest) reads as an empty table."""
     stamp = {b"snapshot_date": taken.isoformat().encode()}
+    run_id = str(row["run_id"])
     return {
-        name: _read_run_table(out, run_id, name, strict=False).replace_schema_metadata(
-            {**TABLE_SCHEMAS[name].metadata, **stamp}
-        )
+        name: (
+            _read_run_table(out, run_id, name, strict=False)
+            if row[f"{name}_rows"] is not None
+            else TABLE_SCHEMAS[name].empty_table()
+        ).replace_schema_metadata({**TABLE_SCHEMAS[name].metadata, **stamp})
         for name in TABLE_SCHEMAS
     }
 
@@ -161,19 +174,24 @@ def load(
     for attempt in range(_LOAD_ATTEMPTS):
         manifest = manifest_table(out)
         if manifest is None:
-            where = out.url if isinstance(out, Remote) else out
             raise FileNotFoundError(
-                f"no snapshot under {where}: {_manifest_file(out)} does not exist"
+                f"no snapshot under {_where(out)}: {_manifest_file(out)} does not exist"
             )
         picked = _pick(manifest, wanted, None)
         if picked is None:
             dates = ", ".join(d.isoformat() for d in sorted(current_runs(manifest))) or "none"
             asked = f"of {wanted.isoformat()} " if wanted else ""
-            where = out.url if isinstance(out, Remote) else out
-            raise SnapshotError(f"no snapshot {asked}under {where} (published: {dates})")
+            raise SnapshotError(f"no snapshot {asked}under {_where(out)} (published: {dates})")
         taken, run_id = picked
+        row = _run_row(manifest, run_id)
+        if row[f"{table}_rows"] is None:
+            raise SnapshotError(
+                f"no table {table} in the snapshot of {taken.isoformat()} under "
+                f"{_where(out)}: run {run_id} was written with schema version "
+                f"{row['schema_version']}, which did not have it"
+            )
         try:
-            data = _read_run_table(out, run_id, table)
+            data = _read_run_table(out, run_id, table, written_by=row["schema_version"])
         except FileNotFoundError:
             if attempt + 1 == _LOAD_ATTEMPTS:
                 raise
@@ -196,6 +214,10 @@ def _as_date(value: date | str) -> date:
         raise ValueError(f"snapshot_date {value!r}: expected YYYY-MM-DD") from None
 
 
+def _where(out: Path | Remote) -> Path | str:
+    return out.url if isinstance(out, Remote) else out
+
+
 def _manifest_file(out: Path | Remote) -> Path | str:
     return out.url_of(MANIFEST_FILE) if isinstance(out, Remote) else out / MANIFEST_FILE
 
@@ -204,38 +226,54 @@ def read_run_table(
     out: Path | Remote, run_id: str, table: str, columns: list[str] | None = None
 ) -> pa.Table:
     """One table of one published run as written (an older night's schema too), or only
-    `columns` of it."""
+    `columns` of it. On an object store only the footer and those columns' bytes are
+    fetched (ranged reads), not the whole object."""
+    key = f"{RUNS_DIR}/{run_id}/{table}.parquet"
     if isinstance(out, Remote):
-        source: Path | pa.BufferReader = pa.BufferReader(
-            out.read(f"{RUNS_DIR}/{run_id}/{table}.parquet")
-        )
-    else:
-        source = out / RUNS_DIR / run_id / f"{table}.parquet"
-    return pq.read_table(source, columns=columns)
+        with _open_remote(out, key) as handle:
+            return pq.read_table(handle, columns=columns)
+    return pq.read_table(out / key, columns=columns)
 
 
 def read_run_schema(out: Path | Remote, run_id: str, table: str) -> pa.Schema:
-    """The schema one published run's table was written with."""
+    """The schema one published run's table was written with (only its footer is read)."""
+    key = f"{RUNS_DIR}/{run_id}/{table}.parquet"
     if isinstance(out, Remote):
-        data = out.read(f"{RUNS_DIR}/{run_id}/{table}.parquet")
-        return pq.read_schema(pa.BufferReader(data))
-    return pq.read_schema(out / RUNS_DIR / run_id / f"{table}.parquet")
+        with _open_remote(out, key) as handle:
+            return pq.read_schema(handle)
+    return pq.read_schema(out / key)
+
+
+def _open_remote(out: Remote, key: str) -> Any:
+    """A seekable handle on a run object that fetches only the ranges read: without a
+    read-ahead cache, since a block cache as large as fsspec's default would fetch a
+    whole table to read its footer. FileNotFoundError (a rerun deleted the run) as `open`."""
+    return out.fs.open(out.path(key), "rb", cache_type="none")
 
 
 def _read_run_table(
-    out: Path | Remote, run_id: str, table: str, *, strict: bool = True
+    out: Path | Remote,
+    run_id: str,
+    table: str,
+    *,
+    strict: bool = True,
+    written_by: int | None = None,
 ) -> pa.Table:
     """One published table. `strict`: with exactly its declared schema, else
-    `SnapshotError` (a night written by another schema version); a baseline for
-    `build_tables` need not be, since missing columns read as empty there."""
+    `SnapshotError` naming the schema version the night was written with (`written_by`,
+    from the manifest); a baseline for `build_tables` need not be, since missing columns
+    read as empty there."""
     # Run files are never replaced, only deleted (then a reader retries), so opening the
     # path more than once cannot mix two files.
     path = _run_file(out, run_id, table)
     data = read_run_table(out, run_id, table)
     if strict and not data.schema.equals(TABLE_SCHEMAS[table], check_metadata=False):
-        written = (data.schema.metadata or {}).get(b"schema_version", b"?").decode()
+        written = (data.schema.metadata or {}).get(b"schema_version", b"").decode()
+        version = written or (str(written_by) if written_by is not None else "?")
         raise SnapshotError(
-            f"{path}: written with schema version {written}, which differs from the "
-            f"{table} schema of version {SCHEMA_VERSION} this pipeline reads"
+            f"{path}: written with schema version {version}, whose {table} schema differs "
+            f"from the one of version {SCHEMA_VERSION} this pipeline reads; read it with "
+            f"pipeline.snapshot.read.read_run_table (as written) or a pipeline of version "
+            f"{version}"
         )
     return data

@@ -52,8 +52,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import objectstore
-from pipeline.config import __version__
-from pipeline.objectstore import LOCK_LEASE_SECONDS, Lease, LockHeld, PreconditionFailed, Remote
+from pipeline.config import Settings, __version__
+from pipeline.objectstore import (
+    Lease,
+    Listed,
+    LockHeld,
+    PreconditionFailed,
+    Remote,
+)
 from pipeline.records import (
     STATUSES,
     ApiStats,
@@ -120,7 +126,7 @@ class SnapshotLockedError(SnapshotError):
             f"{out_dir} is being written by {who} (lock {lease.store.url_of(lease.key)}); "
             f"wait for it to finish. The lock is released when that run ends, and taken over "
             f"once its holder has not renewed it for {lease.lease_seconds:.0f} s (at once if "
-            f"it was a process of this host that is gone): nothing to clean up by hand."
+            f"it was a process of this machine that is gone): nothing to clean up by hand."
         )
 
 
@@ -254,7 +260,7 @@ def _lock_holder(fd: int) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def _remote_lock(store: Remote, run_id: str) -> Iterator[None]:
-    lease = Lease(store, LOCK_FILE, run_id, LOCK_LEASE_SECONDS)
+    lease = Lease(store, LOCK_FILE, run_id, Settings.from_env().lock_lease_seconds)
     try:
         lease.acquire()
     except LockHeld as held:
@@ -659,10 +665,42 @@ def _read_manifest(out: Path | Remote) -> tuple[pa.Table, str | None] | None:
     except (OSError, pa.ArrowException) as exc:
         raise SnapshotError(f"cannot read the manifest {path}: {exc}") from exc
     if not manifest.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
-        raise SnapshotError(
-            f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION}"
-        )
+        manifest = _upgrade_manifest(manifest, path)
     return manifest, version
+
+
+def _upgrade_manifest(manifest: pa.Table, path: Path | str) -> pa.Table:
+    """A manifest written by an older schema version in this version's shape: the columns
+    it lacks (`<table>_rows` of a table added since, ...) read as null, so its rows stay
+    readable and the next commit appends to it. A newer or unknown shape is refused: this
+    pipeline cannot tell what it would drop."""
+    names = manifest.schema.names
+    versions = manifest.column("schema_version").to_pylist() if "schema_version" in names else []
+    newest = max((v for v in versions if v is not None), default=None)
+    if newest is not None and newest > SCHEMA_VERSION:
+        raise SnapshotError(
+            f"{path} was written by schema version {newest}, newer than this pipeline's "
+            f"{SCHEMA_VERSION}: upgrade the pipeline to read it"
+        )
+    unknown = sorted(set(names) - set(MANIFEST_SCHEMA.names))
+    missing_required = [f.name for f in MANIFEST_SCHEMA if f.name not in names and not f.nullable]
+    if unknown or missing_required:
+        raise SnapshotError(
+            f"{path} does not have the manifest schema of schema version {SCHEMA_VERSION} "
+            f"or an older one (columns not known: {unknown}; "
+            f"required columns missing: {missing_required})"
+        )
+    columns = [
+        manifest.column(f.name) if f.name in names else pa.nulls(manifest.num_rows, f.type)
+        for f in MANIFEST_SCHEMA
+    ]
+    try:
+        return pa.Table.from_arrays(columns, names=MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise SnapshotError(
+            f"{path} (schema version {newest or '?'}) cannot be read as the manifest of schema "
+            f"version {SCHEMA_VERSION}: {exc}"
+        ) from exc
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -736,20 +774,20 @@ def _publish_remote(
 
 def _remote_views_and_garbage(store: Remote, manifest: pa.Table) -> None:
     """`_sync_views` and `_collect_garbage` on an object store: each partition a copy of
-    the run object its date publishes (same ETag: nothing to do), then stale partitions
-    and unpublished runs deleted. One listing says what is there, so a publish costs
-    the same few requests however many nights the prefix holds."""
+    the run object its date publishes (`_is_copy_of`: nothing to do), then stale
+    partitions and unpublished runs deleted. One listing says what is there, so a publish
+    costs the same few requests however many nights the prefix holds."""
     current = current_runs(manifest)
-    tokens = store.tokens()
+    listed = store.listing()
     for table in TABLE_SCHEMAS:
         for snapshot_date, run_id in sorted(current.items()):
             source = f"{RUNS_DIR}/{run_id}/{table}.parquet"
             target = f"{table}/{PARTITION_PREFIX}{snapshot_date.isoformat()}/{PART_FILE}"
-            if source in tokens and tokens.get(target) != tokens[source]:
+            if source in listed and not _is_copy_of(listed.get(target), listed[source]):
                 store.copy(source, target)
     stale: set[str] = set()
     keep = set(current.values())
-    for key in tokens:
+    for key in listed:
         top, _, rest = key.partition("/")
         second = rest.partition("/")[0]
         if top == RUNS_DIR and second not in keep:
@@ -760,3 +798,23 @@ def _remote_views_and_garbage(store: Remote, manifest: pa.Table) -> None:
                 stale.add(f"{top}/{second}")
     for prefix in sorted(stale):
         store.delete(prefix, recursive=True)
+
+
+def _is_copy_of(view: Listed | None, source: Listed) -> bool:
+    """Whether a Hive view object is already a copy of its run object, from one listing.
+    The same ETag says so for an object uploaded in one part; one uploaded in parts
+    (`objectstore.UPLOAD_CHUNK_BYTES`) has an ETag no copy ever gets, so then: the same
+    size, written after the source. Run objects are never replaced, and a rerun's objects
+    are written after every copy of the run it replaces, so a view older than its source
+    is a copy of another run, which is copied again."""
+    if view is None:
+        return False
+    if view.token == source.token:
+        return True
+    return (
+        view.size_bytes is not None
+        and view.size_bytes == source.size_bytes
+        and view.modified is not None
+        and source.modified is not None
+        and view.modified > source.modified
+    )
