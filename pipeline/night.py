@@ -28,20 +28,15 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import Settings
-from pipeline.links.documents import (
-    Link,
-    discover_documents,
-    extract_document_links,
-    printable,
-)
+from pipeline.links.documents import Link, discover_documents, printable
 from pipeline.links.identify import HUB_REPO_TYPES
 from pipeline.parameters import ALL_RESOLVERS, Resolver, RunParameters
 from pipeline.records import (
     GOOD,
     ApiStats,
-    Document,
     HubRepoRecord,
     PaperPageRecord,
     PaperRecord,
@@ -61,9 +56,16 @@ from pipeline.resolve.common import Deadline, ProgressCallback
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
-from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables
+from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables, links_table
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
+from pipeline.workers import (
+    DocumentLinks,
+    dask_address,
+    extract_document_table,
+    extract_on_dask,
+    extract_on_processes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +94,8 @@ class Executor(Protocol):
 
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
 
-    def extract(self, documents: Sequence[tuple[str, Path]]) -> list[tuple[Document, list[Link]]]:
-        """Each document's record and links, in the order given."""
+    def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
+        """Each document's record and links table, in the order given."""
         ...
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Handle[T]:
@@ -128,14 +130,21 @@ class StageProgress:
 
 
 class ThreadExecutor:
-    """Plain Python: documents on a small thread pool, each resolver stage on a thread."""
+    """Plain Python: each resolver stage on a thread; documents on a small thread pool,
+    or on `workers` processes, or on the Dask cluster `PIPELINE_DASK_ADDRESS` names."""
 
-    def __init__(self, log: logging.Logger | None = None) -> None:
+    def __init__(self, log: logging.Logger | None = None, *, workers: int = 1) -> None:
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = log or logger
+        self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=TASK_THREADS, thread_name_prefix="night")
 
-    def extract(self, documents: Sequence[tuple[str, Path]]) -> list[tuple[Document, list[Link]]]:
-        return list(self._pool.map(lambda item: extract_document_links(*item), documents))
+    def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
+        address = dask_address()
+        if address is not None:
+            return extract_on_dask(documents, address)
+        if self.workers > 1:
+            return extract_on_processes(documents, self.workers)
+        return self._pool.map(lambda item: extract_document_table(item[0], str(item[1])), documents)
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Future[T]:
         return self._pool.submit(call, StageProgress(stage, self.log))
@@ -160,19 +169,27 @@ class Entities:
     """(repo type, repo ID as written) of valid Hub repo links."""
 
 
-def entities_of(links: Iterable[Link]) -> Entities:
-    """What the resolvers are to be asked about; invalid identifiers are never included."""
-    arxiv_ids: set[str] = set()
-    hub_repos: set[RepoRef] = set()
-    for link in links:
-        ident = link.identity
-        if not ident.valid or ident.entity_id is None:
-            continue
-        if ident.kind in ("arxiv", "arxiv_mention"):
-            arxiv_ids.add(ident.entity_id)
-        elif ident.kind in HUB_REPO_TYPES:
-            hub_repos.add((HUB_REPO_TYPES[ident.kind], ident.entity_id))
+def entities_of(links: pa.Table | Sequence[Link]) -> Entities:
+    """What the resolvers are to be asked about; invalid identifiers are never included.
+    Read from the links table's columns: only the distinct IDs become Python strings."""
+    table = _as_table(links).select(["kind", "entity_id", "id_valid"])
+    named = table.filter(pc.and_(table.column("id_valid"), pc.is_valid(table.column("entity_id"))))
+
+    def distinct(kinds: Sequence[str]) -> list[str]:
+        chosen = named.filter(pc.is_in(named.column("kind"), value_set=pa.array(kinds)))
+        return [str(v) for v in pc.unique(chosen.column("entity_id")).to_pylist()]
+
+    arxiv_ids = distinct(["arxiv", "arxiv_mention"])
+    hub_repos = [
+        (repo_type, entity_id)
+        for kind, repo_type in HUB_REPO_TYPES.items()
+        for entity_id in distinct([kind])
+    ]
     return Entities(sorted(arxiv_ids), sorted(hub_repos))
+
+
+def _as_table(links: pa.Table | Sequence[Link]) -> pa.Table:
+    return links if isinstance(links, pa.Table) else links_table(links)
 
 
 @dataclass(frozen=True)
@@ -198,8 +215,9 @@ class Plan:
         }
 
 
-def plan_night(params: RunParameters, links: Sequence[Link]) -> Plan:
+def plan_night(params: RunParameters, links: pa.Table | Sequence[Link]) -> Plan:
     """The entities of the links each resolver the run asks for gets, `limit` first ones."""
+    links = _as_table(links)
     entities = entities_of(links)
     wanted = set(params.resolvers)
 
@@ -263,7 +281,8 @@ class Night:
     """One night's outcome: the summary the report shows, and what was published."""
 
     summary: RunSummary
-    links: list[Link] = field(default_factory=list)
+    links: pa.Table = field(default_factory=lambda: links_table(()))
+    """Every link occurrence, as extracted (before title matches): the links table."""
     tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
@@ -284,7 +303,7 @@ def run_night(
     failure is recorded in the manifest as a failed run, then raised. `settings` replaces
     the endpoints `params` would choose (tests point it at their own double)."""
     if executor is None:
-        with ThreadExecutor() as threads:
+        with ThreadExecutor(workers=params.workers) as threads:
             return run_night(
                 params, threads, settings=settings, flow_run_id=flow_run_id, phase=phase
             )
@@ -304,10 +323,13 @@ def run_night(
     phase("extract")
     with clock("extract"):
         named = discover_documents([Path(p) for p in params.documents])
-        extracted = executor.extract(named)
-    summary.documents = [document for document, _ in extracted]
-    night.links = [link for _, doc_links in extracted for link in doc_links]
-    summary.links = len(night.links)
+        tables: list[pa.Table] = []
+        for document, links in executor.extract(named):
+            summary.documents.append(document)
+            tables.append(links)
+        night.links = links_table(batch for table in tables for batch in table.to_batches())
+        del tables
+    summary.links = night.links.num_rows
     for document in summary.documents:
         if document.error:
             log.error("document %s: %s", printable(document.name), printable(document.error))
@@ -316,7 +338,7 @@ def run_night(
     log.info(
         "%d documents, %d links; asking: %s",
         len(named),
-        len(night.links),
+        summary.links,
         ", ".join(f"{k} {v}" for k, v in summary.entities_asked.items()) or "nothing",
     )
     if params.dry_run:
@@ -326,7 +348,7 @@ def run_night(
     out_dir = Path(params.resolved_out_dir)
     with snapshot_lock(out_dir, summary.run_id):
         try:
-            if not night.links:
+            if not summary.links:
                 raise NothingToPublish(
                     f"no links in {len(summary.documents)} documents"
                     f" ({sum(1 for d in summary.documents if d.error)} unreadable):"

@@ -41,8 +41,9 @@ from pipeline.snapshot.build import (
     NOT_RESOLVED,
     NotAsked,
     SnapshotInputs,
-    apply_title_matches,
     build_tables,
+    links_table,
+    with_title_matches,
 )
 from pipeline.snapshot.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
 from pipeline.snapshot.store import check_tables
@@ -937,7 +938,7 @@ def test_links_given_with_their_title_matches_applied_build_the_same_tables() ->
     given = rich_inputs()
     matched = {t: m.arxiv_id for t, m in given.title_matches.items() if m.arxiv_id}
 
-    again = build(replace(given, links=apply_title_matches(given.links, matched)))
+    again = build(replace(given, links=with_title_matches(links_table(given.links), matched)))
 
     first = build(given)
     for name in TABLE_SCHEMAS:

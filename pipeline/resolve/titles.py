@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from pipeline.links.documents import Link
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipeline.links.identify import parse_arxiv_id
 
 FUZZY_MIN_SIMILARITY = 0.95
@@ -228,17 +230,23 @@ def title_key(link_text: str) -> str:
     return " ".join(link_text.split())
 
 
-def title_candidates(links: Iterable[Link]) -> list[str]:
+def title_candidates(links: pa.Table) -> list[str]:
     """Distinct link texts worth a title search, in first-seen order: texts of main links
     that lead to no paper yet (not arXiv links or mentions, no resolved ID) and look like
-    a paper's title (`looks_like_paper_title`)."""
+    a paper's title (`looks_like_paper_title`). `links` has the links table's columns."""
+    main = links.select(["link_text", "is_main_link", "resolved_arxiv_id", "kind"]).filter(
+        pc.and_(
+            pc.and_(links.column("is_main_link"), pc.is_null(links.column("resolved_arxiv_id"))),
+            pc.invert(pc.is_in(links.column("kind"), value_set=_ARXIV_KINDS)),
+        )
+    )
     found: dict[str, None] = {}
-    for link in links:
-        if not link.occurrence.is_main_link or link.resolved_arxiv_id is not None:
-            continue
-        if link.identity.kind in ("arxiv", "arxiv_mention"):
-            continue
-        text = title_key(link.occurrence.link_text)
+    # `unique` keeps first-seen order; each distinct text is keyed and judged once.
+    for written in pc.unique(main.column("link_text")).to_pylist():
+        text = title_key(written)
         if text not in found and looks_like_paper_title(text):
             found[text] = None
     return list(found)
+
+
+_ARXIV_KINDS = pa.array(["arxiv", "arxiv_mention"])

@@ -11,20 +11,22 @@ key. No disk, no clock: `store.publish` writes the tables.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.links.documents import Link
 from pipeline.links.extract import Occurrence
-from pipeline.links.identify import HUB_REPO_TYPES
+from pipeline.links.identify import HUB_REPO_TYPES, Identity
 from pipeline.records import (
     GOOD,
     STATUSES,
@@ -106,8 +108,9 @@ class NotAsked:
 class SnapshotInputs:
     """Everything a snapshot is built from: one run's links and resolver records."""
 
-    links: Sequence[Link]
-    """Every link occurrence, as extracted: `build_tables` applies the title matches (a
+    links: Sequence[Link] | pa.Table
+    """Every link occurrence, as extracted: `Link`s, or the links table extraction's
+    record batches make (`links_table`). `build_tables` applies the title matches (a
     link that already leads to a paper keeps it)."""
     documents: Sequence[Document] = ()
     """The documents read; when given, every link must come from one of them."""
@@ -143,9 +146,11 @@ def build_tables(
     `inputs.not_asked` lists is taken from it, so a full rerun builds the same tables
     as the run it replaces. Raises `ValueError` naming the record for inconsistent inputs.
     """
-    _check_inputs(inputs)
+    given = inputs.links if isinstance(inputs.links, pa.Table) else links_table(inputs.links)
+    _check_inputs(inputs, given)
     base = _Baseline(_Previous.of(previous), _Previous.of(replaced), inputs.not_asked)
-    links = apply_title_matches(inputs.links, _title_matches(inputs.title_matches, base))
+    table = with_title_matches(given, _title_matches(inputs.title_matches, base))
+    links = _EntityLinks(table)
 
     hub = _HubEntities.collect(links, inputs.repos, base)
     repos = _repo_rows(hub, base, snapshot_date)
@@ -161,7 +166,7 @@ def build_tables(
     github = _github_rows(links, base.previous, items, snapshot_date)
 
     tables = {
-        "links": links_table(links),
+        "links": table,
         "papers": _table("papers", papers),
         "models": _table("models", models),
         "repos": _table("repos", repos),
@@ -197,7 +202,7 @@ def _title_matches(found: Mapping[str, TitleMatch], base: _Baseline) -> dict[str
     return matches
 
 
-def _check_inputs(inputs: SnapshotInputs) -> None:
+def _check_inputs(inputs: SnapshotInputs, links: pa.Table) -> None:
     for arxiv_id, paper in inputs.papers.items():
         if paper.arxiv_id != arxiv_id:
             raise ValueError(f"papers[{arxiv_id!r}] holds the record of {paper.arxiv_id!r}")
@@ -214,14 +219,15 @@ def _check_inputs(inputs: SnapshotInputs) -> None:
         _check_status(repo.status, f"{ref[0]} {ref[1]}")
     for title, match in inputs.title_matches.items():
         _check_status(match.status, f"title match {title!r}")
-    if inputs.documents:
-        names = {document.name for document in inputs.documents}
-        for link in inputs.links:
-            if link.occurrence.document not in names:
-                raise ValueError(
-                    f"link {link.occurrence.url!r} (line {link.occurrence.line}) comes from "
-                    f"{link.occurrence.document!r}, which is not among the documents read"
-                )
+    if inputs.documents and links.num_rows:
+        names = pa.array(sorted({document.name for document in inputs.documents}), pa.string())
+        stray = pc.invert(pc.is_in(links.column("document"), value_set=names))
+        if pc.any(stray).as_py():
+            link = links.select(["document", "line", "url"]).filter(stray).slice(0, 1).to_pylist()
+            raise ValueError(
+                f"link {link[0]['url']!r} (line {link[0]['line']}) comes from "
+                f"{link[0]['document']!r}, which is not among the documents read"
+            )
 
 
 def _check_status(status: str, what: str) -> None:
@@ -529,7 +535,7 @@ class _HubEntities:
 
     @classmethod
     def collect(
-        cls, links: Sequence[Link], records: Mapping[RepoRef, HubRepoRecord], base: _Baseline
+        cls, links: Iterable[Link], records: Mapping[RepoRef, HubRepoRecord], base: _Baseline
     ) -> _HubEntities:
         found = cls()
         not_asked = base.not_asked.hub
@@ -718,7 +724,7 @@ class _ItemIndex:
         self.repos_of_paper: dict[str, set[str]] = defaultdict(set)
 
     @classmethod
-    def of(cls, links: Sequence[Link]) -> _ItemIndex:
+    def of(cls, links: Iterable[Link]) -> _ItemIndex:
         index = cls()
         papers: dict[tuple[str, str], set[str]] = defaultdict(set)
         repos: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -795,7 +801,7 @@ def _linked_model(model: LinkedModel) -> Row:
 
 
 def _paper_rows(
-    links: Sequence[Link],
+    links: Iterable[Link],
     inputs: SnapshotInputs,
     base: _Baseline,
     models: list[Row],
@@ -904,7 +910,7 @@ def _github_repo_of(link: Link) -> str | None:
 
 
 def _github_rows(
-    links: Sequence[Link], prev: _Previous, items: _ItemIndex, snapshot_date: date
+    links: Iterable[Link], prev: _Previous, items: _ItemIndex, snapshot_date: date
 ) -> list[Row]:
     lineage: dict[str, _Lineage] = defaultdict(_Lineage)
     for link in links:
@@ -1035,28 +1041,16 @@ def _table(name: str, rows: list[Row]) -> pa.Table:
 # ----- links
 
 
-def apply_title_matches(links: Iterable[Link], matches: Mapping[str, str]) -> list[Link]:
-    """Links whose text resolved to a paper by title (`matches`: link text -> arXiv ID)
-    lead to that paper; links that already lead to one by ID keep it."""
-    out = []
-    for link in links:
-        arxiv_id = matches.get(title_key(link.occurrence.link_text))
-        if link.resolved_arxiv_id is None and arxiv_id is not None:
-            link = replace(link, resolved_arxiv_id=arxiv_id, resolved_by="title")
-        out.append(link)
-    return out
+LINK_BATCH_ROWS = 65_536
+"""Most links per record batch: one document's links are converted this many at a time,
+so a document with a million links never has them all as Python objects at once."""
 
 
-def links_table(links: Iterable[Link]) -> pa.Table:
-    """The links table, in document order, with its declared schema."""
+def links_batch(links: Iterable[Link]) -> pa.RecordBatch:
+    """Links as one record batch of the links table (repeated texts dictionary-encoded)."""
     columns: dict[str, list[object]] = {name: [] for name in LINKS_SCHEMA.names}
-    in_order = True
-    last: tuple[str, int] | None = None
     for link in links:
         occ, ident = link.occurrence, link.identity
-        key = (occ.document, occ.position)
-        in_order = in_order and (last is None or last < key)
-        last = key
         row: dict[str, object] = {
             "document": occ.document,
             "position": occ.position,
@@ -1081,9 +1075,163 @@ def links_table(links: Iterable[Link]) -> pa.Table:
         }
         for name in LINKS_SCHEMA.names:
             columns[name].append(row[name])
-    table = pa.table(columns, schema=LINKS_SCHEMA)
-    if in_order:
-        # As extraction gives them. Sorting copies every column, and a document whose
-        # links share one long paragraph holds its ~2 kB annotation once per link.
+    return pa.RecordBatch.from_pydict(columns, schema=LINKS_SCHEMA)
+
+
+def link_batches(links: Iterable[Link]) -> Iterator[pa.RecordBatch]:
+    """`links` as record batches of at most `LINK_BATCH_ROWS` rows, in the order given."""
+    chunk: list[Link] = []
+    for link in links:
+        chunk.append(link)
+        if len(chunk) == LINK_BATCH_ROWS:
+            yield links_batch(chunk)
+            chunk = []
+    if chunk:
+        yield links_batch(chunk)
+
+
+def links_table(links: Iterable[Link] | Iterable[pa.RecordBatch]) -> pa.Table:
+    """The links table, in document order, with its declared schema: from links, or from
+    the record batches extraction hands back (`link_batches`)."""
+    items = iter(links)
+    first = next(items, None)
+    if first is None:
+        return LINKS_SCHEMA.empty_table()
+    if isinstance(first, pa.RecordBatch):
+        batches = [first, *items]
+    else:
+        batches = list(link_batches(itertools.chain([first], items)))
+    return in_key_order(pa.Table.from_batches(batches, schema=LINKS_SCHEMA))
+
+
+def in_key_order(table: pa.Table) -> pa.Table:
+    """The links sorted by (document, position): as given when they already are, as
+    extraction gives them (sorting copies every column; the check reads two columns one
+    batch at a time)."""
+    if _sorted_by_key(table):
         return table
-    return table.sort_by([("document", "ascending"), ("position", "ascending")])
+    # Sorted as plain text, then re-encoded in batches as `link_batches` makes them, so
+    # that the same links given in any order make the same table, dictionaries included.
+    plain = table.cast(_PLAIN_LINKS_SCHEMA)
+    order = pc.sort_indices(plain, sort_keys=[("document", "ascending"), ("position", "ascending")])
+    ordered = plain.take(order).combine_chunks()
+    return pa.Table.from_batches(
+        [batch.cast(LINKS_SCHEMA) for batch in ordered.to_batches(max_chunksize=LINK_BATCH_ROWS)],
+        schema=LINKS_SCHEMA,
+    )
+
+
+def _plain(field: pa.Field) -> pa.Field:
+    if pa.types.is_dictionary(field.type):
+        return field.with_type(field.type.value_type)
+    if pa.types.is_list(field.type):
+        return field.with_type(pa.list_(_plain(field.type.value_field).type))
+    return field
+
+
+_PLAIN_LINKS_SCHEMA = pa.schema([_plain(f) for f in LINKS_SCHEMA], metadata=LINKS_SCHEMA.metadata)
+
+
+def _sorted_by_key(table: pa.Table) -> bool:
+    last: tuple[str, int] | None = None
+    for batch in table.select(["document", "position"]).to_batches():
+        if batch.num_rows == 0:
+            continue
+        documents = batch.column(0).cast(pa.string())
+        positions = batch.column(1)
+        first = (documents[0].as_py(), positions[0].as_py())
+        if last is not None and not last < first:
+            return False
+        if batch.num_rows > 1:
+            before, after = documents.slice(0, batch.num_rows - 1), documents.slice(1)
+            ahead = pc.or_(
+                pc.less(before, after),
+                pc.and_(
+                    pc.equal(before, after),
+                    pc.less(positions.slice(0, batch.num_rows - 1), positions.slice(1)),
+                ),
+            )
+            if not pc.all(ahead).as_py():
+                return False
+        last = (documents[-1].as_py(), positions[-1].as_py())
+    return True
+
+
+def with_title_matches(links: pa.Table, matches: Mapping[str, str]) -> pa.Table:
+    """The links table with links whose text resolved to a paper by title (`matches`:
+    link text -> arXiv ID) leading to that paper; links that already lead to one by ID
+    keep it. Only the two resolution columns are rebuilt, batch by batch."""
+    if not matches or links.num_rows == 0:
+        return links
+    batches = [_title_matched(batch, matches) for batch in links.to_batches()]
+    return pa.Table.from_batches(batches, schema=LINKS_SCHEMA)
+
+
+def _title_matched(batch: pa.RecordBatch, matches: Mapping[str, str]) -> pa.RecordBatch:
+    resolved = batch.column("resolved_arxiv_id")
+    unresolved = pc.indices_nonzero(pc.is_null(resolved)).to_pylist()
+    if not unresolved:
+        return batch
+    texts = batch.column("link_text").take(pa.array(unresolved, pa.int64())).to_pylist()
+    found = {
+        row: arxiv_id
+        for row, text in zip(unresolved, texts, strict=True)
+        if (arxiv_id := matches.get(title_key(text))) is not None
+    }
+    if not found:
+        return batch
+    ids = resolved.to_pylist()
+    how = batch.column("resolved_by").to_pylist()
+    for row, arxiv_id in found.items():
+        ids[row], how[row] = arxiv_id, "title"
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    columns["resolved_arxiv_id"] = pa.array(ids, LINKS_SCHEMA.field("resolved_arxiv_id").type)
+    columns["resolved_by"] = pa.array(how, LINKS_SCHEMA.field("resolved_by").type)
+    return pa.RecordBatch.from_pydict(columns, schema=LINKS_SCHEMA)
+
+
+_ENTITY_KINDS = pa.array(sorted({*_ARXIV_KINDS, *HUB_REPO_TYPES, "github_repo"}))
+
+
+class _EntityLinks:
+    """The links that name an entity (a paper, a Hub repo, a GitHub repo), rebuilt as
+    `Link`s one record batch at a time whenever iterated: the snapshot's lineage needs
+    them, and the whole links table as Python objects would not fit in memory."""
+
+    def __init__(self, links: pa.Table) -> None:
+        self.links = links
+
+    def __iter__(self) -> Iterator[Link]:
+        for batch in self.links.to_batches():
+            naming = pc.or_(
+                pc.is_in(batch.column("kind"), value_set=_ENTITY_KINDS),
+                pc.is_valid(batch.column("resolved_arxiv_id")),
+            )
+            for row in batch.filter(naming).to_pylist():
+                yield _link_of(row)
+
+
+def _link_of(row: Row) -> Link:
+    occurrence = Occurrence(
+        document=row["document"],
+        position=row["position"],
+        line=row["line"],
+        heading_path=tuple(row["heading_path"]),
+        item_date=row["item_date"],
+        link_text=row["link_text"],
+        annotation=row["annotation"],
+        is_main_link=row["is_main_link"],
+        url=row["url"],
+        syntax=row["syntax"],
+    )
+    identity = Identity(
+        kind=row["kind"],
+        entity_id=row["entity_id"],
+        url_normalized=row["url_normalized"],
+        host=row["host"],
+        arxiv_version=row["arxiv_version"],
+        asset_repo=row["asset_repo"],
+        valid=row["id_valid"],
+        problem=row["id_problem"],
+    )
+    return Link(occurrence, identity, row["resolved_arxiv_id"], row["resolved_by"])

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.config import __version__
@@ -164,17 +165,18 @@ def check_tables(tables: Mapping[str, pa.Table]) -> None:
 
 
 def _check_keys(name: str, table: pa.Table) -> None:
-    columns = [table.column(k).to_pylist() for k in TABLE_KEYS[name]]
-    seen: set[tuple[Any, ...]] = set()
-    duplicates: list[tuple[Any, ...]] = []
-    for key in zip(*columns, strict=True):
-        if key in seen:
-            duplicates.append(key)
-        seen.add(key)
+    # Counted by Arrow, not as Python tuples: the links table has a row per link.
+    keys = list(TABLE_KEYS[name])
+    counts = table.select(keys).unify_dictionaries().group_by(keys).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    duplicates = [
+        tuple(row[k] for k in keys) for row in repeated.select(keys).slice(0, 5).to_pylist()
+    ]
     if duplicates:
         raise SnapshotIntegrityError(
             f"table {name}: key {TABLE_KEYS[name]} not unique; "
-            f"{len(duplicates)} duplicates, first: {duplicates[:5]}"
+            f"{pc.sum(repeated.column('count_all')).as_py() - repeated.num_rows} duplicates,"
+            f" first: {duplicates}"
         )
 
 
