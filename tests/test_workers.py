@@ -15,6 +15,7 @@ import pytest
 from distributed import LocalCluster
 
 from pipeline.cli import main
+from pipeline.config import RefreshPolicy
 from pipeline.links.documents import discover_documents
 from pipeline.night import ThreadExecutor, run_night
 from pipeline.parameters import RunParameters
@@ -42,7 +43,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
     ) as local:
         yield local
@@ -90,7 +91,9 @@ def test_a_dask_cluster_of_processes_gives_the_same_table(
 
     documents, links = _extract(corpus, 1)  # the cluster wins over --workers
 
-    ran = cluster.scheduler.task_prefixes["extract_document_table"].state_counts  # type: ignore[attr-defined]
+    scheduler = cluster.scheduler
+    assert scheduler is not None
+    ran = scheduler.task_prefixes["extract_document_table"].state_counts
     assert ran["forgotten"] == len(documents)  # each ran there, and was collected
     assert documents == on_threads[0]
     assert links.equals(on_threads[1])
@@ -137,7 +140,7 @@ def _night_links(tmp_path: Path, name: str, workers: int) -> pa.Table:
         out_dir=str(tmp_path / name),
         raw_dir=str(tmp_path / "raw"),
         snapshot_date=date(2026, 11, 20),
-        refresh="offline",
+        refresh=RefreshPolicy.OFFLINE,
         workers=workers,
     )
     night = run_night(params)
