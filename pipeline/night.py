@@ -57,6 +57,7 @@ from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
 from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables, links_table
+from pipeline.snapshot.links_file import LinksFile
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
 from pipeline.workers import (
@@ -169,27 +170,28 @@ class Entities:
     """(repo type, repo ID as written) of valid Hub repo links."""
 
 
-def entities_of(links: pa.Table | Sequence[Link]) -> Entities:
+def entities_of(links: pa.Table | LinksFile | Sequence[Link]) -> Entities:
     """What the resolvers are to be asked about; invalid identifiers are never included.
-    Read from the links table's columns: only the distinct IDs become Python strings."""
-    table = _as_table(links).select(["kind", "entity_id", "id_valid"])
-    named = table.filter(pc.and_(table.column("id_valid"), pc.is_valid(table.column("entity_id"))))
-
-    def distinct(kinds: Sequence[str]) -> list[str]:
-        chosen = named.filter(pc.is_in(named.column("kind"), value_set=pa.array(kinds)))
-        return [str(v) for v in pc.unique(chosen.column("entity_id")).to_pylist()]
-
-    arxiv_ids = distinct(["arxiv", "arxiv_mention"])
-    hub_repos = [
-        (repo_type, entity_id)
-        for kind, repo_type in HUB_REPO_TYPES.items()
-        for entity_id in distinct([kind])
-    ]
+    Read from the links table's columns a batch at a time: only the distinct IDs become
+    Python strings."""
+    arxiv_ids: set[str] = set()
+    hub_repos: set[RepoRef] = set()
+    for batch in _as_table(links).to_batches():
+        named = batch.filter(
+            pc.and_(batch.column("id_valid"), pc.is_valid(batch.column("entity_id")))
+        )
+        kinds = named.column("kind").cast(pa.string()).to_pylist()
+        ids = named.column("entity_id").to_pylist()
+        for kind, entity_id in set(zip(kinds, ids, strict=True)):
+            if kind in ("arxiv", "arxiv_mention"):
+                arxiv_ids.add(entity_id)
+            elif kind in HUB_REPO_TYPES:
+                hub_repos.add((HUB_REPO_TYPES[kind], entity_id))
     return Entities(sorted(arxiv_ids), sorted(hub_repos))
 
 
-def _as_table(links: pa.Table | Sequence[Link]) -> pa.Table:
-    return links if isinstance(links, pa.Table) else links_table(links)
+def _as_table(links: pa.Table | LinksFile | Sequence[Link]) -> pa.Table | LinksFile:
+    return links if isinstance(links, pa.Table | LinksFile) else links_table(links)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class Plan:
         }
 
 
-def plan_night(params: RunParameters, links: pa.Table | Sequence[Link]) -> Plan:
+def plan_night(params: RunParameters, links: pa.Table | LinksFile | Sequence[Link]) -> Plan:
     """The entities of the links each resolver the run asks for gets, `limit` first ones."""
     links = _as_table(links)
     entities = entities_of(links)
@@ -281,8 +283,8 @@ class Night:
     """One night's outcome: the summary the report shows, and what was published."""
 
     summary: RunSummary
-    links: pa.Table = field(default_factory=lambda: links_table(()))
-    """Every link occurrence, as extracted (before title matches): the links table."""
+    links: LinksFile = field(default_factory=LinksFile)
+    """Every link occurrence, as extracted (before title matches): the links table, on disk."""
     tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
@@ -323,12 +325,9 @@ def run_night(
     phase("extract")
     with clock("extract"):
         named = discover_documents([Path(p) for p in params.documents])
-        tables: list[pa.Table] = []
         for document, links in executor.extract(named):
             summary.documents.append(document)
-            tables.append(links)
-        night.links = links_table(batch for table in tables for batch in table.to_batches())
-        del tables
+            night.links.append(links)
     summary.links = night.links.num_rows
     for document in summary.documents:
         if document.error:

@@ -44,6 +44,7 @@ from pipeline.records import (
     size_label,
 )
 from pipeline.resolve.titles import title_key
+from pipeline.snapshot.links_file import LinksFile
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
     TABLE_KEYS,
@@ -108,10 +109,10 @@ class NotAsked:
 class SnapshotInputs:
     """Everything a snapshot is built from: one run's links and resolver records."""
 
-    links: Sequence[Link] | pa.Table
+    links: Sequence[Link] | pa.Table | LinksFile
     """Every link occurrence, as extracted: `Link`s, or the links table extraction's
-    record batches make (`links_table`). `build_tables` applies the title matches (a
-    link that already leads to a paper keeps it)."""
+    record batches make (`links_table`, or on disk: `LinksFile`). `build_tables` applies
+    the title matches (a link that already leads to a paper keeps it)."""
     documents: Sequence[Document] = ()
     """The documents read; when given, every link must come from one of them."""
     papers: Mapping[str, PaperRecord] = field(default_factory=dict)
@@ -146,7 +147,11 @@ def build_tables(
     `inputs.not_asked` lists is taken from it, so a full rerun builds the same tables
     as the run it replaces. Raises `ValueError` naming the record for inconsistent inputs.
     """
-    given = inputs.links if isinstance(inputs.links, pa.Table) else links_table(inputs.links)
+    given = (
+        inputs.links
+        if isinstance(inputs.links, pa.Table | LinksFile)
+        else links_table(inputs.links)
+    )
     _check_inputs(inputs, given)
     base = _Baseline(_Previous.of(previous), _Previous.of(replaced), inputs.not_asked)
     table = with_title_matches(given, _title_matches(inputs.title_matches, base))
@@ -202,7 +207,7 @@ def _title_matches(found: Mapping[str, TitleMatch], base: _Baseline) -> dict[str
     return matches
 
 
-def _check_inputs(inputs: SnapshotInputs, links: pa.Table) -> None:
+def _check_inputs(inputs: SnapshotInputs, links: pa.Table | LinksFile) -> None:
     for arxiv_id, paper in inputs.papers.items():
         if paper.arxiv_id != arxiv_id:
             raise ValueError(f"papers[{arxiv_id!r}] holds the record of {paper.arxiv_id!r}")
@@ -219,14 +224,16 @@ def _check_inputs(inputs: SnapshotInputs, links: pa.Table) -> None:
         _check_status(repo.status, f"{ref[0]} {ref[1]}")
     for title, match in inputs.title_matches.items():
         _check_status(match.status, f"title match {title!r}")
-    if inputs.documents and links.num_rows:
-        names = pa.array(sorted({document.name for document in inputs.documents}), pa.string())
-        stray = pc.invert(pc.is_in(links.column("document"), value_set=names))
+    if not inputs.documents:
+        return
+    names = pa.array(sorted({document.name for document in inputs.documents}), pa.string())
+    for batch in links.to_batches():
+        stray = pc.invert(pc.is_in(batch.column("document"), value_set=names))
         if pc.any(stray).as_py():
-            link = links.select(["document", "line", "url"]).filter(stray).slice(0, 1).to_pylist()
+            link = batch.filter(stray).slice(0, 1).to_pylist()[0]
             raise ValueError(
-                f"link {link[0]['url']!r} (line {link[0]['line']}) comes from "
-                f"{link[0]['document']!r}, which is not among the documents read"
+                f"link {link['url']!r} (line {link['line']}) comes from "
+                f"{link['document']!r}, which is not among the documents read"
             )
 
 
@@ -1157,12 +1164,17 @@ def _sorted_by_key(table: pa.Table) -> bool:
     return True
 
 
-def with_title_matches(links: pa.Table, matches: Mapping[str, str]) -> pa.Table:
+def with_title_matches(
+    links: pa.Table | LinksFile, matches: Mapping[str, str]
+) -> pa.Table | LinksFile:
     """The links table with links whose text resolved to a paper by title (`matches`:
     link text -> arXiv ID) leading to that paper; links that already lead to one by ID
-    keep it. Only the two resolution columns are rebuilt, batch by batch."""
+    keep it. Only the two resolution columns are rebuilt, batch by batch (for links on
+    disk, as each batch is read)."""
     if not matches or links.num_rows == 0:
         return links
+    if isinstance(links, LinksFile):
+        return links.mapped(lambda batch: _title_matched(batch, matches))
     batches = [_title_matched(batch, matches) for batch in links.to_batches()]
     return pa.Table.from_batches(batches, schema=LINKS_SCHEMA)
 
@@ -1198,7 +1210,7 @@ class _EntityLinks:
     `Link`s one record batch at a time whenever iterated: the snapshot's lineage needs
     them, and the whole links table as Python objects would not fit in memory."""
 
-    def __init__(self, links: pa.Table) -> None:
+    def __init__(self, links: pa.Table | LinksFile) -> None:
         self.links = links
 
     def __iter__(self) -> Iterator[Link]:

@@ -153,10 +153,12 @@ def check_tables(tables: Mapping[str, pa.Table]) -> None:
                 f"got:\n{table.schema.to_string(show_schema_metadata=False)}\n"
                 f"declared:\n{schema.to_string(show_schema_metadata=False)}"
             )
+        nulls = _null_counts(table)
         for f in schema:
-            nulls = table.column(f.name).null_count
-            if not f.nullable and nulls:
-                raise SnapshotIntegrityError(f"table {name}: {nulls} nulls in column {f.name}")
+            if not f.nullable and nulls[f.name]:
+                raise SnapshotIntegrityError(
+                    f"table {name}: {nulls[f.name]} nulls in column {f.name}"
+                )
         if "status" in schema.names:
             bad = set(table.column("status").to_pylist()) - set(STATUSES)
             if bad:
@@ -164,7 +166,19 @@ def check_tables(tables: Mapping[str, pa.Table]) -> None:
         _check_keys(name, table)
 
 
+def _null_counts(table: pa.Table) -> dict[str, int]:
+    """Nulls per column, in one pass over the batches (a table may be read from disk)."""
+    counts = dict.fromkeys(table.schema.names, 0)
+    for batch in table.to_batches():
+        for column_name, column in zip(batch.schema.names, batch.columns, strict=True):
+            counts[column_name] += column.null_count
+    return counts
+
+
 def _check_keys(name: str, table: pa.Table) -> None:
+    if not isinstance(table, pa.Table):
+        _check_key_order(name, table)
+        return
     # Counted by Arrow, not as Python tuples: the links table has a row per link.
     keys = list(TABLE_KEYS[name])
     counts = table.select(keys).unify_dictionaries().group_by(keys).aggregate([([], "count_all")])
@@ -178,6 +192,21 @@ def _check_keys(name: str, table: pa.Table) -> None:
             f"{pc.sum(repeated.column('count_all')).as_py() - repeated.num_rows} duplicates,"
             f" first: {duplicates}"
         )
+
+
+def _check_key_order(name: str, table: Any) -> None:
+    """A table given as batches read from disk (the links of a large night: `LinksFile`)
+    is checked in one pass, a batch in memory at a time: its keys must be strictly
+    increasing, which makes them unique (such a table is written in key order)."""
+    keys = TABLE_KEYS[name]
+    last: tuple[Any, ...] | None = None
+    for batch in table.to_batches():
+        for key in zip(*(batch.column(k).to_pylist() for k in keys), strict=True):
+            if last is not None and not last < key:
+                raise SnapshotIntegrityError(
+                    f"table {name}: key {keys} not unique or not in order: {key} after {last}"
+                )
+            last = key
 
 
 _held_lock = threading.Lock()
@@ -384,7 +413,12 @@ def _append(manifest: pa.Table, row: Row) -> pa.Table:
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     with path.open("wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
+        if isinstance(table, pa.Table):
+            pq.write_table(table, handle, compression="zstd")
+        else:  # batches read from disk (`LinksFile`): written as they are read
+            with pq.ParquetWriter(handle, table.schema, compression="zstd") as writer:
+                for batch in table.to_batches():
+                    writer.write_batch(batch)
         handle.flush()
         os.fsync(handle.fileno())
 
