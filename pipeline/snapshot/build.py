@@ -11,10 +11,12 @@ key. No disk, no clock: `store.publish` writes the tables.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -346,9 +348,11 @@ class _Lineage:
     mentions: int = 0
 
     def add(self, occurrence: Occurrence) -> None:
-        self.documents.add(occurrence.document)
+        # Interned: the same names and headings recur across thousands of entities, and
+        # links are rebuilt from columns, so each occurrence brings its own copies.
+        self.documents.add(sys.intern(occurrence.document))
         if occurrence.heading_path:
-            self.headings.add(_HEADING_SEPARATOR.join(occurrence.heading_path))
+            self.headings.add(sys.intern(_HEADING_SEPARATOR.join(occurrence.heading_path)))
         self.mentions += 1
 
     def columns(self, previous: Row | None, snapshot_date: date) -> Row:
@@ -733,13 +737,15 @@ class _ItemIndex:
     @classmethod
     def of(cls, links: Iterable[Link]) -> _ItemIndex:
         index = cls()
-        papers: dict[tuple[str, str], set[str]] = defaultdict(set)
-        repos: dict[tuple[str, str], set[str]] = defaultdict(set)
+        papers: dict[tuple[str, bytes], set[str]] = defaultdict(set)
+        repos: dict[tuple[str, bytes], set[str]] = defaultdict(set)
         for link in links:
             occurrence = link.occurrence
             if not occurrence.annotation.strip():
                 continue
-            item = (occurrence.document, occurrence.annotation)
+            # The annotation by its digest: a list item's text can be 2,000 characters.
+            digest = hashlib.blake2b(occurrence.annotation.encode(), digest_size=16).digest()
+            item = (sys.intern(occurrence.document), digest)
             key = _paper_key(link)
             if key is not None:
                 papers[item].add(key[0])
@@ -814,7 +820,9 @@ def _paper_rows(
     models: list[Row],
     items: _ItemIndex,
     snapshot_date: date,
-) -> list[Row]:
+) -> Iterator[Row]:
+    """The papers' rows in key order, made one at a time (`_table` converts them in
+    batches): there is a row per paper the links name."""
     lineage: dict[str, _Lineage] = defaultdict(_Lineage)
     by_id: set[str] = set()
     by_title: dict[str, set[str]] = defaultdict(set)
@@ -840,7 +848,6 @@ def _paper_rows(
 
     not_asked = inputs.not_asked
     keys = set(lineage) | set(inputs.papers) | set(inputs.paper_pages)
-    rows = []
     for arxiv_id in sorted(keys):
         paper = inputs.papers.get(arxiv_id)
         page = inputs.paper_pages.get(arxiv_id)
@@ -874,14 +881,14 @@ def _paper_rows(
             row.update(_resolution(record, f"{what} {arxiv_id}", bad, lookup, why))
             last = base.last_known("papers", row_key, lookup, asked=asked)
             _carry_forward(row, last, lookup, asked=asked)
-        row.update(lineage[arxiv_id].columns(base.previous.row("papers", row_key), snapshot_date))
+        seen = lineage.pop(arxiv_id, None) or _Lineage()
+        row.update(seen.columns(base.previous.row("papers", row_key), snapshot_date))
         # Models of our own models table are fresher and complete: they win over the
         # paper page's list for the same repo.
         merged = {m["repo_id"]: m for m in row["hf_models"]}
         merged.update(citing.get(arxiv_id, {}))
         row["hf_models"] = [merged[repo_id] for repo_id in sorted(merged)]
-        rows.append(row)
-    return rows
+        yield row
 
 
 def _title_search_failure(texts: Iterable[str], matches: Mapping[str, TitleMatch]) -> str:
@@ -992,22 +999,27 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
     since = prev.snapshot_date
     for table, fields in _TRACKED.items():
         old = {_entity_of(table, r): r for r in prev.rows(table).values()}
-        new = {_entity_of(table, r): r for r in tables[table].to_pylist()}
-        for entity in sorted(old.keys() | new.keys()):
-            base = {
-                "entity_type": entity[0],
-                "entity_id": entity[1],
-                "previous_snapshot_date": since,
-            }
-            if entity not in old:
-                rows.append({**base, "change": "added"})
-            elif entity not in new:
-                rows.append({**base, "change": "removed"})
-            else:
+        found: list[tuple[tuple[str, str], list[Row]]] = []
+        seen: set[tuple[str, str]] = set()
+        # Tonight's rows a batch at a time: only the changes are kept as Python objects.
+        for batch in tables[table].to_batches(max_chunksize=4096):
+            for new in batch.to_pylist():
+                entity = _entity_of(table, new)
+                seen.add(entity)
+                base = {
+                    "entity_type": entity[0],
+                    "entity_id": entity[1],
+                    "previous_snapshot_date": since,
+                }
+                before_row = old.get(entity)
+                if before_row is None:
+                    found.append((entity, [{**base, "change": "added"}]))
+                    continue
+                changed = []
                 for name in fields:
-                    before, after = _as_text(old[entity][name]), _as_text(new[entity][name])
+                    before, after = _as_text(before_row[name]), _as_text(new[name])
                     if before != after:
-                        rows.append(
+                        changed.append(
                             {
                                 **base,
                                 "change": "changed",
@@ -1016,6 +1028,13 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
                                 "new_value": after,
                             }
                         )
+                if changed:
+                    found.append((entity, changed))
+        for entity in old.keys() - seen:
+            base = {"entity_type": entity[0], "entity_id": entity[1]}
+            found.append((entity, [{**base, "previous_snapshot_date": since, "change": "removed"}]))
+        for _, entity_rows in sorted(found, key=lambda item: item[0]):
+            rows.extend(entity_rows)
     return rows
 
 
@@ -1037,12 +1056,25 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _table(name: str, rows: list[Row]) -> pa.Table:
+def _table(name: str, rows: Iterable[Row]) -> pa.Table:
     """Rows as a table of the declared schema; columns a row lacks (nothing known) are
-    null, or empty for list columns that are never null."""
+    null, or empty for list columns that are never null. Converted `TABLE_BATCH_ROWS` at
+    a time, so that a generator's rows are never all held at once."""
     schema = TABLE_SCHEMAS[name]
     defaults = {f.name: _empty(f) for f in schema}
-    return pa.Table.from_pylist([{**defaults, **row} for row in rows], schema=schema)
+    batches = []
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append({**defaults, **row})
+        if len(chunk) == TABLE_BATCH_ROWS:
+            batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
+            chunk = []
+    if chunk or not batches:
+        batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+TABLE_BATCH_ROWS = 4096
 
 
 # ----- links
