@@ -153,3 +153,59 @@ def test_a_night_publishes_the_same_links_with_one_or_two_workers(tmp_path: Path
     two = _night_links(tmp_path, "two", 2)
     assert one.num_rows > 400
     assert one.to_pylist() == two.to_pylist()
+
+
+def test_a_prefect_flow_run_extracts_on_the_dask_cluster_through_the_dask_task_runner(
+    tmp_path: Path, cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipeline.flow import mllm_papers
+
+    direct = _night_links(tmp_path, "direct", 1)
+    monkeypatch.setenv(DASK_ADDRESS_ENV, cluster.scheduler_address)
+    scheduler = cluster.scheduler
+    assert scheduler is not None
+    before = set(scheduler.task_prefixes)
+    params = RunParameters(
+        documents=[str(SEEDS)],
+        out_dir=str(tmp_path / "flow"),
+        raw_dir=str(tmp_path / "raw"),
+        snapshot_date=date(2026, 11, 20),
+        refresh=RefreshPolicy.OFFLINE,
+    )
+    with prefect_test_harness(server_startup_timeout=180):
+        state = mllm_papers(params, return_state=True)
+
+    assert not state.is_failed(), state
+    assert pq.read_table(tmp_path / "flow" / "links").to_pylist() == direct.to_pylist()
+    # The documents ran on the cluster as Prefect task runs (a prefix of their own).
+    assert set(scheduler.task_prefixes) - before, list(scheduler.task_prefixes)
+
+
+def test_arxiv_politeness_is_the_same_with_any_number_of_workers(tmp_path: Path) -> None:
+    """Extraction leaves the process, resolution does not: one arXiv queue per run, its
+    requests `delay` apart, as many of them with 2 workers as with 1 (the double counts)."""
+    from itertools import pairwise
+
+    from pipeline.config import Settings
+    from pipeline.sandbox import Sandbox
+
+    delay = 0.2
+    requests: dict[int, int] = {}
+    for workers in (1, 2):
+        with Sandbox() as sandbox:
+            env = {**sandbox.env(), "PIPELINE_ARXIV_DELAY_SECONDS": str(delay)}
+            params = RunParameters(
+                documents=[str(SEEDS)],
+                out_dir=str(tmp_path / f"out-{workers}"),
+                raw_dir=str(tmp_path / f"raw-{workers}"),
+                snapshot_date=date(2026, 11, 20),
+                workers=workers,
+            )
+            night = run_night(params, settings=Settings.from_env(env))
+            log = sandbox.requests("arxiv")
+        assert night.summary.published, night.summary.status_reason
+        assert min(later.at - earlier.at for earlier, later in pairwise(log)) >= delay
+        requests[workers] = len(log)
+    assert requests[1] == requests[2] > 1
