@@ -737,26 +737,32 @@ class _ItemIndex:
     @classmethod
     def of(cls, links: Iterable[Link]) -> _ItemIndex:
         index = cls()
-        papers: dict[tuple[str, bytes], set[str]] = defaultdict(set)
+        # Two passes over the links, so that only the items naming a GitHub repo (few)
+        # are held, not every item naming a paper.
         repos: dict[tuple[str, bytes], set[str]] = defaultdict(set)
         for link in links:
-            occurrence = link.occurrence
-            if not occurrence.annotation.strip():
-                continue
-            # The annotation by its digest: a list item's text can be 2,000 characters.
-            digest = hashlib.blake2b(occurrence.annotation.encode(), digest_size=16).digest()
-            item = (sys.intern(occurrence.document), digest)
-            key = _paper_key(link)
-            if key is not None:
-                papers[item].add(key[0])
-            if (repo := _github_repo_of(link)) is not None:
+            if (repo := _github_repo_of(link)) is not None and (item := _item_of(link)):
                 repos[item].add(repo)
-        for item, item_repos in repos.items():
-            for repo in item_repos:
-                index.papers_of_repo[repo] |= papers.get(item, set())
-                for paper in papers.get(item, ()):
-                    index.repos_of_paper[paper].add(repo)
+        if not repos:
+            return index
+        for link in links:
+            key = _paper_key(link)
+            if key is None or (item := _item_of(link)) is None:
+                continue
+            for repo in repos.get(item, ()):
+                index.papers_of_repo[repo].add(key[0])
+                index.repos_of_paper[key[0]].add(repo)
         return index
+
+
+def _item_of(link: Link) -> tuple[str, bytes] | None:
+    """The list item (table row, paragraph) a link stands in, by its document and the
+    digest of its annotation (a list item's text can be 2,000 characters)."""
+    occurrence = link.occurrence
+    if not occurrence.annotation.strip():
+        return None
+    digest = hashlib.blake2b(occurrence.annotation.encode(), digest_size=16).digest()
+    return sys.intern(occurrence.document), digest
 
 
 def _paper_key(link: Link) -> tuple[str, ResolvedBy] | None:
