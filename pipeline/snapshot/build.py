@@ -737,22 +737,26 @@ class _ItemIndex:
     @classmethod
     def of(cls, links: Iterable[Link]) -> _ItemIndex:
         index = cls()
-        # Two passes over the links, so that only the items naming a GitHub repo (few)
-        # are held, not every item naming a paper.
+        # A list item lies in one document, and links come in document order: one
+        # document's items at a time.
+        for _, in_document in itertools.groupby(links, key=lambda link: link.occurrence.document):
+            index._add(list(in_document))
+        return index
+
+    def _add(self, links: list[Link]) -> None:
         repos: dict[tuple[str, bytes], set[str]] = defaultdict(set)
         for link in links:
             if (repo := _github_repo_of(link)) is not None and (item := _item_of(link)):
                 repos[item].add(repo)
         if not repos:
-            return index
+            return
         for link in links:
             key = _paper_key(link)
             if key is None or (item := _item_of(link)) is None:
                 continue
             for repo in repos.get(item, ()):
-                index.papers_of_repo[repo].add(key[0])
-                index.repos_of_paper[key[0]].add(repo)
-        return index
+                self.papers_of_repo[repo].add(key[0])
+                self.repos_of_paper[key[0]].add(repo)
 
 
 def _item_of(link: Link) -> tuple[str, bytes] | None:
@@ -762,7 +766,7 @@ def _item_of(link: Link) -> tuple[str, bytes] | None:
     if not occurrence.annotation.strip():
         return None
     digest = hashlib.blake2b(occurrence.annotation.encode(), digest_size=16).digest()
-    return sys.intern(occurrence.document), digest
+    return occurrence.document, digest
 
 
 def _paper_key(link: Link) -> tuple[str, ResolvedBy] | None:
