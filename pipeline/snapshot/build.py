@@ -339,20 +339,29 @@ def _empty(f: pa.Field) -> Any:
     return [] if pa.types.is_list(f.type) and not f.nullable else None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Lineage:
-    """Where an entity is mentioned."""
+    """Where an entity is mentioned.
 
-    documents: set[str] = field(default_factory=set)
-    headings: set[str] = field(default_factory=set)
+    Lists, not sets, deduplicated as they grow against the last value and in full when
+    the row is made: links come in document order, so repeats are mostly consecutive,
+    and a list costs 8 bytes a name where a set costs several times that; the snapshot
+    holds one of these per paper and repo."""
+
+    documents: list[str] = field(default_factory=list)
+    headings: list[str] = field(default_factory=list)
     mentions: int = 0
 
     def add(self, occurrence: Occurrence) -> None:
         # Interned: the same names and headings recur across thousands of entities, and
         # links are rebuilt from columns, so each occurrence brings its own copies.
-        self.documents.add(sys.intern(occurrence.document))
+        document = occurrence.document
+        if not self.documents or self.documents[-1] != document:
+            self.documents.append(sys.intern(document))
         if occurrence.heading_path:
-            self.headings.add(sys.intern(_HEADING_SEPARATOR.join(occurrence.heading_path)))
+            heading = _HEADING_SEPARATOR.join(occurrence.heading_path)
+            if not self.headings or self.headings[-1] != heading:
+                self.headings.append(sys.intern(heading))
         self.mentions += 1
 
     def columns(self, previous: Row | None, snapshot_date: date) -> Row:
@@ -360,9 +369,9 @@ class _Lineage:
         if previous is not None and previous.get("first_seen") is not None:
             first_seen = min(previous["first_seen"], snapshot_date)
         return {
-            "documents": sorted(self.documents),
+            "documents": sorted(set(self.documents)),
             "mention_count": self.mentions,
-            "headings": sorted(self.headings),
+            "headings": sorted(set(self.headings)),
             "first_seen": first_seen,
             "last_seen": snapshot_date,
         }
