@@ -794,8 +794,9 @@ def _extraction_section(
         one, many = _worker_times(w)
         lines += [
             f"Throughput: extraction alone (the night's executor, tables dropped) of"
-            f" {w.documents} documents, {w.bytes / MB:.1f} MB, with 1 and {w.workers} process"
-            f" workers taking turns, {len(one)} passes each; each pass starts its own pool.",
+            f" {w.documents} documents, {w.bytes / MB:.1f} MB: 1 (`--workers 1`, the run's own"
+            f" process) and {w.workers} process workers taking turns, {len(one)} passes each;"
+            " each pass starts its own pool.",
             "",
         ]
         lines += _table(
