@@ -105,6 +105,12 @@ class Plan:
     """One first night against faults per seed (real delays and window: minutes each)."""
     corpus: CorpusSpec
     extraction_modes: tuple[str, ...]
+    large_corpus: CorpusSpec | None
+    """Every link kept through publishing at this size too (`published` mode)."""
+    workers_corpus: CorpusSpec
+    """Extraction with 1 and `extraction_workers` processes, taking turns (`workers` mode)."""
+    extraction_workers: int
+    worker_repeats: int
     scale_latency_seconds: float
     scale_delay_seconds: float
     scale_points: tuple[ScalePoint, ...]
@@ -138,6 +144,10 @@ FULL = Plan(
     fault_seeds=(7, 8),
     corpus=CorpusSpec(documents=1000, total_bytes=100 * MB),
     extraction_modes=EXTRACTION_MODES,
+    large_corpus=CorpusSpec(documents=1000, total_bytes=1024 * MB),
+    workers_corpus=CorpusSpec(documents=250, total_bytes=25 * MB),
+    extraction_workers=2,
+    worker_repeats=3,
     scale_latency_seconds=0.02,
     scale_delay_seconds=0.05,
     scale_points=_scale_points(10_000, 20_000, (5_000, 10_000, 20_000)),
@@ -152,6 +162,10 @@ QUICK = Plan(
     fault_seeds=(7,),
     corpus=CorpusSpec(documents=40, total_bytes=4 * MB),
     extraction_modes=EXTRACTION_MODES,
+    large_corpus=None,
+    workers_corpus=CorpusSpec(documents=20, total_bytes=2 * MB),
+    extraction_workers=2,
+    worker_repeats=2,
     scale_latency_seconds=0.01,
     scale_delay_seconds=0.02,
     scale_points=_scale_points(1_000, 2_000, (1_000, 2_000)),
@@ -260,10 +274,47 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
         _say(f"extraction: corpus of {spec.documents} documents, {spec.total_bytes / MB:.0f} MB")
         corpus = write_corpus(spec, work)
         results.corpus = CorpusSummary(spec.documents, corpus.total_bytes, spec.seed, corpus.sha256)
+        passes: list[tuple[str, ExtractionConfig]] = []
         for mode in plan.extraction_modes:
-            _say(f"extraction: {mode}")
-            extraction_config = ExtractionConfig(corpus_dir=str(corpus.directory), mode=mode)
-            results.extraction[mode] = load_dataclass(
+            config_of = ExtractionConfig(corpus_dir=str(corpus.directory), mode=mode)
+            if mode == "published":
+                # In the run's own process (the default) and on a pool of workers.
+                passes.append((mode, config_of))
+                workers = replace(config_of, workers=plan.extraction_workers)
+                passes.append((f"{mode}-workers", workers))
+            elif mode == "workers":
+                small = write_corpus(plan.workers_corpus, work)
+                results.workers_corpus = CorpusSummary(
+                    plan.workers_corpus.documents, small.total_bytes, small.spec.seed, small.sha256
+                )
+                config_of = replace(
+                    config_of,
+                    corpus_dir=str(small.directory),
+                    workers=plan.extraction_workers,
+                    repeats=plan.worker_repeats,
+                )
+                passes.append((mode, config_of))
+            else:
+                passes.append((mode, config_of))
+        if plan.large_corpus is not None and "published" in plan.extraction_modes:
+            _say(f"extraction: corpus of {plan.large_corpus.total_bytes / MB:.0f} MB (minutes)")
+            large = write_corpus(plan.large_corpus, work)
+            results.large_corpus = CorpusSummary(
+                plan.large_corpus.documents, large.total_bytes, large.spec.seed, large.sha256
+            )
+            passes.append(
+                (
+                    "published-large",
+                    ExtractionConfig(
+                        corpus_dir=str(large.directory),
+                        mode="published",
+                        workers=plan.extraction_workers,
+                    ),
+                )
+            )
+        for name, extraction_config in passes:
+            _say(f"extraction: {name}")
+            results.extraction[name] = load_dataclass(
                 ExtractionResult, runner.section("extraction", extraction_config)
             )
     if "scale" in sections:

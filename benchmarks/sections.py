@@ -559,12 +559,17 @@ def _published_statuses(out: Path, table: str, column: str) -> dict[str, int]:
 
 # -- extraction: our links stage vs the bare parser ----------------------------------------
 
-EXTRACTION_MODES = ("timing", "links", "links-kept")
+EXTRACTION_MODES = ("timing", "links", "published", "workers")
 """- timing: every step of `TIMED_STEPS` on each document in turn, in one process;
 - links: the links stage alone (`extract_document_links`), links counted and dropped:
   its peak memory is the stage's working set;
-- links-kept: the same, every link kept, as the night holds them for the snapshot; then
-  the links table built from them (`links.links_table`), as the snapshot does."""
+- published: every link kept through publishing, as the night does it: the documents
+  extracted by the night's executor (`workers` processes), each one's record batches
+  appended to the night's `LinksFile`; the resolvers' entity lists planned from it
+  (`plan_night`); every table built (`build_tables`, no resolver answers: every entity
+  a row, unresolved) and published (`store.publish`);
+- workers: extraction alone by the night's executor with 1 and with `workers` processes,
+  taking turns `repeats` times (each pass starts its own pool), tables dropped."""
 
 TIMED_STEPS = ("parse", "stock-parse", "extract", "links")
 """- parse: markdown-it-py configured as `pipeline.links._markdown` does, bare `parse`;
@@ -581,6 +586,8 @@ moved a ratio by 10 %."""
 class ExtractionConfig:
     corpus_dir: str
     mode: str
+    workers: int = 1
+    repeats: int = 1
 
 
 @dataclass
@@ -606,9 +613,16 @@ class ExtractionResult:
     steps: dict[str, StepTiming] = field(default_factory=dict)
     """timing: each step's total over the corpus."""
     table_seconds: float | None = None
-    """links-kept: building the links table from the kept links."""
+    """published: planning, building every table and publishing them."""
     table_peak_rss_mb: float | None = None
-    """links-kept: peak RSS once the links table is built."""
+    """published: peak RSS once the snapshot is published."""
+    workers: int = 1
+    workers_peak_rss_mb: float | None = None
+    """published with workers > 1: the largest peak RSS of one worker process (sampled)."""
+    rows: dict[str, int] = field(default_factory=dict)
+    """published: rows of each published table."""
+    worker_seconds: dict[str, list[float]] = field(default_factory=dict)
+    """workers: the wall time of each pass, by number of workers (`"1"`, `"2"`)."""
 
 
 def extraction(config: ExtractionConfig) -> ExtractionResult:
@@ -617,11 +631,15 @@ def extraction(config: ExtractionConfig) -> ExtractionResult:
     paths = sorted(Path(config.corpus_dir).glob("*.md"))
     if not paths:
         raise FileNotFoundError(f"no documents in {config.corpus_dir}")
+    if config.mode == "published":
+        return _published(config, paths)
+    if config.mode == "workers":
+        return _workers(config, paths)
     steps = {name: _step(name) for name in TIMED_STEPS}
     if config.mode != "timing":
         steps = {"links": steps["links"]}
     timings = {name: StepTiming(0.0, 0.0, 0) for name in steps}
-    kept: list[Any] | None = [] if config.mode == "links-kept" else None
+    kept: list[Any] | None = None
     names = list(steps)
     before = peak_rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -647,15 +665,131 @@ def extraction(config: ExtractionConfig) -> ExtractionResult:
         peak_rss_mb=peak_rss_mb(),
         steps=timings if config.mode == "timing" else {},
     )
-    if kept:
-        from pipeline.snapshot.build import links_table
-
-        started = time.perf_counter()
-        table = links_table(kept)
-        result.table_seconds = time.perf_counter() - started
-        result.table_peak_rss_mb = peak_rss_mb()
-        del table
     return result
+
+
+def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
+    """Every link kept through publishing, as the night does it (`EXTRACTION_MODES`)."""
+    import tempfile
+    from datetime import UTC, date, datetime
+
+    from pipeline.links.documents import discover_documents
+    from pipeline.night import ThreadExecutor, plan_night
+    from pipeline.parameters import RunParameters
+    from pipeline.snapshot.build import SnapshotInputs, build_tables
+    from pipeline.snapshot.links_file import LinksFile
+    from pipeline.snapshot.store import ManifestEntry, publish
+
+    before = peak_rss_mb()
+    wall, cpu = time.perf_counter(), time.process_time()
+    named = discover_documents([Path(config.corpus_dir)])
+    links, documents = LinksFile(), []
+    with _WorkerMemory() as workers_memory, ThreadExecutor(workers=config.workers) as executor:
+        for document, table in executor.extract(named):
+            if document.error:
+                raise RuntimeError(f"{document.name}: {document.error}")
+            documents.append(document)
+            links.append(table)
+    seconds = time.perf_counter() - wall
+    extracted_peak = peak_rss_mb()
+    started = time.perf_counter()
+    day = date(2026, 1, 1)
+    plan_night(RunParameters(documents=[config.corpus_dir]), links)
+    tables = build_tables(SnapshotInputs(links=links, documents=documents), snapshot_date=day)
+    with tempfile.TemporaryDirectory(prefix="bench-published-") as out:
+        now = datetime.now(UTC)
+        published = publish(
+            Path(out),
+            tables,
+            ManifestEntry(
+                run_id="benchmark",
+                flow_run_id=None,
+                snapshot_date=day,
+                started_at=now,
+                finished_at=now,
+                status="partial",
+                status_reason="no resolver asked",
+                documents=documents,
+                api_stats=[],
+            ),
+        )
+    return ExtractionResult(
+        mode=config.mode,
+        documents=len(documents),
+        bytes=sum(d.size_bytes or 0 for d in documents),
+        links=links.num_rows,
+        seconds=seconds,
+        cpu_seconds=time.process_time() - cpu,
+        rss_before_mb=before,
+        peak_rss_mb=extracted_peak,
+        table_seconds=time.perf_counter() - started,
+        table_peak_rss_mb=peak_rss_mb(),
+        workers=config.workers,
+        workers_peak_rss_mb=workers_memory.peak_mb if config.workers > 1 else None,
+        rows=dict(published.rows),
+    )
+
+
+def _workers(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
+    """Extraction alone with 1 and `config.workers` processes, taking turns."""
+    from pipeline.links.documents import discover_documents
+    from pipeline.night import ThreadExecutor
+
+    named = discover_documents([Path(config.corpus_dir)])
+    before = peak_rss_mb()
+    cpu = time.process_time()
+    times: dict[str, list[float]] = {"1": [], str(config.workers): []}
+    links = 0
+    for _ in range(config.repeats):
+        for workers in (1, config.workers):
+            started = time.perf_counter()
+            links = 0
+            with ThreadExecutor(workers=workers) as executor:
+                for _document, table in executor.extract(named):
+                    links += table.num_rows
+            times[str(workers)].append(time.perf_counter() - started)
+    return ExtractionResult(
+        mode=config.mode,
+        documents=len(named),
+        bytes=sum(path.stat().st_size for path in paths),
+        links=links,
+        seconds=sum(sum(t) for t in times.values()),
+        cpu_seconds=time.process_time() - cpu,
+        rss_before_mb=before,
+        peak_rss_mb=peak_rss_mb(),
+        workers=config.workers,
+        worker_seconds=times,
+    )
+
+
+class _WorkerMemory:
+    """The largest RSS any child process (the extraction pool's workers) reaches, sampled
+    every 0.2 s: their peaks are not this process's, nor its `RUSAGE_CHILDREN` (the
+    forkserver, not this process, is their parent)."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            for child in me.children(recursive=True):
+                try:
+                    self.peak_mb = max(self.peak_mb, child.memory_info().rss / 1024**2)
+                except psutil.Error:
+                    continue  # it ended meanwhile
+
+    def __enter__(self) -> _WorkerMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 _Step = Callable[[Path, "list[Any] | None"], int]

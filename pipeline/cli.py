@@ -92,26 +92,43 @@ def _output_location(value: str, what: str) -> str:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.atomic import write_atomically
-    from pipeline.links.documents import extract_links
-    from pipeline.snapshot.build import links_table
+    from pipeline.links.documents import discover_documents
+    from pipeline.night import ThreadExecutor
+    from pipeline.snapshot.schemas import LINKS_SCHEMA
 
     out = _output_file(args.output)
+    if args.workers < 1:
+        raise UsageError(f"--workers: at least 1, not {args.workers}")
     try:
-        extraction = extract_links(args.paths)
+        named = discover_documents(args.paths)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    for doc in extraction.errors:
-        print(f"error: {printable(doc.name)}: {printable(doc.error or '')}", file=sys.stderr)
-    sink = pa.BufferOutputStream()
-    pq.write_table(links_table(extraction.links), sink)
-    write_atomically(out, sink.getvalue().to_pybytes())
-    read = len(extraction.documents) - len(extraction.errors)
-    print(f"{len(extraction.links)} links from {read} documents -> {printable(str(out))}")
-    return EXIT_FAILED if extraction.errors else EXIT_OK
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    links = read = failed = 0
+    # Each document's batches are written as they come, in document order: the links
+    # table is never whole in memory.
+    with (
+        ThreadExecutor(workers=args.workers) as executor,
+        pq.ParquetWriter(tmp, LINKS_SCHEMA, compression="zstd") as writer,
+    ):
+        for document, table in executor.extract(named):
+            if document.error:
+                failed += 1
+                print(
+                    f"error: {printable(document.name)}: {printable(document.error)}",
+                    file=sys.stderr,
+                )
+                continue
+            read += 1
+            links += table.num_rows
+            if table.num_rows:
+                writer.write_table(table)
+    tmp.replace(out)
+    print(f"{links} links from {read} documents -> {printable(str(out))}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _run_parameters(args: argparse.Namespace) -> RunParameters:
@@ -140,6 +157,7 @@ def _run_parameters(args: argparse.Namespace) -> RunParameters:
             sandbox_faults=args.faults or "",
             dry_run=args.dry_run,
             sandbox=args.sandbox,
+            workers=args.workers,
         )
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
@@ -373,6 +391,16 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+WORKERS_ARGS = ("--workers",)
+WORKERS_OPTIONS = {
+    "type": int,
+    "default": 1,
+    "metavar": "N",
+    "help": "extract the documents on N processes (default 1: in this process); with "
+    "PIPELINE_DASK_ADDRESS set, on that Dask cluster",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline",
@@ -435,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.parquet",
         help="where to write the links table",
     )
+    extract.add_argument(*WORKERS_ARGS, **WORKERS_OPTIONS)  # type: ignore[arg-type]
     extract.set_defaults(func=_cmd_extract)
 
     run = commands.add_parser(
@@ -492,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run as a Prefect flow run (also when PREFECT_API_URL is set); without a server "
         "configured, a temporary one is started for the run",
     )
+    run.add_argument(*WORKERS_ARGS, **WORKERS_OPTIONS)  # type: ignore[arg-type]
     run.set_defaults(func=_cmd_run)
 
     status = commands.add_parser(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -36,12 +36,17 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from pipeline.links.documents import Link, extract_document_links
 from pipeline.night import TASK_THREADS, StageProgress, run_night
 from pipeline.parameters import Resolver, RunParameters
-from pipeline.records import Document
 from pipeline.report import UNRESOLVED_ROWS_MAX, RunSummary, markdown_report, short_summary
 from pipeline.resolve.common import ProgressCallback
+from pipeline.workers import (
+    IN_FLIGHT_PER_WORKER,
+    DocumentLinks,
+    dask_address,
+    extract_document_table,
+    in_order,
+)
 
 T = TypeVar("T")
 
@@ -61,8 +66,8 @@ def _transient(task: Any, task_run: Any, state: State[Any]) -> bool:
 
 
 @task(name="extract-document", cache_policy=NO_CACHE)
-def extract_document_task(name: str, path: str) -> tuple[Document, list[Link]]:
-    return extract_document_links(name, Path(path))
+def extract_document_task(name: str, path: str) -> DocumentLinks:
+    return extract_document_table(name, path)
 
 
 @task(
@@ -78,16 +83,55 @@ def resolve_task(call: Callable[[ProgressCallback], Any], progress: ProgressCall
 
 
 class PrefectExecutor:
-    """Documents and resolver stages as Prefect tasks of the current flow run."""
+    """Documents and resolver stages as Prefect tasks of the current flow run.
 
-    def __init__(self) -> None:
+    Resolver stages run on the flow's thread pool, in the flow's process, where their
+    politeness is enforced. Documents do too, unless the run asks for more than one
+    worker or `PIPELINE_DASK_ADDRESS` names a cluster: then they go to prefect-dask's
+    `DaskTaskRunner`, on that cluster or on a local one of `workers` processes. Prefect's
+    tag concurrency limits are not enforced there, and nothing relies on them."""
+
+    def __init__(self, workers: int = 1) -> None:
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
+        self.workers = workers
 
-    def extract(self, documents: Sequence[tuple[str, Path]]) -> list[tuple[Document, list[Link]]]:
-        futures = extract_document_task.map(
-            [name for name, _ in documents], [str(path) for _, path in documents]
+    def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
+        address = dask_address()
+        if address is None and self.workers == 1:
+            return in_order(
+                lambda item: extract_document_task.submit(item[0], str(item[1])),
+                documents,
+                IN_FLIGHT_PER_WORKER * TASK_THREADS,
+            )
+        return self._extract_on_dask(documents, address)
+
+    def _extract_on_dask(
+        self, documents: Sequence[tuple[str, Path]], address: str | None
+    ) -> Iterator[DocumentLinks]:
+        from prefect_dask.task_runners import DaskTaskRunner
+
+        runner = (
+            DaskTaskRunner(address=address)
+            if address
+            else DaskTaskRunner(
+                cluster_kwargs={
+                    "n_workers": self.workers,
+                    "processes": True,
+                    "threads_per_worker": 1,
+                    "dashboard_address": None,
+                }
+            )
         )
-        return [future.result() for future in futures]
+        with runner:
+            threads = runner.client.nthreads()  # type: ignore[no-untyped-call]
+            in_flight = IN_FLIGHT_PER_WORKER * max(1, sum(threads.values()))
+            yield from in_order(
+                lambda item: runner.submit(
+                    extract_document_task, parameters={"name": item[0], "path": str(item[1])}
+                ),
+                documents,
+                in_flight,
+            )
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> PrefectFuture[T]:
         named = resolve_task.with_options(name=f"resolve-{stage.replace('_', '-')}")
@@ -123,7 +167,7 @@ def mllm_papers(params: RunParameters = RunParameters()) -> State[Any]:  # noqa:
     entities could not be resolved) or a Failed one; the summary is its result."""
     context = FlowRunContext.get()
     flow_run_id = str(context.flow_run.id) if context and context.flow_run else None
-    night = run_night(params, PrefectExecutor(), flow_run_id=flow_run_id)
+    night = run_night(params, PrefectExecutor(params.workers), flow_run_id=flow_run_id)
     summary = night.summary
     _publish_report(summary)
     message = short_summary(summary)

@@ -29,13 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import Settings
-from pipeline.links.documents import (
-    Link,
-    extract_document_links,
-    printable,
-)
+from pipeline.links.documents import Link, printable
 from pipeline.links.identify import HUB_REPO_TYPES
 from pipeline.objectstore import location
 from pipeline.parameters import ALL_RESOLVERS, Resolver, RunParameters
@@ -65,12 +62,20 @@ from pipeline.resolve.github_repos import GithubRepoResolver
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
-from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables
+from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables, links_table
+from pipeline.snapshot.links_file import LinksFile
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
 from pipeline.sources.fetch import FetchedDocument, SourcesResult, fetch_documents
 from pipeline.sources.spec import GithubSource
 from pipeline.sources.stage import backfill_facts, document_sources, inputs_of, materialise
+from pipeline.workers import (
+    DocumentLinks,
+    dask_address,
+    extract_document_table,
+    extract_on_dask,
+    extract_on_processes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +104,8 @@ class Executor(Protocol):
 
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
 
-    def extract(self, documents: Sequence[tuple[str, Path]]) -> list[tuple[Document, list[Link]]]:
-        """Each document's record and links, in the order given."""
+    def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
+        """Each document's record and links table, in the order given."""
         ...
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Handle[T]:
@@ -135,14 +140,21 @@ class StageProgress:
 
 
 class ThreadExecutor:
-    """Plain Python: documents on a small thread pool, each resolver stage on a thread."""
+    """Plain Python: each resolver stage on a thread; documents on a small thread pool,
+    or on `workers` processes, or on the Dask cluster `PIPELINE_DASK_ADDRESS` names."""
 
-    def __init__(self, log: logging.Logger | None = None) -> None:
+    def __init__(self, log: logging.Logger | None = None, *, workers: int = 1) -> None:
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = log or logger
+        self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=TASK_THREADS, thread_name_prefix="night")
 
-    def extract(self, documents: Sequence[tuple[str, Path]]) -> list[tuple[Document, list[Link]]]:
-        return list(self._pool.map(lambda item: extract_document_links(*item), documents))
+    def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
+        address = dask_address()
+        if address is not None:
+            return extract_on_dask(documents, address)
+        if self.workers > 1:
+            return extract_on_processes(documents, self.workers)
+        return self._pool.map(lambda item: extract_document_table(item[0], str(item[1])), documents)
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Future[T]:
         return self._pool.submit(call, StageProgress(stage, self.log))
@@ -169,22 +181,31 @@ class Entities:
     """`owner/name` of valid GitHub repository links."""
 
 
-def entities_of(links: Iterable[Link]) -> Entities:
-    """What the resolvers are to be asked about; invalid identifiers are never included."""
+def entities_of(links: pa.Table | LinksFile | Sequence[Link]) -> Entities:
+    """What the resolvers are to be asked about; invalid identifiers are never included.
+    Read from the links table's columns a batch at a time: only the distinct IDs become
+    Python strings."""
     arxiv_ids: set[str] = set()
     hub_repos: set[RepoRef] = set()
     github_repos: set[str] = set()
-    for link in links:
-        ident = link.identity
-        if not ident.valid or ident.entity_id is None:
-            continue
-        if ident.kind in ("arxiv", "arxiv_mention"):
-            arxiv_ids.add(ident.entity_id)
-        elif ident.kind in HUB_REPO_TYPES:
-            hub_repos.add((HUB_REPO_TYPES[ident.kind], ident.entity_id))
-        elif ident.kind == "github_repo":
-            github_repos.add(ident.entity_id)
+    for batch in _as_table(links).to_batches():
+        named = batch.filter(
+            pc.and_(batch.column("id_valid"), pc.is_valid(batch.column("entity_id")))
+        )
+        kinds = named.column("kind").cast(pa.string()).to_pylist()
+        ids = named.column("entity_id").to_pylist()
+        for kind, entity_id in set(zip(kinds, ids, strict=True)):
+            if kind in ("arxiv", "arxiv_mention"):
+                arxiv_ids.add(entity_id)
+            elif kind in HUB_REPO_TYPES:
+                hub_repos.add((HUB_REPO_TYPES[kind], entity_id))
+            elif kind == "github_repo":
+                github_repos.add(entity_id)
     return Entities(sorted(arxiv_ids), sorted(hub_repos), sorted(github_repos))
+
+
+def _as_table(links: pa.Table | LinksFile | Sequence[Link]) -> pa.Table | LinksFile:
+    return links if isinstance(links, pa.Table | LinksFile) else links_table(links)
 
 
 @dataclass(frozen=True)
@@ -212,8 +233,9 @@ class Plan:
         }
 
 
-def plan_night(params: RunParameters, links: Sequence[Link]) -> Plan:
+def plan_night(params: RunParameters, links: pa.Table | LinksFile | Sequence[Link]) -> Plan:
     """The entities of the links each resolver the run asks for gets, `limit` first ones."""
+    links = _as_table(links)
     entities = entities_of(links)
     wanted = set(params.resolvers)
 
@@ -280,7 +302,8 @@ class Night:
     """One night's outcome: the summary the report shows, and what was published."""
 
     summary: RunSummary
-    links: list[Link] = field(default_factory=list)
+    links: LinksFile = field(default_factory=LinksFile)
+    """Every link occurrence, as extracted (before title matches): the links table, on disk."""
     tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
@@ -301,7 +324,7 @@ def run_night(
     failure is recorded in the manifest as a failed run, then raised. `settings` replaces
     the endpoints `params` would choose (tests point it at their own double)."""
     if executor is None:
-        with ThreadExecutor() as threads:
+        with ThreadExecutor(workers=params.workers) as threads:
             return run_night(
                 params, threads, settings=settings, flow_run_id=flow_run_id, phase=phase
             )
@@ -324,18 +347,20 @@ def run_night(
         phase("sources")
         with clock("sources"):
             sources = _fetch_sources(params, settings, inputs.remote, log)
+    extracted: list[Document] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-sources-") as scratch:
         fetched, not_fetched = materialise(sources.documents, Path(scratch))
         named = sorted(inputs.local + fetched)
         phase("extract")
         with clock("extract"):
-            extracted = executor.extract(named)
+            # Each document's links go to disk as they come (night.links): the corpus's
+            # links are never held in memory at once.
+            for document, links in executor.extract(named):
+                extracted.append(document)
+                night.links.append(links)
         origins = document_sources(named, sources.documents)
-    summary.documents = sorted(
-        [document for document, _ in extracted] + not_fetched, key=lambda d: d.name
-    )
-    night.links = [link for _, doc_links in extracted for link in doc_links]
-    summary.links = len(night.links)
+    summary.documents = sorted(extracted + not_fetched, key=lambda d: d.name)
+    summary.links = night.links.num_rows
     for document in summary.documents:
         if document.error:
             log.error("document %s: %s", printable(document.name), printable(document.error))
@@ -344,7 +369,7 @@ def run_night(
     log.info(
         "%d documents, %d links; asking: %s",
         len(named),
-        len(night.links),
+        summary.links,
         ", ".join(f"{k} {v}" for k, v in summary.entities_asked.items()) or "nothing",
     )
     if params.dry_run:
@@ -354,7 +379,7 @@ def run_night(
     out_dir = location(params.resolved_out_dir)  # a local Path, or an object-store URL
     with snapshot_lock(out_dir, summary.run_id):
         try:
-            if not night.links:
+            if not summary.links:
                 raise NothingToPublish(
                     f"no links in {len(summary.documents)} documents"
                     f" ({sum(1 for d in summary.documents if d.error)} unreadable):"

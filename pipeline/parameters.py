@@ -119,6 +119,18 @@ class RunParameters(BaseModel):
             "send no request and write nothing."
         ),
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description=(
+            "Processes extracting the documents (CPU-bound): 1 extracts them in the run's "
+            "own process; N starts a local pool of N processes (under Prefect, a local Dask "
+            "cluster of N process workers). With PIPELINE_DASK_ADDRESS set, the documents go "
+            "to that Dask cluster instead. Resolution stays in the run's process whatever "
+            "the number: one arXiv queue, 3 s between requests."
+        ),
+    )
     sandbox: bool = Field(
         default=False,
         description=(

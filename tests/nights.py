@@ -23,7 +23,6 @@ import pyarrow as pa
 
 from pipeline import night as pipeline_night
 from pipeline.config import RefreshPolicy, Settings
-from pipeline.links.documents import Link
 from pipeline.links.identify import HUB_REPO_TYPES
 from pipeline.parameters import RunParameters
 from pipeline.records import (
@@ -128,7 +127,8 @@ class Night:
     """What one run did: its tables as published, and what the report says."""
 
     run_id: str
-    links: list[Link]
+    links: list[dict[str, Any]]
+    """The night's links table as extracted (before title matches), as rows."""
     documents: list[Document]
     tables: dict[str, pa.Table]
     status: str
@@ -181,7 +181,7 @@ def as_night(night: pipeline_night.Night) -> Night:
     summary = night.summary
     return Night(
         run_id=summary.run_id,
-        links=night.links,
+        links=night.links.to_pylist(),
         documents=summary.documents,
         tables=night.tables,
         status=summary.status,
@@ -238,9 +238,7 @@ def assert_every_link_and_entity_has_a_row(night: Night) -> None:
             strict=True,
         )
     )
-    extracted = {
-        (k.occurrence.document, k.occurrence.position, k.occurrence.url) for k in night.links
-    }
+    extracted = {(k["document"], k["position"], k["url"]) for k in night.links}
     assert published == extracted
     papers = night.rows("papers")
     hub_names: dict[tuple[str, str], set[str]] = {}
@@ -251,14 +249,14 @@ def assert_every_link_and_entity_has_a_row(night: Night) -> None:
             )
     written = {(repo_type, name) for (repo_type, _), names in hub_names.items() for name in names}
     for link in night.links:
-        identity = link.identity
-        if identity.entity_id is None:
+        entity_id = link["entity_id"]
+        if entity_id is None:
             continue
-        if identity.kind in ("arxiv", "arxiv_mention"):
-            assert (identity.entity_id,) in papers, link.occurrence.url
-        repo_type = HUB_REPO_TYPES.get(identity.kind)
+        if link["kind"] in ("arxiv", "arxiv_mention"):
+            assert (entity_id,) in papers, link["url"]
+        repo_type = HUB_REPO_TYPES.get(link["kind"])
         if repo_type is not None:
-            assert (repo_type, identity.entity_id) in written, link.occurrence.url
+            assert (repo_type, entity_id) in written, link["url"]
     for lookup in ALL_LOOKUPS:
         for key, row in night.rows(lookup.table).items():
             assert row[lookup.status] in STATUSES, (lookup, key)

@@ -612,7 +612,11 @@ def test_resolution_targets(changes: dict[str, object], passed: list[bool]) -> N
 
 
 def _extraction(
-    mode: str, peak: float, table_peak: float | None = None, **steps: float
+    mode: str,
+    peak: float,
+    table_peak: float | None = None,
+    worker_seconds: dict[str, list[float]] | None = None,
+    **steps: float,
 ) -> ExtractionResult:
     return ExtractionResult(
         mode=mode,
@@ -626,6 +630,8 @@ def _extraction(
         steps={name: StepTiming(seconds, seconds, 0) for name, seconds in steps.items()},
         table_seconds=1.0 if table_peak else None,
         table_peak_rss_mb=table_peak,
+        workers=2 if worker_seconds else 1,
+        worker_seconds=worker_seconds or {},
     )
 
 
@@ -634,15 +640,22 @@ def test_extraction_targets_compare_with_the_bare_parse_and_check_every_peak() -
     results = {
         "timing": _extraction("timing", 170.0, parse=10.0, links=19.0),
         "links": _extraction("links", 160.0),
-        "links-kept": _extraction("links-kept", 450.0, table_peak=800.0),
+        "published": _extraction("published", 300.0, table_peak=450.0),
+        "published-workers": _extraction("published", 200.0, table_peak=520.0),
+        "published-large": _extraction("published", 600.0, table_peak=1400.0),
+        "workers": _extraction("workers", 200.0, worker_seconds={"1": [10, 9], "2": [6, 5.5]}),
     }
     targets = extraction_targets(results, corpus)
     assert [(t.passed, t.measured) for t in targets] == [
         (True, "19.0 s / 10.0 s = 1.90x"),
         (True, "160 MB"),
         (True, "450 MB"),
-        (False, "800 MB"),
+        (False, "520 MB"),
+        (True, "1400 MB"),
+        (True, "best 9.0 s / 5.5 s = 1.64x; median 1.65x (2 passes each)"),
     ]
+    results["workers"] = _extraction("workers", 1.0, worker_seconds={"1": [9.0], "2": [6.0]})
+    assert not extraction_targets(results, corpus)[-1].passed
     results["timing"] = _extraction("timing", 170.0, parse=10.0, links=21.0)
     assert not extraction_targets(results, corpus)[0].passed
 
@@ -656,9 +669,14 @@ def test_the_extraction_steps_find_the_same_links_and_the_kept_ones_make_a_table
     assert timing.steps["parse"].links == timing.steps["stock-parse"].links == 0
     assert timing.steps["extract"].links == timing.steps["links"].links == timing.links > 0
     assert timing.bytes == corpus.total_bytes
-    kept = extraction(ExtractionConfig(str(corpus.directory), "links-kept"))
-    assert kept.links == timing.links and not kept.steps
-    assert kept.table_peak_rss_mb is not None and kept.table_peak_rss_mb >= kept.peak_rss_mb
+    for workers in (1, 2):
+        kept = extraction(ExtractionConfig(str(corpus.directory), "published", workers=workers))
+        assert kept.links == timing.links == kept.rows["links"] and not kept.steps
+        assert kept.table_peak_rss_mb is not None and kept.table_peak_rss_mb >= kept.peak_rss_mb
+        assert (kept.workers_peak_rss_mb is not None) == (workers == 2)
+    turns = extraction(ExtractionConfig(str(corpus.directory), "workers", workers=2, repeats=2))
+    assert turns.links == timing.links
+    assert [len(turns.worker_seconds[n]) for n in ("1", "2")] == [2, 2]
 
 
 def test_scale_counts_requests_cold_and_asks_nothing_warm(tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ from pipeline.snapshot.build import (
     NOT_RESOLVED,
     NotAsked,
     SnapshotInputs,
-    apply_title_matches,
     build_tables,
+    links_table,
+    with_title_matches,
 )
 from pipeline.snapshot.schemas import LINKS_SCHEMA, TABLE_KEYS, TABLE_SCHEMAS
 from pipeline.snapshot.store import check_tables
@@ -208,6 +209,12 @@ def as_previous(tables: dict[str, pa.Table], day: date) -> dict[str, pa.Table]:
     }
 
 
+def _given_links(given: SnapshotInputs) -> list[Link]:
+    """The links of inputs built here from `Link`s."""
+    assert isinstance(given.links, list)
+    return given.links
+
+
 def rich_inputs() -> SnapshotInputs:
     """A bit of everything: papers by ID and title, models, a renamed model, a collection,
     a dataset, a space, GitHub repos, invalid identifiers, unresolved entities."""
@@ -311,7 +318,7 @@ def test_every_link_occurrence_is_a_row_of_links_with_its_title_resolution() -> 
     links = build(given)["links"].to_pylist()
 
     assert [(r["document"], r["position"]) for r in links] == sorted(
-        (link.occurrence.document, link.occurrence.position) for link in given.links
+        (link.occurrence.document, link.occurrence.position) for link in _given_links(given)
     )
     by_text = {r["link_text"]: r for r in links}
     assert by_text["Visual Instruction Tuning"]["resolved_arxiv_id"] == "2304.08485"
@@ -394,10 +401,10 @@ def test_every_entity_found_by_extraction_has_exactly_one_row_with_a_status() ->
     tables = build(given)
     papers, models, repos = rows(tables["papers"]), rows(tables["models"]), rows(tables["repos"])
 
-    found_papers = {k for link in given.links if (k := link.resolved_arxiv_id)}
+    found_papers = {k for link in _given_links(given) if (k := link.resolved_arxiv_id)}
     found_papers |= {
         link.identity.entity_id
-        for link in given.links
+        for link in _given_links(given)
         if link.identity.kind == "arxiv" and link.identity.entity_id
     }
     assert found_papers | {"2304.08485"} == set(papers)
@@ -937,7 +944,8 @@ def test_links_given_with_their_title_matches_applied_build_the_same_tables() ->
     given = rich_inputs()
     matched = {t: m.arxiv_id for t, m in given.title_matches.items() if m.arxiv_id}
 
-    again = build(replace(given, links=apply_title_matches(given.links, matched)))
+    relinked = with_title_matches(links_table(_given_links(given)), matched)
+    again = build(replace(given, links=relinked))
 
     first = build(given)
     for name in TABLE_SCHEMAS:
@@ -1012,7 +1020,7 @@ def _shuffled(given: SnapshotInputs, seed: int) -> SnapshotInputs:
         rng.shuffle(items)
         return dict(items)
 
-    links = list(given.links)
+    links = list(_given_links(given))
     rng.shuffle(links)
     return SnapshotInputs(
         links=links,

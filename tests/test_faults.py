@@ -71,6 +71,7 @@ from pipeline.parameters import RunParameters
 from pipeline.sandbox import Sandbox, faults_from_spec
 from pipeline.sandbox.arxiv_api import ArxivDouble, error_feed, malformed_id_feed
 from pipeline.sandbox.hub_api import HubDouble
+from pipeline.snapshot.build import links_table
 from pipeline.snapshot.read import latest_snapshot, load, read_manifest
 
 if TYPE_CHECKING:
@@ -431,7 +432,7 @@ def flow_night(
     assert latest is not None and latest.run_id == summary.run_id
     night = Night(
         run_id=summary.run_id,
-        links=extract_links(rig.baseline.documents).links,
+        links=links_table(extract_links(rig.baseline.documents).links).to_pylist(),
         documents=summary.documents,
         tables={name: pq.read_table(path) for name, path in latest.files.items()},
         status=summary.status,

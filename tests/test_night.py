@@ -123,10 +123,10 @@ def test_the_thread_executor_keeps_document_order(tmp_path: Path) -> None:
         for n in range(6)
     ]
     with ThreadExecutor() as executor:
-        extracted = executor.extract([(path.name, path) for path in docs])
+        extracted = list(executor.extract([(path.name, path) for path in docs]))
 
     assert [document.name for document, _ in extracted] == [path.name for path in docs]
-    assert [links[0].identity.entity_id for _, links in extracted] == [
+    assert [links.column("entity_id")[0].as_py() for _, links in extracted] == [
         f"2409.1219{n}" for n in range(6)
     ]
 

@@ -17,6 +17,7 @@ from pipeline.resolve.titles import (
     title_candidates,
     title_phrase,
 )
+from pipeline.snapshot.build import links_table
 
 
 @pytest.mark.parametrize(
@@ -243,10 +244,12 @@ def test_looks_like_paper_title(text: str, plausible: bool) -> None:
     assert looks_like_paper_title(text) is plausible
 
 
-def _link(text: str, kind: Kind = "other", main: bool = True, resolved: str | None = None) -> Link:
+def _link(
+    position: int, text: str, kind: Kind = "other", main: bool = True, resolved: str | None = None
+) -> Link:
     occurrence = Occurrence(
         document="doc.md",
-        position=0,
+        position=position,
         line=1,
         heading_path=(),
         item_date=None,
@@ -266,17 +269,18 @@ def _link(text: str, kind: Kind = "other", main: bool = True, resolved: str | No
 
 
 def test_title_candidates() -> None:
-    links = [
-        _link("NVLM: Open Frontier-Class Multimodal LLMs"),
-        _link("NVLM:  Open Frontier-Class Multimodal LLMs"),  # the same text, spaced out
-        _link("Visual Instruction Tuning", main=False),  # not the item's main link
-        _link("Pixtral 12B", kind="arxiv", resolved="2410.07073"),  # leads to a paper already
-        _link("Improved Baselines with Visual Instruction Tuning", resolved="2310.03744"),
-        _link("MM1.5: Methods, Analysis & Insights", kind="arxiv_mention"),
-        _link("Code"),
-        _link("Flamingo: a Visual Language Model for Few-Shot Learning", kind="github_repo"),
+    written = [
+        ("NVLM: Open Frontier-Class Multimodal LLMs", "other", True, None),
+        ("NVLM:  Open Frontier-Class Multimodal LLMs", "other", True, None),  # spaced out
+        ("Visual Instruction Tuning", "other", False, None),  # not the item's main link
+        ("Pixtral 12B", "arxiv", True, "2410.07073"),  # leads to a paper already
+        ("Improved Baselines with Visual Instruction Tuning", "other", True, "2310.03744"),
+        ("MM1.5: Methods, Analysis & Insights", "arxiv_mention", True, None),
+        ("Code", "other", True, None),
+        ("Flamingo: a Visual Language Model for Few-Shot Learning", "github_repo", True, None),
     ]
-    assert title_candidates(links) == [
+    links = [_link(i, *row) for i, row in enumerate(written)]  # type: ignore[arg-type]
+    assert title_candidates(links_table(links)) == [
         "NVLM: Open Frontier-Class Multimodal LLMs",
         "Flamingo: a Visual Language Model for Few-Shot Learning",
     ]

@@ -8,8 +8,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from typing import Protocol
 
-from pipeline.links.documents import Link
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipeline.links.identify import parse_arxiv_id
 
 FUZZY_MIN_SIMILARITY = 0.95
@@ -228,17 +231,31 @@ def title_key(link_text: str) -> str:
     return " ".join(link_text.split())
 
 
-def title_candidates(links: Iterable[Link]) -> list[str]:
+class RecordBatches(Protocol):
+    """The links table, in memory (`pa.Table`) or read from disk batch by batch."""
+
+    def to_batches(self) -> Iterable[pa.RecordBatch]: ...
+
+
+def title_candidates(links: RecordBatches) -> list[str]:
     """Distinct link texts worth a title search, in first-seen order: texts of main links
     that lead to no paper yet (not arXiv links or mentions, no resolved ID) and look like
-    a paper's title (`looks_like_paper_title`)."""
+    a paper's title (`looks_like_paper_title`). `links` has the links table's columns."""
+    judged: set[str] = set()
     found: dict[str, None] = {}
-    for link in links:
-        if not link.occurrence.is_main_link or link.resolved_arxiv_id is not None:
-            continue
-        if link.identity.kind in ("arxiv", "arxiv_mention"):
-            continue
-        text = title_key(link.occurrence.link_text)
-        if text not in found and looks_like_paper_title(text):
-            found[text] = None
+    for batch in links.to_batches():
+        main = pc.and_(
+            pc.and_(batch.column("is_main_link"), pc.is_null(batch.column("resolved_arxiv_id"))),
+            pc.invert(pc.is_in(batch.column("kind"), value_set=_ARXIV_KINDS)),
+        )
+        # `unique` keeps first-seen order; each distinct text is keyed and judged once.
+        for written in pc.unique(batch.column("link_text").filter(main)).to_pylist():
+            text = title_key(written)
+            if text not in judged:
+                judged.add(text)
+                if looks_like_paper_title(text):
+                    found[text] = None
     return list(found)
+
+
+_ARXIV_KINDS = pa.array(["arxiv", "arxiv_mention"])

@@ -11,20 +11,24 @@ key. No disk, no clock: `store.publish` writes the tables.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.links.documents import Link
 from pipeline.links.extract import Occurrence
-from pipeline.links.identify import HUB_REPO_TYPES
+from pipeline.links.identify import HUB_REPO_TYPES, Identity
 from pipeline.records import (
     GOOD,
     STATUSES,
@@ -51,6 +55,7 @@ from pipeline.snapshot.first_listed import (
     listing_inputs,
     previous_first_listed,
 )
+from pipeline.snapshot.links_file import LinksFile
 from pipeline.snapshot.listings import document_rows, listing_changes, with_column
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
@@ -118,9 +123,10 @@ class NotAsked:
 class SnapshotInputs:
     """Everything a snapshot is built from: one run's links and resolver records."""
 
-    links: Sequence[Link]
-    """Every link occurrence, as extracted: `build_tables` applies the title matches (a
-    link that already leads to a paper keeps it)."""
+    links: Sequence[Link] | pa.Table | LinksFile
+    """Every link occurrence, as extracted: `Link`s, or the links table extraction's
+    record batches make (`links_table`, or on disk: `LinksFile`). `build_tables` applies
+    the title matches (a link that already leads to a paper keeps it)."""
     documents: Sequence[Document] = ()
     """The documents read; when given, every link must come from one of them."""
     papers: Mapping[str, PaperRecord] = field(default_factory=dict)
@@ -137,9 +143,9 @@ class SnapshotInputs:
     """Document name -> where it came from (GitHub, its commit, its title) for the
     `documents` table; a document missing here is a local file."""
     first_listed_backfill: Mapping[Listing, date] = field(default_factory=dict)
+    """(document, entity ID) -> since when the document's history lists it (`--backfill`)."""
     github_repos: Mapping[str, GithubRepoRecord] = field(default_factory=dict)
     """`GithubRepoResolver.resolve_repos`: repo as linked (`owner/name`) -> record."""
-    """(document, entity ID) -> since when the document's history lists it (`--backfill`)."""
 
 
 # --------------------------------------------------------------------------- building
@@ -162,9 +168,15 @@ def build_tables(
     `inputs.not_asked` lists is taken from it, so a full rerun builds the same tables
     as the run it replaces. Raises `ValueError` naming the record for inconsistent inputs.
     """
-    _check_inputs(inputs)
+    given = (
+        inputs.links
+        if isinstance(inputs.links, pa.Table | LinksFile)
+        else links_table(inputs.links)
+    )
+    _check_inputs(inputs, given)
     base = _Baseline(_Previous.of(previous), _Previous.of(replaced), inputs.not_asked)
-    links = apply_title_matches(inputs.links, _title_matches(inputs.title_matches, base))
+    table = with_title_matches(given, _title_matches(inputs.title_matches, base))
+    links = _EntityLinks(table)
 
     hub = _HubEntities.collect(links, inputs.repos, base)
     repos = _repo_rows(hub, base, snapshot_date)
@@ -181,7 +193,7 @@ def build_tables(
     github = _github_rows(links, inputs, base, items, snapshot_date)
 
     tables = {
-        "links": links_table(links),
+        "links": table,
         "papers": _table("papers", papers),
         "models": _table("models", models),
         "repos": _table("repos", repos),
@@ -203,14 +215,19 @@ def _add_listings(
     at table level (`snapshot.first_listed`, `snapshot.listings`)."""
     links, previous_links = listing_inputs(tables["links"], previous, inputs.documents)
     facts = previous_first_listed(previous_links, previous_date)
-    column = first_listed_column(
-        links.column("document"),
-        links.column("entity_id"),
-        facts,
-        snapshot_date,
-        inputs.first_listed_backfill,
-    )
-    tables["links"] = with_column(links, "first_listed", column)
+
+    def stamped(batch: Any) -> Any:
+        # Row by row from (document, entity_id): a links file is stamped as it is read.
+        column = first_listed_column(
+            batch.column("document").cast(pa.string()),
+            batch.column("entity_id"),
+            facts,
+            snapshot_date,
+            inputs.first_listed_backfill,
+        )
+        return with_column(batch, "first_listed", column)
+
+    tables["links"] = links.mapped(stamped) if isinstance(links, LinksFile) else stamped(links)
     papers = tables["papers"]
     tables["papers"] = with_column(papers, "code_repos", code_repos_column(papers.to_pylist()))
     listed = listing_changes(tables["links"], previous_links, previous_date)
@@ -247,7 +264,7 @@ def _title_matches(found: Mapping[str, TitleMatch], base: _Baseline) -> dict[str
     return matches
 
 
-def _check_inputs(inputs: SnapshotInputs) -> None:
+def _check_inputs(inputs: SnapshotInputs, links: pa.Table | LinksFile) -> None:
     for arxiv_id, paper in inputs.papers.items():
         if paper.arxiv_id != arxiv_id:
             raise ValueError(f"papers[{arxiv_id!r}] holds the record of {paper.arxiv_id!r}")
@@ -264,14 +281,17 @@ def _check_inputs(inputs: SnapshotInputs) -> None:
         _check_status(repo.status, f"{ref[0]} {ref[1]}")
     for title, match in inputs.title_matches.items():
         _check_status(match.status, f"title match {title!r}")
-    if inputs.documents:
-        names = {document.name for document in inputs.documents}
-        for link in inputs.links:
-            if link.occurrence.document not in names:
-                raise ValueError(
-                    f"link {link.occurrence.url!r} (line {link.occurrence.line}) comes from "
-                    f"{link.occurrence.document!r}, which is not among the documents read"
-                )
+    if not inputs.documents:
+        return
+    names = pa.array(sorted({document.name for document in inputs.documents}), pa.string())
+    for batch in links.to_batches():
+        stray = pc.invert(pc.is_in(batch.column("document"), value_set=names))
+        if pc.any(stray).as_py():
+            link = batch.filter(stray).slice(0, 1).to_pylist()[0]
+            raise ValueError(
+                f"link {link['url']!r} (line {link['line']}) comes from "
+                f"{link['document']!r}, which is not among the documents read"
+            )
 
 
 def _check_status(status: str, what: str) -> None:
@@ -374,18 +394,29 @@ def _empty(f: pa.Field) -> Any:
     return [] if pa.types.is_list(f.type) and not f.nullable else None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Lineage:
-    """Where an entity is mentioned."""
+    """Where an entity is mentioned.
 
-    documents: set[str] = field(default_factory=set)
-    headings: set[str] = field(default_factory=set)
+    Lists, not sets, deduplicated as they grow against the last value and in full when
+    the row is made: links come in document order, so repeats are mostly consecutive,
+    and a list costs 8 bytes a name where a set costs several times that; the snapshot
+    holds one of these per paper and repo."""
+
+    documents: list[str] = field(default_factory=list)
+    headings: list[str] = field(default_factory=list)
     mentions: int = 0
 
     def add(self, occurrence: Occurrence) -> None:
-        self.documents.add(occurrence.document)
+        # Interned: the same names and headings recur across thousands of entities, and
+        # links are rebuilt from columns, so each occurrence brings its own copies.
+        document = occurrence.document
+        if not self.documents or self.documents[-1] != document:
+            self.documents.append(sys.intern(document))
         if occurrence.heading_path:
-            self.headings.add(_HEADING_SEPARATOR.join(occurrence.heading_path))
+            heading = _HEADING_SEPARATOR.join(occurrence.heading_path)
+            if not self.headings or self.headings[-1] != heading:
+                self.headings.append(sys.intern(heading))
         self.mentions += 1
 
     def columns(self, previous: Row | None, snapshot_date: date) -> Row:
@@ -393,9 +424,9 @@ class _Lineage:
         if previous is not None and previous.get("first_seen") is not None:
             first_seen = min(previous["first_seen"], snapshot_date)
         return {
-            "documents": sorted(self.documents),
+            "documents": sorted(set(self.documents)),
             "mention_count": self.mentions,
-            "headings": sorted(self.headings),
+            "headings": sorted(set(self.headings)),
             "first_seen": first_seen,
             "last_seen": snapshot_date,
         }
@@ -582,7 +613,7 @@ class _HubEntities:
 
     @classmethod
     def collect(
-        cls, links: Sequence[Link], records: Mapping[RepoRef, HubRepoRecord], base: _Baseline
+        cls, links: Iterable[Link], records: Mapping[RepoRef, HubRepoRecord], base: _Baseline
     ) -> _HubEntities:
         found = cls()
         not_asked = base.not_asked.hub
@@ -803,26 +834,38 @@ class _ItemIndex:
         self.repos_of_paper: dict[str, set[str]] = defaultdict(set)
 
     @classmethod
-    def of(cls, links: Sequence[Link]) -> _ItemIndex:
+    def of(cls, links: Iterable[Link]) -> _ItemIndex:
         index = cls()
-        papers: dict[tuple[str, str], set[str]] = defaultdict(set)
-        repos: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for link in links:
-            occurrence = link.occurrence
-            if not occurrence.annotation.strip():
-                continue
-            item = (occurrence.document, occurrence.annotation)
-            key = _paper_key(link)
-            if key is not None:
-                papers[item].add(key[0])
-            if (repo := _github_repo_of(link)) is not None:
-                repos[item].add(repo)
-        for item, item_repos in repos.items():
-            for repo in item_repos:
-                index.papers_of_repo[repo] |= papers.get(item, set())
-                for paper in papers.get(item, ()):
-                    index.repos_of_paper[paper].add(repo)
+        # A list item lies in one document, and links come in document order: one
+        # document's items at a time.
+        for _, in_document in itertools.groupby(links, key=lambda link: link.occurrence.document):
+            index._add(list(in_document))
         return index
+
+    def _add(self, links: list[Link]) -> None:
+        repos: dict[tuple[str, bytes], set[str]] = defaultdict(set)
+        for link in links:
+            if (repo := _github_repo_of(link)) is not None and (item := _item_of(link)):
+                repos[item].add(repo)
+        if not repos:
+            return
+        for link in links:
+            key = _paper_key(link)
+            if key is None or (item := _item_of(link)) is None:
+                continue
+            for repo in repos.get(item, ()):
+                self.papers_of_repo[repo].add(key[0])
+                self.repos_of_paper[key[0]].add(repo)
+
+
+def _item_of(link: Link) -> tuple[str, bytes] | None:
+    """The list item (table row, paragraph) a link stands in, by its document and the
+    digest of its annotation (a list item's text can be 2,000 characters)."""
+    occurrence = link.occurrence
+    if not occurrence.annotation.strip():
+        return None
+    digest = hashlib.blake2b(occurrence.annotation.encode(), digest_size=16).digest()
+    return occurrence.document, digest
 
 
 def _paper_key(link: Link) -> tuple[str, ResolvedBy] | None:
@@ -880,13 +923,15 @@ def _linked_model(model: LinkedModel) -> Row:
 
 
 def _paper_rows(
-    links: Sequence[Link],
+    links: Iterable[Link],
     inputs: SnapshotInputs,
     base: _Baseline,
     models: list[Row],
     items: _ItemIndex,
     snapshot_date: date,
-) -> list[Row]:
+) -> Iterator[Row]:
+    """The papers' rows in key order, made one at a time (`_table` converts them in
+    batches): there is a row per paper the links name."""
     lineage: dict[str, _Lineage] = defaultdict(_Lineage)
     by_id: set[str] = set()
     by_title: dict[str, set[str]] = defaultdict(set)
@@ -915,7 +960,6 @@ def _paper_rows(
 
     not_asked = inputs.not_asked
     keys = set(lineage) | set(inputs.papers) | set(inputs.paper_pages)
-    rows = []
     for arxiv_id in sorted(keys):
         paper = inputs.papers.get(arxiv_id)
         page = inputs.paper_pages.get(arxiv_id)
@@ -949,14 +993,14 @@ def _paper_rows(
             row.update(_resolution(record, f"{what} {arxiv_id}", bad, lookup, why))
             last = base.last_known("papers", row_key, lookup, asked=asked)
             _carry_forward(row, last, lookup, asked=asked)
-        row.update(lineage[arxiv_id].columns(base.previous.row("papers", row_key), snapshot_date))
+        seen = lineage.pop(arxiv_id, None) or _Lineage()
+        row.update(seen.columns(base.previous.row("papers", row_key), snapshot_date))
         # Models of our own models table are fresher and complete: they win over the
         # paper page's list for the same repo.
         merged = {m["repo_id"]: _logical_size(m, sized.get(m["repo_id"])) for m in row["hf_models"]}
         merged.update(citing.get(arxiv_id, {}))
         row["hf_models"] = [merged[repo_id] for repo_id in sorted(merged)]
-        rows.append(row)
-    return rows
+        yield row
 
 
 def _title_search_failure(texts: Iterable[str], matches: Mapping[str, TitleMatch]) -> str:
@@ -1000,7 +1044,7 @@ def _github_repo_of(link: Link) -> str | None:
 
 
 def _github_rows(
-    links: Sequence[Link],
+    links: Iterable[Link],
     inputs: SnapshotInputs,
     base: _Baseline,
     items: _ItemIndex,
@@ -1130,22 +1174,27 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
     since = prev.snapshot_date
     for table, fields in _TRACKED.items():
         old = {_entity_of(table, r): r for r in prev.rows(table).values()}
-        new = {_entity_of(table, r): r for r in tables[table].to_pylist()}
-        for entity in sorted(old.keys() | new.keys()):
-            base = {
-                "entity_type": entity[0],
-                "entity_id": entity[1],
-                "previous_snapshot_date": since,
-            }
-            if entity not in old:
-                rows.append({**base, "change": "added"})
-            elif entity not in new:
-                rows.append({**base, "change": "removed"})
-            else:
+        found: list[tuple[tuple[str, str], list[Row]]] = []
+        seen: set[tuple[str, str]] = set()
+        # Tonight's rows a batch at a time: only the changes are kept as Python objects.
+        for batch in tables[table].to_batches(max_chunksize=4096):
+            for new in batch.to_pylist():
+                entity = _entity_of(table, new)
+                seen.add(entity)
+                base = {
+                    "entity_type": entity[0],
+                    "entity_id": entity[1],
+                    "previous_snapshot_date": since,
+                }
+                before_row = old.get(entity)
+                if before_row is None:
+                    found.append((entity, [{**base, "change": "added"}]))
+                    continue
+                changed = []
                 for name in fields:
-                    before, after = _as_text(old[entity][name]), _as_text(new[entity][name])
+                    before, after = _as_text(before_row[name]), _as_text(new[name])
                     if before != after:
-                        rows.append(
+                        changed.append(
                             {
                                 **base,
                                 "change": "changed",
@@ -1154,6 +1203,13 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
                                 "new_value": after,
                             }
                         )
+                if changed:
+                    found.append((entity, changed))
+        for entity in old.keys() - seen:
+            base = {"entity_type": entity[0], "entity_id": entity[1]}
+            found.append((entity, [{**base, "previous_snapshot_date": since, "change": "removed"}]))
+        for _, entity_rows in sorted(found, key=lambda item: item[0]):
+            rows.extend(entity_rows)
     return rows
 
 
@@ -1175,39 +1231,40 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _table(name: str, rows: list[Row]) -> pa.Table:
+def _table(name: str, rows: Iterable[Row]) -> pa.Table:
     """Rows as a table of the declared schema; columns a row lacks (nothing known) are
-    null, or empty for list columns that are never null."""
+    null, or empty for list columns that are never null. Converted `TABLE_BATCH_ROWS` at
+    a time, so that a generator's rows are never all held at once."""
     schema = TABLE_SCHEMAS[name]
     defaults = {f.name: _empty(f) for f in schema}
-    return pa.Table.from_pylist([{**defaults, **row} for row in rows], schema=schema)
+    batches = []
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append({**defaults, **row})
+        if len(chunk) == TABLE_BATCH_ROWS:
+            batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
+            chunk = []
+    if chunk or not batches:
+        batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+TABLE_BATCH_ROWS = 4096
 
 
 # ----- links
 
 
-def apply_title_matches(links: Iterable[Link], matches: Mapping[str, str]) -> list[Link]:
-    """Links whose text resolved to a paper by title (`matches`: link text -> arXiv ID)
-    lead to that paper; links that already lead to one by ID keep it."""
-    out = []
-    for link in links:
-        arxiv_id = matches.get(title_key(link.occurrence.link_text))
-        if link.resolved_arxiv_id is None and arxiv_id is not None:
-            link = replace(link, resolved_arxiv_id=arxiv_id, resolved_by="title")
-        out.append(link)
-    return out
+LINK_BATCH_ROWS = 65_536
+"""Most links per record batch: one document's links are converted this many at a time,
+so a document with a million links never has them all as Python objects at once."""
 
 
-def links_table(links: Iterable[Link]) -> pa.Table:
-    """The links table, in document order, with its declared schema."""
+def links_batch(links: Iterable[Link]) -> pa.RecordBatch:
+    """Links as one record batch of the links table (repeated texts dictionary-encoded)."""
     columns: dict[str, list[object]] = {name: [] for name in LINKS_SCHEMA.names}
-    in_order = True
-    last: tuple[str, int] | None = None
     for link in links:
         occ, ident = link.occurrence, link.identity
-        key = (occ.document, occ.position)
-        in_order = in_order and (last is None or last < key)
-        last = key
         row: dict[str, object] = {
             "document": occ.document,
             "position": occ.position,
@@ -1233,9 +1290,168 @@ def links_table(links: Iterable[Link]) -> pa.Table:
         }
         for name in LINKS_SCHEMA.names:
             columns[name].append(row[name])
-    table = pa.table(columns, schema=LINKS_SCHEMA)
-    if in_order:
-        # As extraction gives them. Sorting copies every column, and a document whose
-        # links share one long paragraph holds its ~2 kB annotation once per link.
+    return pa.RecordBatch.from_pydict(columns, schema=LINKS_SCHEMA)
+
+
+def link_batches(links: Iterable[Link]) -> Iterator[pa.RecordBatch]:
+    """`links` as record batches of at most `LINK_BATCH_ROWS` rows, in the order given."""
+    chunk: list[Link] = []
+    for link in links:
+        chunk.append(link)
+        if len(chunk) == LINK_BATCH_ROWS:
+            yield links_batch(chunk)
+            chunk = []
+    if chunk:
+        yield links_batch(chunk)
+
+
+def links_table(links: Iterable[Link] | Iterable[pa.RecordBatch]) -> pa.Table:
+    """The links table, in document order, with its declared schema: from links, or from
+    the record batches extraction hands back (`link_batches`)."""
+    items = iter(links)
+    first = next(items, None)
+    if first is None:
+        return LINKS_SCHEMA.empty_table()
+    if isinstance(first, pa.RecordBatch):
+        batches = [first, *items]
+    else:
+        batches = list(link_batches(itertools.chain([first], items)))
+    return in_key_order(pa.Table.from_batches(batches, schema=LINKS_SCHEMA))
+
+
+def in_key_order(table: pa.Table) -> pa.Table:
+    """The links sorted by (document, position): as given when they already are, as
+    extraction gives them (sorting copies every column; the check reads two columns one
+    batch at a time)."""
+    if _sorted_by_key(table):
         return table
-    return table.sort_by([("document", "ascending"), ("position", "ascending")])
+    # Sorted as plain text, then re-encoded in batches as `link_batches` makes them, so
+    # that the same links given in any order make the same table, dictionaries included.
+    plain = table.cast(_PLAIN_LINKS_SCHEMA)
+    order = pc.sort_indices(plain, sort_keys=[("document", "ascending"), ("position", "ascending")])
+    ordered = plain.take(order).combine_chunks()
+    return pa.Table.from_batches(
+        [batch.cast(LINKS_SCHEMA) for batch in ordered.to_batches(max_chunksize=LINK_BATCH_ROWS)],
+        schema=LINKS_SCHEMA,
+    )
+
+
+def _plain(field: pa.Field) -> pa.Field:
+    if pa.types.is_dictionary(field.type):
+        return field.with_type(field.type.value_type)
+    if pa.types.is_list(field.type):
+        return field.with_type(pa.list_(_plain(field.type.value_field).type))
+    return field
+
+
+_PLAIN_LINKS_SCHEMA = pa.schema([_plain(f) for f in LINKS_SCHEMA], metadata=LINKS_SCHEMA.metadata)
+
+
+def _sorted_by_key(table: pa.Table) -> bool:
+    last: tuple[str, int] | None = None
+    for batch in table.select(["document", "position"]).to_batches():
+        if batch.num_rows == 0:
+            continue
+        documents = batch.column(0).cast(pa.string())
+        positions = batch.column(1)
+        first = (documents[0].as_py(), positions[0].as_py())
+        if last is not None and not last < first:
+            return False
+        if batch.num_rows > 1:
+            before, after = documents.slice(0, batch.num_rows - 1), documents.slice(1)
+            ahead = pc.or_(
+                pc.less(before, after),
+                pc.and_(
+                    pc.equal(before, after),
+                    pc.less(positions.slice(0, batch.num_rows - 1), positions.slice(1)),
+                ),
+            )
+            if not pc.all(ahead).as_py():
+                return False
+        last = (documents[-1].as_py(), positions[-1].as_py())
+    return True
+
+
+def with_title_matches(
+    links: pa.Table | LinksFile, matches: Mapping[str, str]
+) -> pa.Table | LinksFile:
+    """The links table with links whose text resolved to a paper by title (`matches`:
+    link text -> arXiv ID) leading to that paper; links that already lead to one by ID
+    keep it. Only the two resolution columns are rebuilt, batch by batch (for links on
+    disk, as each batch is read)."""
+    if not matches or links.num_rows == 0:
+        return links
+    if isinstance(links, LinksFile):
+        return links.mapped(lambda batch: _title_matched(batch, matches))
+    batches = [_title_matched(batch, matches) for batch in links.to_batches()]
+    return pa.Table.from_batches(batches, schema=LINKS_SCHEMA)
+
+
+def _title_matched(batch: pa.RecordBatch, matches: Mapping[str, str]) -> pa.RecordBatch:
+    resolved = batch.column("resolved_arxiv_id")
+    unresolved = pc.indices_nonzero(pc.is_null(resolved)).to_pylist()
+    if not unresolved:
+        return batch
+    texts = batch.column("link_text").take(pa.array(unresolved, pa.int64())).to_pylist()
+    found = {
+        row: arxiv_id
+        for row, text in zip(unresolved, texts, strict=True)
+        if (arxiv_id := matches.get(title_key(text))) is not None
+    }
+    if not found:
+        return batch
+    ids = resolved.to_pylist()
+    how = batch.column("resolved_by").to_pylist()
+    for row, arxiv_id in found.items():
+        ids[row], how[row] = arxiv_id, "title"
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    columns["resolved_arxiv_id"] = pa.array(ids, LINKS_SCHEMA.field("resolved_arxiv_id").type)
+    columns["resolved_by"] = pa.array(how, LINKS_SCHEMA.field("resolved_by").type)
+    return pa.RecordBatch.from_pydict(columns, schema=LINKS_SCHEMA)
+
+
+_ENTITY_KINDS = pa.array(sorted({*_ARXIV_KINDS, *HUB_REPO_TYPES, "github_repo"}))
+
+
+class _EntityLinks:
+    """The links that name an entity (a paper, a Hub repo, a GitHub repo), rebuilt as
+    `Link`s one record batch at a time whenever iterated: the snapshot's lineage needs
+    them, and the whole links table as Python objects would not fit in memory."""
+
+    def __init__(self, links: pa.Table | LinksFile) -> None:
+        self.links = links
+
+    def __iter__(self) -> Iterator[Link]:
+        for batch in self.links.to_batches():
+            naming = pc.or_(
+                pc.is_in(batch.column("kind"), value_set=_ENTITY_KINDS),
+                pc.is_valid(batch.column("resolved_arxiv_id")),
+            )
+            for row in batch.filter(naming).to_pylist():
+                yield _link_of(row)
+
+
+def _link_of(row: Row) -> Link:
+    occurrence = Occurrence(
+        document=row["document"],
+        position=row["position"],
+        line=row["line"],
+        heading_path=tuple(row["heading_path"]),
+        item_date=row["item_date"],
+        link_text=row["link_text"],
+        annotation=row["annotation"],
+        is_main_link=row["is_main_link"],
+        url=row["url"],
+        syntax=row["syntax"],
+    )
+    identity = Identity(
+        kind=row["kind"],
+        entity_id=row["entity_id"],
+        url_normalized=row["url_normalized"],
+        host=row["host"],
+        arxiv_version=row["arxiv_version"],
+        asset_repo=row["asset_repo"],
+        valid=row["id_valid"],
+        problem=row["id_problem"],
+    )
+    return Link(occurrence, identity, row["resolved_arxiv_id"], row["resolved_by"])

@@ -28,35 +28,49 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.records import Document
+from pipeline.snapshot.links_file import LinksFile
 
 Listing = tuple[str, str]
 """(document, entity_id)."""
 
 
 def listing_inputs(
-    links: pa.Table, previous: Mapping[str, pa.Table] | None, documents: Sequence[Document]
-) -> tuple[pa.Table, pa.Table | None]:
-    """Tonight's links table with the previous snapshot's rows of each document not read
+    links: pa.Table | LinksFile,
+    previous: Mapping[str, pa.Table] | None,
+    documents: Sequence[Document],
+) -> tuple[pa.Table | LinksFile, pa.Table | None]:
+    """Tonight's links with the previous snapshot's rows of each document not read
     tonight (`Document.error`) carried forward, and the previous links table."""
     previous_links = (previous or {}).get("links")
     unreadable = sorted({document.name for document in documents if document.error})
     if previous_links is None or not unreadable:
         return links, previous_links
-    wanted = pc.is_in(previous_links.column("document"), value_set=pa.array(unreadable))
+    wanted = pc.is_in(
+        previous_links.column("document").cast(pa.string()), value_set=pa.array(unreadable)
+    )
     carried = previous_links.filter(wanted)
     if carried.num_rows == 0:
         return links, previous_links
-    if any(n not in carried.column_names for n in links.column_names if n != "first_listed"):
+    names = links.schema.names
+    if any(n not in carried.column_names for n in names if n != "first_listed"):
         return links, previous_links  # an older layout: nothing to carry faithfully
     if "first_listed" not in carried.column_names:  # a snapshot from before the column
         carried = carried.append_column(
             "first_listed", pa.nulls(carried.num_rows, type=pa.date32())
         )
-    carried = carried.select(links.column_names).cast(links.schema)
-    merged = pa.concat_tables([links, carried]).sort_by(
-        [("document", "ascending"), ("position", "ascending")]
+    carried = _in_key_order(carried.select(names).cast(links.schema))
+    if isinstance(links, LinksFile):
+        return links.with_documents(carried), previous_links
+    return _in_key_order(pa.concat_tables([links, carried])), previous_links
+
+
+def _in_key_order(links: pa.Table) -> pa.Table:
+    """Rows by (document, position); Arrow sorts no dictionary column, so by its values."""
+    keys = pa.table(
+        {"document": links.column("document").cast(pa.string()), "position": links["position"]}
     )
-    return merged, previous_links
+    order = pc.sort_indices(keys, sort_keys=[("document", "ascending"), ("position", "ascending")])
+    return links.take(order)
 
 
 def previous_first_listed(

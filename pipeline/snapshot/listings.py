@@ -9,9 +9,11 @@ from datetime import date
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.links.identify import HUB_REPO_TYPES
 from pipeline.records import Document, DocumentSource
+from pipeline.snapshot.links_file import LinksFile
 
 Row = dict[str, Any]
 
@@ -76,20 +78,25 @@ def entity_type_of(kind: str) -> str:
     return HUB_REPO_TYPES.get(kind, kind)  # type: ignore[call-overload,no-any-return]
 
 
-def _listings(links: pa.Table | None) -> dict[tuple[str, str], set[str]]:
-    """(entity type, entity ID) -> the documents listing it."""
+def _listings(links: pa.Table | LinksFile | None) -> dict[tuple[str, str], set[str]]:
+    """(entity type, entity ID) -> the documents listing it. Read a batch at a time: only
+    the distinct listings become Python objects, not one per link."""
     found: dict[tuple[str, str], set[str]] = {}
     if links is None or links.num_rows == 0:
         return found
-    columns = (links.column(name).to_pylist() for name in ("document", "kind", "entity_id"))
-    for document, kind, entity in zip(*columns, strict=True):
-        if entity is not None:
+    for batch in links.to_batches():
+        named = batch.filter(pc.is_valid(batch.column("entity_id")))
+        columns = (
+            named.column(name).cast(pa.string()).to_pylist()
+            for name in ("document", "kind", "entity_id")
+        )
+        for document, kind, entity in set(zip(*columns, strict=True)):
             found.setdefault((entity_type_of(kind), entity), set()).add(document)
     return found
 
 
 def listing_changes(
-    links: pa.Table, previous_links: pa.Table | None, previous_date: date | None
+    links: pa.Table | LinksFile, previous_links: pa.Table | None, previous_date: date | None
 ) -> list[Row]:
     """`listed` / `unlisted` rows: an entity entering or leaving a document since the
     previous snapshot (`field` names the document). Nothing without a previous snapshot:
@@ -114,7 +121,8 @@ def listing_changes(
     return rows
 
 
-def with_column(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
-    """`table` with `name` replaced by `column` (the schema keeps its place and type)."""
+def with_column(table: Any, name: str, column: pa.Array) -> Any:
+    """`table` (a Table or a RecordBatch) with `name` replaced by `column` (the schema
+    keeps its place and type)."""
     index = table.schema.get_field_index(name)
     return table.set_column(index, table.schema.field(index), column)

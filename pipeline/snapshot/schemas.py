@@ -15,6 +15,11 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 _TEXTS = pa.list_(pa.string())
 
+REPEATED_TEXT = pa.dictionary(pa.int32(), pa.string())
+"""Text that repeats from row to row (a document's name, a list item's annotation shared
+by its links, heading paths, kinds): each distinct value stored once per batch, the rows
+holding 4-byte indices. Readers see strings (pandas: categories)."""
+
 
 def _texts(name: str) -> pa.Field:
     """A list of strings that is never null (empty when there is nothing to list)."""
@@ -27,26 +32,26 @@ def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
 
 LINKS_SCHEMA = pa.schema(
     [
-        pa.field("document", pa.string(), nullable=False),
+        pa.field("document", REPEATED_TEXT, nullable=False),
         pa.field("position", pa.int32(), nullable=False),
         pa.field("line", pa.int32(), nullable=False),
-        pa.field("heading_path", pa.list_(pa.string()), nullable=False),
+        pa.field("heading_path", pa.list_(REPEATED_TEXT), nullable=False),
         pa.field("item_date", pa.string()),
         pa.field("link_text", pa.string(), nullable=False),
-        pa.field("annotation", pa.string(), nullable=False),
+        pa.field("annotation", REPEATED_TEXT, nullable=False),
         pa.field("is_main_link", pa.bool_(), nullable=False),
-        pa.field("syntax", pa.string(), nullable=False),
+        pa.field("syntax", REPEATED_TEXT, nullable=False),
         pa.field("url", pa.string(), nullable=False),
         pa.field("url_normalized", pa.string(), nullable=False),
-        pa.field("host", pa.string()),
-        pa.field("kind", pa.string(), nullable=False),
+        pa.field("host", REPEATED_TEXT),
+        pa.field("kind", REPEATED_TEXT, nullable=False),
         pa.field("entity_id", pa.string()),
         pa.field("arxiv_version", pa.int32()),
         pa.field("asset_repo", pa.string()),
         pa.field("id_valid", pa.bool_(), nullable=False),
         pa.field("id_problem", pa.string()),
         pa.field("resolved_arxiv_id", pa.string()),
-        pa.field("resolved_by", pa.string()),
+        pa.field("resolved_by", REPEATED_TEXT),
         pa.field("first_listed", pa.date32()),
     ],
     metadata={"table": "links"},

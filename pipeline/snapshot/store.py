@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import objectstore
@@ -179,10 +180,12 @@ def check_tables(tables: Mapping[str, pa.Table]) -> None:
                 f"got:\n{table.schema.to_string(show_schema_metadata=False)}\n"
                 f"declared:\n{schema.to_string(show_schema_metadata=False)}"
             )
+        nulls = _null_counts(table)
         for f in schema:
-            nulls = table.column(f.name).null_count
-            if not f.nullable and nulls:
-                raise SnapshotIntegrityError(f"table {name}: {nulls} nulls in column {f.name}")
+            if not f.nullable and nulls[f.name]:
+                raise SnapshotIntegrityError(
+                    f"table {name}: {nulls[f.name]} nulls in column {f.name}"
+                )
         if "status" in schema.names:
             bad = set(table.column("status").to_pylist()) - set(STATUSES)
             if bad:
@@ -190,19 +193,47 @@ def check_tables(tables: Mapping[str, pa.Table]) -> None:
         _check_keys(name, table)
 
 
+def _null_counts(table: pa.Table) -> dict[str, int]:
+    """Nulls per column, in one pass over the batches (a table may be read from disk)."""
+    counts = dict.fromkeys(table.schema.names, 0)
+    for batch in table.to_batches():
+        for column_name, column in zip(batch.schema.names, batch.columns, strict=True):
+            counts[column_name] += column.null_count
+    return counts
+
+
 def _check_keys(name: str, table: pa.Table) -> None:
-    columns = [table.column(k).to_pylist() for k in TABLE_KEYS[name]]
-    seen: set[tuple[Any, ...]] = set()
-    duplicates: list[tuple[Any, ...]] = []
-    for key in zip(*columns, strict=True):
-        if key in seen:
-            duplicates.append(key)
-        seen.add(key)
+    if not isinstance(table, pa.Table):
+        _check_key_order(name, table)
+        return
+    # Counted by Arrow, not as Python tuples: the links table has a row per link.
+    keys = list(TABLE_KEYS[name])
+    counts = table.select(keys).unify_dictionaries().group_by(keys).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    duplicates = [
+        tuple(row[k] for k in keys) for row in repeated.select(keys).slice(0, 5).to_pylist()
+    ]
     if duplicates:
         raise SnapshotIntegrityError(
             f"table {name}: key {TABLE_KEYS[name]} not unique; "
-            f"{len(duplicates)} duplicates, first: {duplicates[:5]}"
+            f"{pc.sum(repeated.column('count_all')).as_py() - repeated.num_rows} duplicates,"
+            f" first: {duplicates}"
         )
+
+
+def _check_key_order(name: str, table: Any) -> None:
+    """A table given as batches read from disk (the links of a large night: `LinksFile`)
+    is checked in one pass, a batch in memory at a time: its keys must be strictly
+    increasing, which makes them unique (such a table is written in key order)."""
+    keys = TABLE_KEYS[name]
+    last: tuple[Any, ...] | None = None
+    for batch in table.to_batches():
+        for key in zip(*(batch.column(k).to_pylist() for k in keys), strict=True):
+            if last is not None and not last < key:
+                raise SnapshotIntegrityError(
+                    f"table {name}: key {keys} not unique or not in order: {key} after {last}"
+                )
+            last = key
 
 
 _held_lock = threading.Lock()
@@ -473,9 +504,19 @@ def _append(manifest: pa.Table, row: Row) -> pa.Table:
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     with path.open("wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
+        _write_parquet_to(table, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _write_parquet_to(table: pa.Table, sink: Any) -> None:
+    """One table as Parquet, the same bytes on every store."""
+    if isinstance(table, pa.Table):
+        pq.write_table(table, sink, compression="zstd")
+    else:  # batches read from disk (`LinksFile`): written as they are read
+        with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
+            for batch in table.to_batches():
+                writer.write_batch(batch)
 
 
 def _write_manifest(out: Path, manifest: pa.Table) -> None:
@@ -706,7 +747,7 @@ def _upgrade_manifest(manifest: pa.Table, path: Path | str) -> pa.Table:
 def _parquet_bytes(table: pa.Table) -> bytes:
     """A table as `_write_parquet` writes it locally: the same bytes on either store."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    _write_parquet_to(table, sink)
     return bytes(sink.getvalue().to_pybytes())
 
 
