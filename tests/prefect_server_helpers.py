@@ -11,7 +11,9 @@ to the copies Prefect ships; the pipeline's APIs are the loopback sandbox.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -443,6 +445,26 @@ def run_command(
     if code != 0 or "Traceback (most recent call last)" in output:
         raise services.fail(f"`{' '.join(argv)}` exited with {code}:\n{output}")
     return output
+
+
+def start_deployment_run(
+    services: Services,
+    name: str,
+    deployment: str,
+    parameters: Mapping[str, Any],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+) -> str:
+    """`prefect deployment run FLOW/DEPLOYMENT --params ...`, as a user starts one by
+    hand; returns the id of the flow run it created."""
+    argv = [executable("prefect"), "deployment", "run", deployment, "--params"]
+    started = run_command(
+        services, name, [*argv, json.dumps(parameters)], env=env, cwd=cwd, timeout=120
+    )
+    match = re.search(r"UUID:\s*([0-9a-f-]{36})", started)
+    assert match, started
+    return match.group(1)
 
 
 def copy_seeds(repo: Path, home: Path) -> Path:

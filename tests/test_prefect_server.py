@@ -14,8 +14,6 @@ the loopback sandbox and every child's proxy refuses anything that is not on loo
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,6 +32,7 @@ from prefect_server_helpers import (
     poll,
     refused_port,
     run_command,
+    start_deployment_run,
     wait_completed,
 )
 
@@ -208,24 +207,14 @@ def test_the_readme_work_pool_path_deploys_and_a_worker_completes_a_run(
         "worker", [prefect, "worker", "start", "--pool", WORK_POOL], env=env, cwd=home
     )
     parameters = {"params": {"sandbox": True}}
-    started = run_command(
+    flow_run_id = start_deployment_run(
         services,
         "deployment-run",
-        [
-            prefect,
-            "deployment",
-            "run",
-            f"{FLOW_NAME}/{DEPLOYMENT_NAME}",
-            "--params",
-            json.dumps(parameters),
-        ],
+        f"{FLOW_NAME}/{DEPLOYMENT_NAME}",
+        parameters,
         env=env,
         cwd=home,
-        timeout=120,
     )
-    match = re.search(r"UUID:\s*([0-9a-f-]{36})", started)
-    assert match, started
-    flow_run_id = match.group(1)
 
     done = wait_completed(
         server, flow_run_id, timeout=WORKER_RUN_SECONDS, watched=[worker, server.service]
@@ -298,24 +287,16 @@ def test_two_workers_share_one_bucket_and_the_second_night_asks_nothing_stored(
                         "snapshot_date": night,
                     }
                 }
-                started = run_command(
-                    services,
-                    f"deployment-run-{night}",
-                    [
-                        prefect,
-                        "deployment",
-                        "run",
+                runs.append(
+                    start_deployment_run(
+                        services,
+                        f"deployment-run-{night}",
                         f"{FLOW_NAME}/{DEPLOYMENT_NAME}",
-                        "--params",
-                        json.dumps(parameters),
-                    ],
-                    env=env,
-                    cwd=home,
-                    timeout=120,
+                        parameters,
+                        env=env,
+                        cwd=home,
+                    )
                 )
-                match = re.search(r"UUID:\s*([0-9a-f-]{36})", started)
-                assert match, started
-                runs.append(match.group(1))
                 wait_completed(
                     server, runs[-1], timeout=WORKER_RUN_SECONDS, watched=[worker, server.service]
                 )
