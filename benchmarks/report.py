@@ -273,7 +273,9 @@ def extraction_targets(
         ("published-workers", "every link kept through publishing, extraction on workers"),
     ):
         if (kept := results.get(mode)) is not None:
-            peaks.append((label, kept.table_peak_rss_mb))
+            peaks.append((f"{label}, first night", kept.table_peak_rss_mb))
+            if kept.later_night_peak_rss_mb is not None:
+                peaks.append((f"{label}, next night", kept.later_night_peak_rss_mb))
     for label, peak in peaks:
         if peak is not None:
             targets.append(
@@ -784,8 +786,20 @@ def _extraction_section(
                 "-",
             )
         )
+    if (r := results.get("document")) is not None:
+        rows.append(
+            (
+                f"one {r.bytes / MB:.0f} MB document, {r.links:,} links, as a worker extracts"
+                " it (`extract_document_table`: links into record batches as they come)",
+                _s(r.seconds),
+                f"{r.rss_before_mb:.0f}",
+                f"{r.peak_rss_mb:.0f}",
+                f"{r.peak_rss_mb - r.rss_before_mb:.0f}",
+                "-",
+            )
+        )
     for mode, where in (
-        ("published", "in the run's process (threads)"),
+        ("published", "in the run's process"),
         ("published-workers", "on a pool of process workers"),
         ("published-large", "on a pool of process workers"),
     ):
@@ -816,6 +830,18 @@ def _extraction_section(
                 "-",
             )
         )
+        if r.later_night_seconds is not None and r.later_night_peak_rss_mb is not None:
+            rows.append(
+                (
+                    "... then the next night, the same links, built against the first as its"
+                    " baseline (lineage dates, `first_listed`, changes) and published",
+                    f"+{_s(r.later_night_seconds)}",
+                    f"{r.rss_before_mb:.0f}",
+                    f"{r.later_night_peak_rss_mb:.0f}",
+                    f"{r.later_night_peak_rss_mb - r.rss_before_mb:.0f}",
+                    "-",
+                )
+            )
     if rows:
         lines += [
             "Memory: one process per pass over the whole corpus; RSS is the process's peak"

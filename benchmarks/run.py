@@ -111,6 +111,8 @@ class Plan:
     """Extraction with 1 and `extraction_workers` processes, taking turns (`workers` mode)."""
     extraction_workers: int
     worker_repeats: int
+    document_corpus: CorpusSpec
+    """One large document, extracted as a worker does (`document` mode)."""
     scale_latency_seconds: float
     scale_delay_seconds: float
     scale_points: tuple[ScalePoint, ...]
@@ -148,6 +150,7 @@ FULL = Plan(
     workers_corpus=CorpusSpec(documents=250, total_bytes=25 * MB),
     extraction_workers=2,
     worker_repeats=3,
+    document_corpus=CorpusSpec(documents=1, total_bytes=20 * MB),
     scale_latency_seconds=0.02,
     scale_delay_seconds=0.05,
     scale_points=_scale_points(10_000, 20_000, (5_000, 10_000, 20_000)),
@@ -166,6 +169,7 @@ QUICK = Plan(
     workers_corpus=CorpusSpec(documents=20, total_bytes=2 * MB),
     extraction_workers=2,
     worker_repeats=2,
+    document_corpus=CorpusSpec(documents=1, total_bytes=2 * MB),
     scale_latency_seconds=0.01,
     scale_delay_seconds=0.02,
     scale_points=_scale_points(1_000, 2_000, (1_000, 2_000)),
@@ -278,10 +282,15 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
         for mode in plan.extraction_modes:
             config_of = ExtractionConfig(corpus_dir=str(corpus.directory), mode=mode)
             if mode == "published":
-                # In the run's own process (the default) and on a pool of workers.
+                # In the run's own process (the default) and on a pool of workers; a
+                # second night against the first, as the schedule runs every night.
+                config_of = replace(config_of, nights=2)
                 passes.append((mode, config_of))
                 workers = replace(config_of, workers=plan.extraction_workers)
                 passes.append((f"{mode}-workers", workers))
+            elif mode == "document":
+                one = write_corpus(plan.document_corpus, work)
+                passes.append((mode, replace(config_of, corpus_dir=str(one.directory))))
             elif mode == "workers":
                 small = write_corpus(plan.workers_corpus, work)
                 results.workers_corpus = CorpusSummary(

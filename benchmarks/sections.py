@@ -559,7 +559,7 @@ def _published_statuses(out: Path, table: str, column: str) -> dict[str, int]:
 
 # -- extraction: our links stage vs the bare parser ----------------------------------------
 
-EXTRACTION_MODES = ("timing", "links", "published", "workers")
+EXTRACTION_MODES = ("timing", "links", "published", "workers", "document")
 """- timing: every step of `TIMED_STEPS` on each document in turn, in one process;
 - links: the links stage alone (`extract_document_links`), links counted and dropped:
   its peak memory is the stage's working set;
@@ -567,9 +567,12 @@ EXTRACTION_MODES = ("timing", "links", "published", "workers")
   extracted by the night's executor (`workers` processes), each one's record batches
   appended to the night's `LinksFile`; the resolvers' entity lists planned from it
   (`plan_night`); every table built (`build_tables`, no resolver answers: every entity
-  a row, unresolved) and published (`store.publish`);
+  a row, unresolved) and published (`store.publish`); with `nights` > 1, each later
+  night built against the one before (`previous_tables`), as a schedule runs them;
 - workers: extraction alone by the night's executor with 1 and with `workers` processes,
-  taking turns `repeats` times (each pass starts its own pool), tables dropped."""
+  taking turns `repeats` times (each pass starts its own pool), tables dropped;
+- document: the corpus's one large document through the unit a worker runs
+  (`extract_document_table`: its links straight into record batches), the table kept."""
 
 TIMED_STEPS = ("parse", "stock-parse", "extract", "links")
 """- parse: markdown-it-py configured as `pipeline.links._markdown` does, bare `parse`;
@@ -588,6 +591,9 @@ class ExtractionConfig:
     mode: str
     workers: int = 1
     repeats: int = 1
+    nights: int = 1
+    """published: nights built and published in turn, each against the one before (the
+    same links: an unchanged night), as a nightly schedule runs them."""
 
 
 @dataclass
@@ -621,6 +627,11 @@ class ExtractionResult:
     """published with workers > 1: the largest peak RSS of one worker process (sampled)."""
     rows: dict[str, int] = field(default_factory=dict)
     """published: rows of each published table."""
+    later_night_seconds: float | None = None
+    """published with nights > 1: the last night's planning, building and publishing."""
+    later_night_peak_rss_mb: float | None = None
+    """published with nights > 1: peak RSS once the last night is published (it reads
+    the night before as its baseline)."""
     worker_seconds: dict[str, list[float]] = field(default_factory=dict)
     """workers: the wall time of each pass, by number of workers (`"1"`, `"2"`)."""
 
@@ -635,6 +646,8 @@ def extraction(config: ExtractionConfig) -> ExtractionResult:
         return _published(config, paths)
     if config.mode == "workers":
         return _workers(config, paths)
+    if config.mode == "document":
+        return _one_document(paths)
     steps = {name: _step(name) for name in TIMED_STEPS}
     if config.mode != "timing":
         steps = {"links": steps["links"]}
@@ -671,13 +684,14 @@ def extraction(config: ExtractionConfig) -> ExtractionResult:
 def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
     """Every link kept through publishing, as the night does it (`EXTRACTION_MODES`)."""
     import tempfile
-    from datetime import UTC, date, datetime
+    from datetime import UTC, date, datetime, timedelta
 
     from pipeline.links.documents import discover_documents
     from pipeline.night import ThreadExecutor, plan_night
     from pipeline.parameters import RunParameters
-    from pipeline.snapshot.build import SnapshotInputs, build_tables
+    from pipeline.snapshot.build import SnapshotInputs, baseline_columns, build_tables
     from pipeline.snapshot.links_file import LinksFile
+    from pipeline.snapshot.read import previous_tables
     from pipeline.snapshot.store import ManifestEntry, publish
 
     before = peak_rss_mb()
@@ -692,27 +706,38 @@ def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
             links.append(table)
     seconds = time.perf_counter() - wall
     extracted_peak = peak_rss_mb()
-    started = time.perf_counter()
-    day = date(2026, 1, 1)
-    plan_night(RunParameters(documents=[config.corpus_dir]), links)
-    tables = build_tables(SnapshotInputs(links=links, documents=documents), snapshot_date=day)
+    night_seconds: list[float] = []
+    night_peaks: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-published-") as out:
-        now = datetime.now(UTC)
-        published = publish(
-            Path(out),
-            tables,
-            ManifestEntry(
-                run_id="benchmark",
-                flow_run_id=None,
+        for night in range(config.nights):
+            started = time.perf_counter()
+            day = date(2026, 1, 1) + timedelta(days=night)
+            plan_night(RunParameters(documents=[config.corpus_dir]), links)
+            tables = build_tables(
+                SnapshotInputs(links=links, documents=documents),
                 snapshot_date=day,
-                started_at=now,
-                finished_at=now,
-                status="partial",
-                status_reason="no resolver asked",
-                documents=documents,
-                api_stats=[],
-            ),
-        )
+                previous=previous_tables(out, before=day, columns=baseline_columns()),
+            )
+            now = datetime.now(UTC)
+            published = publish(
+                Path(out),
+                tables,
+                ManifestEntry(
+                    run_id=f"benchmark-{night}",
+                    flow_run_id=None,
+                    snapshot_date=day,
+                    started_at=now,
+                    finished_at=now,
+                    status="partial",
+                    status_reason="no resolver asked",
+                    documents=documents,
+                    api_stats=[],
+                ),
+            )
+            del tables
+            night_seconds.append(time.perf_counter() - started)
+            night_peaks.append(peak_rss_mb())
+    later = config.nights > 1
     return ExtractionResult(
         mode=config.mode,
         documents=len(documents),
@@ -722,11 +747,13 @@ def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
         cpu_seconds=time.process_time() - cpu,
         rss_before_mb=before,
         peak_rss_mb=extracted_peak,
-        table_seconds=time.perf_counter() - started,
-        table_peak_rss_mb=peak_rss_mb(),
+        table_seconds=night_seconds[0],
+        table_peak_rss_mb=night_peaks[0],
         workers=config.workers,
         workers_peak_rss_mb=workers_memory.peak_mb if config.workers > 1 else None,
         rows=dict(published.rows),
+        later_night_seconds=night_seconds[-1] if later else None,
+        later_night_peak_rss_mb=night_peaks[-1] if later else None,
     )
 
 
@@ -759,6 +786,28 @@ def _workers(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
         peak_rss_mb=peak_rss_mb(),
         workers=config.workers,
         worker_seconds=times,
+    )
+
+
+def _one_document(paths: list[Path]) -> ExtractionResult:
+    """The largest document alone, as a worker extracts it (`EXTRACTION_MODES`)."""
+    from pipeline.workers import extract_document_table
+
+    path = max(paths, key=lambda p: p.stat().st_size)
+    before = peak_rss_mb()
+    wall, cpu = time.perf_counter(), time.process_time()
+    document, table = extract_document_table(path.name, str(path))
+    if document.error:
+        raise RuntimeError(f"{document.name}: {document.error}")
+    return ExtractionResult(
+        mode="document",
+        documents=1,
+        bytes=path.stat().st_size,
+        links=table.num_rows,
+        seconds=time.perf_counter() - wall,
+        cpu_seconds=time.process_time() - cpu,
+        rss_before_mb=before,
+        peak_rss_mb=peak_rss_mb(),
     )
 
 

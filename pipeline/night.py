@@ -62,7 +62,13 @@ from pipeline.resolve.github_repos import GithubRepoResolver
 from pipeline.resolve.hub import HubResolver
 from pipeline.resolve.rawstore import RawStore
 from pipeline.resolve.titles import title_candidates
-from pipeline.snapshot.build import NotAsked, SnapshotInputs, build_tables, links_table
+from pipeline.snapshot.build import (
+    NotAsked,
+    SnapshotInputs,
+    baseline_columns,
+    build_tables,
+    links_table,
+)
 from pipeline.snapshot.links_file import LinksFile
 from pipeline.snapshot.read import previous_tables, read_manifest, replaced_tables
 from pipeline.snapshot.store import ManifestEntry, publish, record_failed_run, snapshot_lock
@@ -83,9 +89,8 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 TASK_THREADS = 4
-"""Threads for a night's work: documents (CPU-bound: a few threads do) and the resolver
-stages (two wait on a third, titles before IDs, while the Hub's two run; each bounds its
-own concurrency)."""
+"""Threads for the resolver stages (two wait on a third, titles before IDs, while the
+Hub's two run; each bounds its own concurrency)."""
 
 
 class NothingToPublish(Exception):
@@ -140,8 +145,9 @@ class StageProgress:
 
 
 class ThreadExecutor:
-    """Plain Python: each resolver stage on a thread; documents on a small thread pool,
-    or on `workers` processes, or on the Dask cluster `PIPELINE_DASK_ADDRESS` names."""
+    """Plain Python: each resolver stage on a thread; documents one after another in the
+    thread that reads the results, or on `workers` processes, or on the Dask cluster
+    `PIPELINE_DASK_ADDRESS` names."""
 
     def __init__(self, log: logging.Logger | None = None, *, workers: int = 1) -> None:
         self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = log or logger
@@ -154,7 +160,9 @@ class ThreadExecutor:
             return extract_on_dask(documents, address)
         if self.workers > 1:
             return extract_on_processes(documents, self.workers)
-        return self._pool.map(lambda item: extract_document_table(item[0], str(item[1])), documents)
+        # One thread: extraction is CPU-bound Python, where more threads only contend for
+        # the GIL; and one document at a time bounds the memory of finished tables.
+        return (extract_document_table(name, str(path)) for name, path in documents)
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Future[T]:
         return self._pool.submit(call, StageProgress(stage, self.log))
@@ -411,7 +419,14 @@ def run_night(
                             github_repos=resolved.github_repos,
                         ),
                         snapshot_date=snapshot_date,
-                        previous=previous_tables(out_dir, before=snapshot_date),
+                        previous=previous_tables(
+                            out_dir,
+                            before=snapshot_date,
+                            # Whole links only to carry an unreadable document's rows.
+                            columns=baseline_columns(
+                                whole_links=any(d.error for d in summary.documents)
+                            ),
+                        ),
                         # A restricted rerun keeps what it did not ask from the night it replaces.
                         replaced=(
                             replaced_tables(out_dir, snapshot_date) if plan.restriction else None

@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 
 import pyarrow as pa
 
-from pipeline.links.documents import extract_document_links
+from pipeline.links.documents import Link, extract_document_into
 from pipeline.records import Document
 from pipeline.snapshot.build import link_batches
 from pipeline.snapshot.schemas import LINKS_SCHEMA
@@ -49,8 +49,12 @@ DocumentLinks = tuple[Document, pa.Table]
 def extract_document_table(name: str, path: str) -> DocumentLinks:
     """One document's record and links: the unit of work a worker runs. A document that
     cannot be read yields its error and no links."""
-    document, links = extract_document_links(name, Path(path))
-    return document, pa.Table.from_batches(list(link_batches(links)), schema=LINKS_SCHEMA)
+    return extract_document_into(name, Path(path), _as_table, LINKS_SCHEMA.empty_table())
+
+
+def _as_table(links: Iterator[Link]) -> tuple[pa.Table, int]:
+    table = pa.Table.from_batches(list(link_batches(links)), schema=LINKS_SCHEMA)
+    return table, table.num_rows
 
 
 def dask_address(environ: Mapping[str, str] | None = None) -> str | None:

@@ -994,6 +994,33 @@ def test_changes_list_what_is_new_since_the_previous_snapshot() -> None:
     assert {c["previous_snapshot_date"] for c in changes} == {DAY1}
 
 
+def test_changes_over_many_batches_compare_each_paper_with_its_own_previous_row() -> None:
+    """More papers than one batch of tonight's rows holds: the previous rows are taken by
+    key for each batch, so changes, removals and additions land on the right papers."""
+    ids = [f"2401.{n:05d}" for n in range(10_000)]
+    yesterday = inputs([arxiv(i, a) for i, a in enumerate(ids)], [paper(a) for a in ids], [])
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+    gone, new, bumped = ids[4_321], "2402.00001", {ids[5], ids[4_500], ids[9_999]}
+    tonight_ids = [a for a in ids if a != gone] + [new]
+    tonight = inputs(
+        [arxiv(i, a) for i, a in enumerate(tonight_ids)],
+        [paper(a, latest_version=2 if a in bumped else 1) for a in tonight_ids],
+        [],
+    )
+
+    changes = build(tonight, DAY2, previous)["changes"].to_pylist()
+
+    assert {
+        (c["entity_id"], c["change"], c["field"], c["old_value"], c["new_value"])
+        for c in changes
+        if c["change"] in ("added", "changed", "removed")
+    } == {
+        (new, "added", None, None, None),
+        (gone, "removed", None, None, None),
+        *((a, "changed", "latest_version", "1", "2") for a in bumped),
+    }
+
+
 def test_the_first_snapshot_lists_every_entity_as_added() -> None:
     tables = build(rich_inputs())
     changes = tables["changes"].to_pylist()

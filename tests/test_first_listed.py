@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.snapshot.first_listed import (
+    backfill_facts,
     first_listed_column,
     listed_since,
     previous_first_listed,
@@ -37,7 +38,9 @@ def test_first_listed_keeps_the_previous_date_and_dates_new_entries_tonight() ->
     documents = pa.array(["a.md", "a.md", "a.md", "b.md", "b.md", "a.md"])
     entities = pa.array(["1", "2", "3", "1", "2", None])
 
-    column = first_listed_column(documents, entities, facts, D3, {("a.md", "3"): D1})
+    column = first_listed_column(
+        documents, entities, facts, D3, backfill_facts({("a.md", "3"): D1})
+    )
 
     # 1 and 2 stay; 3 comes from the history; 2 is new in b.md; no entity, no date.
     assert column.to_pylist() == [D1, D2, D1, D2, D3, None]
@@ -46,8 +49,24 @@ def test_first_listed_keeps_the_previous_date_and_dates_new_entries_tonight() ->
 def test_a_previous_snapshot_without_the_column_dates_its_entries_by_its_own_date() -> None:
     previous = links([("a.md", "arxiv", "1", None)]).drop_columns(["first_listed"])
 
-    assert previous_first_listed(previous, D2) == {("a.md", "1"): D2}
-    assert previous_first_listed(None, D2) == {}
+    assert previous_first_listed(previous, D2).to_pylist() == [
+        {"document": "a.md", "entity_id": "1", "first_listed": D2}
+    ]
+    assert previous_first_listed(None, D2).num_rows == 0
+
+
+def test_the_earliest_date_of_a_listing_wins_and_rows_keep_their_order() -> None:
+    previous = links(
+        [("a.md", "arxiv", "1", D2), ("a.md", "arxiv", "1", D1), ("b.md", "arxiv", "2", None)]
+    )
+    facts = previous_first_listed(previous, D2)
+    # Many rows, so that the join's own order would show if the column kept it.
+    documents = pa.array(["b.md", "a.md", "c.md"] * 5000)
+    entities = pa.array(["2", "1", "1"] * 5000)
+
+    column = first_listed_column(documents, entities, facts, D3)
+
+    assert column.to_pylist() == [D2, D1, D3] * 5000
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import EXIT_OK, main
-from pipeline.snapshot.read import latest_snapshot, load, previous_tables, read_manifest
+from pipeline.snapshot.build import LISTING_COLUMNS
+from pipeline.snapshot.read import (
+    latest_snapshot,
+    load,
+    previous_tables,
+    read_manifest,
+)
 from pipeline.snapshot.schemas import MANIFEST_SCHEMA, SCHEMA_VERSION, TABLE_SCHEMAS
 from pipeline.snapshot.store import MANIFEST_FILE, SnapshotError, manifest_table
 
@@ -61,6 +67,17 @@ def test_the_baseline_of_a_schema_1_night_has_every_table(v1_out: Path) -> None:
     assert tables["documents"].schema.equals(TABLE_SCHEMAS["documents"], check_metadata=False)
     assert tables["papers"].num_rows == 3
     assert (tables["documents"].schema.metadata or {})[b"snapshot_date"] == b"2026-11-01"
+
+
+def test_a_baseline_of_listing_columns_reads_those_a_schema_1_night_has(v1_out: Path) -> None:
+    whole = previous_tables(v1_out)
+    tables = previous_tables(v1_out, columns={"links": LISTING_COLUMNS})
+
+    assert whole is not None and tables is not None
+    # Schema 1 had no first_listed: the other three columns, every row.
+    assert tables["links"].column_names == ["document", "kind", "entity_id"]
+    assert tables["links"].num_rows == whole["links"].num_rows > 0
+    assert tables["links"].column("entity_id").equals(whole["links"].column("entity_id"))
 
 
 def test_loading_a_table_of_a_schema_1_night_names_the_version(v1_out: Path) -> None:

@@ -134,8 +134,9 @@ def test_pipeline_extract_refuses_zero_workers(tmp_path: Path) -> None:
     assert main(["extract", str(SEEDS), "-o", str(tmp_path / "x.parquet"), "--workers", "0"]) == 2
 
 
-def _night_links(tmp_path: Path, name: str, workers: int) -> pa.Table:
-    params = RunParameters(
+def _params(tmp_path: Path, name: str, workers: int = 1) -> RunParameters:
+    """An offline night of the seeds into `tmp_path/name`."""
+    return RunParameters(
         documents=[str(SEEDS)],
         out_dir=str(tmp_path / name),
         raw_dir=str(tmp_path / "raw"),
@@ -143,7 +144,10 @@ def _night_links(tmp_path: Path, name: str, workers: int) -> pa.Table:
         refresh=RefreshPolicy.OFFLINE,
         workers=workers,
     )
-    night = run_night(params)
+
+
+def _night_links(tmp_path: Path, name: str, workers: int) -> pa.Table:
+    night = run_night(_params(tmp_path, name, workers))
     assert night.summary.published, night.summary.status_reason
     return pq.read_table(tmp_path / name / "links")
 
@@ -167,20 +171,55 @@ def test_a_prefect_flow_run_extracts_on_the_dask_cluster_through_the_dask_task_r
     scheduler = cluster.scheduler
     assert scheduler is not None
     before = set(scheduler.task_prefixes)
-    params = RunParameters(
-        documents=[str(SEEDS)],
-        out_dir=str(tmp_path / "flow"),
-        raw_dir=str(tmp_path / "raw"),
-        snapshot_date=date(2026, 11, 20),
-        refresh=RefreshPolicy.OFFLINE,
-    )
     with prefect_test_harness(server_startup_timeout=180):
-        state = mllm_papers(params, return_state=True)
+        state = mllm_papers(_params(tmp_path, "flow"), return_state=True)
 
     assert not state.is_failed(), state
     assert pq.read_table(tmp_path / "flow" / "links").to_pylist() == direct.to_pylist()
     # The documents ran on the cluster as Prefect task runs (a prefix of their own).
     assert set(scheduler.task_prefixes) - before, list(scheduler.task_prefixes)
+
+
+def test_a_prefect_flow_run_with_two_workers_and_no_address_extracts_on_a_local_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--workers 2` under Prefect, no cluster named: prefect-dask starts a local cluster of
+    process workers for the flow run; its worker processes are seen while the flow runs."""
+    import threading
+
+    import psutil
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipeline.flow import mllm_papers
+
+    direct = _night_links(tmp_path, "direct", 1)
+    monkeypatch.delenv(DASK_ADDRESS_ENV, raising=False)
+    spawned: set[int] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        # Dask's nanny starts each worker with multiprocessing's spawn; the harness's
+        # own server is a child too, but never a spawned one.
+        while not done.wait(0.1):
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    if "spawn_main" in " ".join(child.cmdline()):
+                        spawned.add(child.pid)
+                except psutil.Error:
+                    continue
+
+    with prefect_test_harness(server_startup_timeout=180):
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            state = mllm_papers(_params(tmp_path, "flow", workers=2), return_state=True)
+        finally:
+            done.set()
+            watcher.join()
+
+    assert not state.is_failed(), state
+    assert len(spawned) >= 2, spawned
+    assert pq.read_table(tmp_path / "flow" / "links").to_pylist() == direct.to_pylist()
 
 
 def test_arxiv_politeness_is_the_same_with_any_number_of_workers(tmp_path: Path) -> None:

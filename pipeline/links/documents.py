@@ -18,13 +18,16 @@ import heapq
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pipeline.links.extract import DocumentError, Occurrence, decode_document, extract_document
 from pipeline.links.identify import Identity, identify
 from pipeline.records import Document, ResolvedBy
+
+C = TypeVar("C")
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".txt")
 """What a folder scan reads; the seeds are markdown saved as `.txt`."""
@@ -228,17 +231,35 @@ def link_for(occurrence: Occurrence) -> Link:
 
 def extract_document_links(name: str, path: Path) -> tuple[Document, list[Link]]:
     """Links of one document; a document that cannot be read yields its error, no links."""
+    return extract_document_into(name, path, _as_list, [])
+
+
+def _as_list(links: Iterator[Link]) -> tuple[list[Link], int]:
+    found = list(links)
+    return found, len(found)
+
+
+def extract_document_into(
+    name: str, path: Path, collect: Callable[[Iterator[Link]], tuple[C, int]], empty: C
+) -> tuple[Document, C]:
+    """One document's links as `collect` gathers them while they are extracted (with how
+    many there were): a worker makes record batches of them as they come, so a document
+    of a million links is never a million Python objects at once. A document that cannot
+    be read yields its error and `empty`."""
     try:
         data = read_document(path, name)
     except DocumentError as exc:
-        return Document(name, path, error=exc.reason), []
-    digest = hashlib.sha256(data).hexdigest()
+        return Document(name, path, error=exc.reason), empty
+    digest, size = hashlib.sha256(data).hexdigest(), len(data)
     try:
         text = decode_document(data, name)
-        links = [link_for(occurrence) for occurrence in extract_document(text, name)]
+        del data  # the text is what is parsed: a large document need not be held twice
+        collected, count = collect(
+            link_for(occurrence) for occurrence in extract_document(text, name)
+        )
     except DocumentError as exc:
-        return Document(name, path, digest, len(data), error=exc.reason), []
-    return Document(name, path, digest, len(data), links=len(links)), links
+        return Document(name, path, digest, size, error=exc.reason), empty
+    return Document(name, path, digest, size, links=count), collected
 
 
 def extract_links(paths: Sequence[Path]) -> Extraction:

@@ -51,6 +51,7 @@ from pipeline.resolve.titles import title_key
 from pipeline.snapshot.code_repos import code_repos_column
 from pipeline.snapshot.first_listed import (
     Listing,
+    backfill_facts,
     first_listed_column,
     listing_inputs,
     previous_first_listed,
@@ -188,17 +189,21 @@ def build_tables(
     ]
     _add_collections(models, repos, hub)
     _add_families(models)
+    # Each stage's Python rows are let go as soon as its table is made: at scale they, not
+    # the tables, are what a night's memory is spent on.
+    del hub
     items = _ItemIndex.of(links)
-    papers = _paper_rows(links, inputs, base, models, items, snapshot_date)
-    github = _github_rows(links, inputs, base, items, snapshot_date)
-
-    tables = {
-        "links": table,
-        "papers": _table("papers", papers),
-        "models": _table("models", models),
-        "repos": _table("repos", repos),
-        "github_repos": _table("github_repos", github),
-    }
+    tables = {"links": table}
+    tables["papers"] = _table(
+        "papers", _paper_rows(links, inputs, base, models, items, snapshot_date)
+    )
+    tables["models"] = _table("models", models)
+    tables["repos"] = _table("repos", repos)
+    del models, repos
+    tables["github_repos"] = _table(
+        "github_repos", _github_rows(links, inputs, base, items, snapshot_date)
+    )
+    del items
     tables["changes"] = _table("changes", _change_rows(tables, base.previous))
     _add_listings(tables, inputs, previous, base.previous.snapshot_date, snapshot_date)
     return tables
@@ -215,21 +220,18 @@ def _add_listings(
     at table level (`snapshot.first_listed`, `snapshot.listings`)."""
     links, previous_links = listing_inputs(tables["links"], previous, inputs.documents)
     facts = previous_first_listed(previous_links, previous_date)
+    backfill = backfill_facts(inputs.first_listed_backfill)
 
     def stamped(batch: Any) -> Any:
-        # Row by row from (document, entity_id): a links file is stamped as it is read.
+        # From (document, entity_id): a links file is stamped as it is read.
         column = first_listed_column(
-            batch.column("document").cast(pa.string()),
-            batch.column("entity_id"),
-            facts,
-            snapshot_date,
-            inputs.first_listed_backfill,
+            batch.column("document"), batch.column("entity_id"), facts, snapshot_date, backfill
         )
         return with_column(batch, "first_listed", column)
 
     tables["links"] = links.mapped(stamped) if isinstance(links, LinksFile) else stamped(links)
     papers = tables["papers"]
-    tables["papers"] = with_column(papers, "code_repos", code_repos_column(papers.to_pylist()))
+    tables["papers"] = with_column(papers, "code_repos", code_repos_column(papers))
     listed = listing_changes(tables["links"], previous_links, previous_date)
     if listed:
         tables["changes"] = pa.concat_tables([tables["changes"], _table("changes", listed)])
@@ -306,54 +308,161 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 class _Previous:
     """A published snapshot's rows by key, with every current column present (empty when
-    there is no such snapshot)."""
+    there is no such snapshot).
 
-    def __init__(self, rows: dict[str, dict[tuple[Any, ...], Row]], taken: date | None) -> None:
-        self._rows = rows
+    The tables stay Arrow, cut to the columns a night reads (`_previous_columns`); a row
+    becomes Python only when asked for: a night at scale reads most previous rows only
+    to find them unchanged, and as Python dicts they would cost several times the
+    table."""
+
+    def __init__(self, tables: dict[str, pa.Table], taken: date | None) -> None:
+        self._tables = tables
+        self._positions: dict[str, dict[tuple[Any, ...], int]] = {}
+        self._first_seen: dict[str, list[date | None]] = {}
         self.snapshot_date = taken
 
     @classmethod
     def of(cls, tables: Mapping[str, pa.Table] | None) -> _Previous:
-        rows: dict[str, dict[tuple[Any, ...], Row]] = {}
+        kept: dict[str, pa.Table] = {}
         taken: date | None = None
         for name, table in (tables or {}).items():
             if name not in TABLE_SCHEMAS or name in ("links", "changes"):
                 continue
-            schema = TABLE_SCHEMAS[name]
-            keys = TABLE_KEYS[name]
-            defaults = {f.name: _empty(f) for f in schema}
-            rows[name] = {
-                tuple(row[k] for k in keys): {**defaults, **row} for row in table.to_pylist()
-            }
+            used = _previous_columns(name)
+            kept[name] = table.select([n for n in table.column_names if n in used])
             stamp = (table.schema.metadata or {}).get(b"snapshot_date")
             if stamp:
                 taken = date.fromisoformat(stamp.decode())
-        return cls(rows, taken)
+        return cls(kept, taken)
+
+    def _index(self, table: str) -> dict[tuple[Any, ...], int]:
+        """Key -> row position, made the first time a table is asked."""
+        if table not in self._positions:
+            data = self._tables.get(table)
+            self._positions[table] = (
+                {}
+                if data is None
+                else {
+                    key: position
+                    for position, key in enumerate(
+                        zip(*(data.column(k).to_pylist() for k in TABLE_KEYS[table]), strict=True)
+                    )
+                }
+            )
+        return self._positions[table]
+
+    def _complete(self, table: str, row: Row) -> Row:
+        """`row` with every column it is read for, empty where an older snapshot had none."""
+        used = _previous_columns(table)
+        return {**{f.name: _empty(f) for f in TABLE_SCHEMAS[table] if f.name in used}, **row}
 
     def row(self, table: str, key: tuple[Any, ...]) -> Row | None:
-        return self._rows.get(table, {}).get(key)
+        position = self._index(table).get(key)
+        if position is None:
+            return None
+        return self._complete(table, self._tables[table].slice(position, 1).to_pylist()[0])
 
-    def rows(self, table: str) -> dict[tuple[Any, ...], Row]:
-        return self._rows.get(table, {})
+    def rows_at(self, table: str, keys: Sequence[tuple[Any, ...]]) -> list[Row | None]:
+        """The rows of `keys` (None for a key the snapshot has not), taken at once."""
+        index = self._index(table)
+        positions = [index.get(key) for key in keys]
+        found = [p for p in positions if p is not None]
+        if not found:
+            return [None] * len(keys)
+        taken = iter(self._tables[table].take(pa.array(found, pa.int64())).to_pylist())
+        return [None if p is None else self._complete(table, next(taken)) for p in positions]
+
+    def first_seen(self, table: str, key: tuple[Any, ...]) -> date | None:
+        """When the snapshot first saw the entity of `key` (None: it did not)."""
+        if table not in self._first_seen:
+            self._first_seen[table] = self.column(table, "first_seen")
+        position = self._index(table).get(key)
+        return None if position is None else self._first_seen[table][position]
+
+    def keys(self, table: str) -> Iterable[tuple[Any, ...]]:
+        return self._index(table).keys()
+
+    def column(self, table: str, name: str) -> list[Any]:
+        """One column's values in row order (empty for a column an older snapshot lacks)."""
+        data = self._tables.get(table)
+        if data is None:
+            return []
+        if name not in data.column_names:
+            return [_empty(TABLE_SCHEMAS[table].field(name))] * data.num_rows
+        values: list[Any] = data.column(name).to_pylist()
+        return values
 
     def aliases(self) -> dict[RepoRef, str]:
         """(type, name as written) -> canonical ID, from the snapshot's good rows: how
         tonight places a renamed repo whose lookup failed under its known name."""
         found: dict[RepoRef, str] = {}
-        for table, type_of in (("models", None), ("repos", "repo_type")):
-            for row in self.rows(table).values():
-                if row["status"] not in GOOD:
+        for table in ("models", "repos"):
+            statuses = self.column(table, "status")
+            types = self.column(table, "repo_type") if table == "repos" else None
+            for i, (repo_id, written_as) in enumerate(
+                zip(self.column(table, "repo_id"), self.column(table, "written_as"), strict=True)
+            ):
+                if statuses[i] not in GOOD:
                     continue
-                repo_type: RepoType = row[type_of] if type_of else "model"
-                for written in row["written_as"]:
-                    found[(repo_type, written)] = row["repo_id"]
+                repo_type: RepoType = types[i] if types is not None else "model"
+                for written in written_as:
+                    found[(repo_type, written)] = repo_id
         return found
 
     def title_queries(self) -> Iterator[tuple[str, str]]:
         """(link text, arXiv ID) of every paper the snapshot reached by title, in key order."""
-        for row in self.rows("papers").values():
-            for text in row["title_queries"]:
-                yield text, row["arxiv_id"]
+        for arxiv_id, texts in zip(
+            self.column("papers", "arxiv_id"), self.column("papers", "title_queries"), strict=True
+        ):
+            for text in texts:
+                yield text, arxiv_id
+
+
+LISTING_COLUMNS = ("document", "kind", "entity_id", "first_listed")
+"""The links columns a night reads of its baseline when every document was read tonight
+(`first_listed`, the listing changes): the rest of a links table (URLs, texts,
+annotations) is most of its size, and is needed only to carry an unreadable document's
+rows forward."""
+
+
+def baseline_columns(*, whole_links: bool = False) -> dict[str, list[str]]:
+    """Per table, the columns `build_tables` reads of a previous snapshot
+    (`read.previous_tables(columns=...)`): of links, `LISTING_COLUMNS` unless
+    `whole_links` (a document could not be read tonight, and its rows are carried);
+    nothing of `changes` and `documents`."""
+    columns = {name: sorted(_previous_columns(name)) for name in _TRACKED}
+    columns["changes"] = columns["documents"] = []
+    if not whole_links:
+        columns["links"] = list(LISTING_COLUMNS)
+    return columns
+
+
+def _previous_columns(table: str) -> frozenset[str]:
+    """The columns of a published table a later night reads: keys, the values a failed
+    lookup carries forward, what `changes` compares, and what names and dates an entity.
+    The rest (headings, counts, `code_repos`) would only cost memory: a night at scale
+    holds the previous night's rows as Python objects."""
+    lookups = {
+        "papers": (_ARXIV_LOOKUP, _PAGE_LOOKUP),
+        "models": (_MODEL_LOOKUP,),
+        "repos": (_REPO_LOOKUP,),
+        "github_repos": (_GITHUB_LOOKUP,),
+    }.get(table, ())
+    return frozenset(
+        {
+            *TABLE_KEYS[table],
+            *_ENTITY_COLUMNS.get(table, ()),
+            *_TRACKED.get(table, ()),
+            *(c for lookup in lookups for c in (lookup.status, lookup.reason, lookup.fetched_at)),
+            *(c for lookup in lookups for c in lookup.columns),
+            "first_seen",
+            "status",
+            "written_as",
+            "repo_id",
+            "repo_type",
+            "title_queries",
+        }
+    )
 
 
 class _Baseline:
@@ -388,6 +497,15 @@ class _Baseline:
                 return row
         return None
 
+    def carry_forward(
+        self, row: Row, table: str, key: tuple[Any, ...], lookup: _Lookup, *, asked: bool
+    ) -> None:
+        """`_carry_forward` from `last_known`, looked up only for a row without an answer."""
+        if row[lookup.status] == "error":
+            _carry_forward(
+                row, self.last_known(table, key, lookup, asked=asked), lookup, asked=asked
+            )
+
 
 def _empty(f: pa.Field) -> Any:
     """The value of a column an older snapshot did not have."""
@@ -419,10 +537,8 @@ class _Lineage:
                 self.headings.append(sys.intern(heading))
         self.mentions += 1
 
-    def columns(self, previous: Row | None, snapshot_date: date) -> Row:
-        first_seen = snapshot_date
-        if previous is not None and previous.get("first_seen") is not None:
-            first_seen = min(previous["first_seen"], snapshot_date)
+    def columns(self, seen_before: date | None, snapshot_date: date) -> Row:
+        first_seen = snapshot_date if seen_before is None else min(seen_before, snapshot_date)
         return {
             "documents": sorted(set(self.documents)),
             "mention_count": self.mentions,
@@ -773,9 +889,8 @@ def _hub_row(
         row.update(values(record))
     what = f"{entity.repo_type} {entity.repo_id}"
     row.update(_resolution(record, what, entity.invalid, lookup, entity.unresolved))
-    row.update(entity.lineage.columns(base.previous.row(table, key), snapshot_date))
-    last = base.last_known(table, key, lookup, asked=entity.asked)
-    _carry_forward(row, last, lookup, asked=entity.asked)
+    row.update(entity.lineage.columns(base.previous.first_seen(table, key), snapshot_date))
+    base.carry_forward(row, table, key, lookup, asked=entity.asked)
     return row
 
 
@@ -991,10 +1106,9 @@ def _paper_rows(
             asked = record is not None or not (unsearched or arxiv_id in skipped)
             why = unresolved if asked else not_asked.reason
             row.update(_resolution(record, f"{what} {arxiv_id}", bad, lookup, why))
-            last = base.last_known("papers", row_key, lookup, asked=asked)
-            _carry_forward(row, last, lookup, asked=asked)
+            base.carry_forward(row, "papers", row_key, lookup, asked=asked)
         seen = lineage.pop(arxiv_id, None) or _Lineage()
-        row.update(seen.columns(base.previous.row("papers", row_key), snapshot_date))
+        row.update(seen.columns(base.previous.first_seen("papers", row_key), snapshot_date))
         # Models of our own models table are fresher and complete: they win over the
         # paper page's list for the same repo.
         merged = {m["repo_id"]: _logical_size(m, sized.get(m["repo_id"])) for m in row["hf_models"]}
@@ -1049,29 +1163,28 @@ def _github_rows(
     base: _Baseline,
     items: _ItemIndex,
     snapshot_date: date,
-) -> list[Row]:
+) -> Iterator[Row]:
     lineage: dict[str, _Lineage] = defaultdict(_Lineage)
     for link in links:
         if (repo := _github_repo_of(link)) is not None:
             lineage[repo].add(link.occurrence)
-    rows = []
     for repo in sorted(lineage):
         record = inputs.github_repos.get(repo)
         row: Row = {
             "repo": repo,
             "url": f"https://github.com/{repo}",
             "arxiv_ids": sorted(items.papers_of_repo.get(repo, ())),
-            **lineage[repo].columns(base.previous.row("github_repos", (repo,)), snapshot_date),
+            **lineage[repo].columns(
+                base.previous.first_seen("github_repos", (repo,)), snapshot_date
+            ),
         }
         if record is not None and record.status in GOOD:
             row.update(_github_values(record))
         asked = record is not None or repo not in inputs.not_asked.github_repos
         why = NOT_RESOLVED if asked else inputs.not_asked.reason
         row.update(_resolution(record, f"github repo {repo}", None, _GITHUB_LOOKUP, why))
-        last = base.last_known("github_repos", (repo,), _GITHUB_LOOKUP, asked=asked)
-        _carry_forward(row, last, _GITHUB_LOOKUP, asked=asked)
-        rows.append(row)
-    return rows
+        base.carry_forward(row, "github_repos", (repo,), _GITHUB_LOOKUP, asked=asked)
+        yield row
 
 
 _GITHUB_LOOKUP = _Lookup(
@@ -1159,6 +1272,15 @@ _TRACKED: dict[str, tuple[str, ...]] = {
 """Fields whose changes are logged. Download and like counts move every night: left out."""
 
 
+_ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "papers": ("arxiv_id",),
+    "models": ("repo_id",),
+    "repos": ("repo_type", "repo_id"),
+    "github_repos": ("repo",),
+}
+"""The columns `_entity_of` names an entity by."""
+
+
 def _entity_of(table: str, row: Row) -> tuple[str, str]:
     if table == "papers":
         return "paper", row["arxiv_id"]
@@ -1173,20 +1295,25 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
     rows: list[Row] = []
     since = prev.snapshot_date
     for table, fields in _TRACKED.items():
-        old = {_entity_of(table, r): r for r in prev.rows(table).values()}
+        keys = TABLE_KEYS[table]
+        unseen = set(prev.keys(table))
         found: list[tuple[tuple[str, str], list[Row]]] = []
-        seen: set[tuple[str, str]] = set()
-        # Tonight's rows a batch at a time: only the changes are kept as Python objects.
-        for batch in tables[table].to_batches(max_chunksize=4096):
-            for new in batch.to_pylist():
+        # Tonight's rows and the previous rows of the same keys a batch at a time, only
+        # the columns compared (none when there is no previous row): only the changes
+        # are kept as Python objects.
+        compared = [*keys, *_ENTITY_COLUMNS[table], *(fields if unseen else ())]
+        for batch in tables[table].select(list(dict.fromkeys(compared))).to_batches(4096):
+            tonight = batch.to_pylist()
+            batch_keys = [tuple(new[k] for k in keys) for new in tonight]
+            befores = prev.rows_at(table, batch_keys) if unseen else [None] * len(tonight)
+            for new, key, before_row in zip(tonight, batch_keys, befores, strict=True):
                 entity = _entity_of(table, new)
-                seen.add(entity)
+                unseen.discard(key)
                 base = {
                     "entity_type": entity[0],
                     "entity_id": entity[1],
                     "previous_snapshot_date": since,
                 }
-                before_row = old.get(entity)
                 if before_row is None:
                     found.append((entity, [{**base, "change": "added"}]))
                     continue
@@ -1205,7 +1332,8 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
                         )
                 if changed:
                     found.append((entity, changed))
-        for entity in old.keys() - seen:
+        for key in unseen:
+            entity = _entity_of(table, dict(zip(keys, key, strict=True)))
             base = {"entity_type": entity[0], "entity_id": entity[1]}
             found.append((entity, [{**base, "previous_snapshot_date": since, "change": "removed"}]))
         for _, entity_rows in sorted(found, key=lambda item: item[0]):
@@ -1255,9 +1383,11 @@ TABLE_BATCH_ROWS = 4096
 # ----- links
 
 
-LINK_BATCH_ROWS = 65_536
+LINK_BATCH_ROWS = 8_192
 """Most links per record batch: one document's links are converted this many at a time,
-so a document with a million links never has them all as Python objects at once."""
+so a document with a million links never has them all as Python objects at once. On a
+20 MB document of 192,000 links, batches of 65,536 added 115 MB to extraction's peak,
+batches of 8,192 add 21 MB; a list of most reading lists' links fits in one batch."""
 
 
 def links_batch(links: Iterable[Link]) -> pa.RecordBatch:

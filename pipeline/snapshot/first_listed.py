@@ -73,31 +73,53 @@ def _in_key_order(links: pa.Table) -> pa.Table:
     return links.take(order)
 
 
-def previous_first_listed(
-    previous_links: pa.Table | None, previous_date: date | None
-) -> dict[Listing, date]:
+FACTS_SCHEMA = pa.schema(
+    [
+        pa.field("document", pa.string()),
+        pa.field("entity_id", pa.string()),
+        pa.field("first_listed", pa.date32()),
+    ]
+)
+"""First-listed facts: one row per (document, entity ID), the date it was first listed.
+A table, not a dict: a night at scale has hundreds of thousands of listings, and as
+Python tuples and dates they would cost several times their columns."""
+
+
+def previous_first_listed(previous_links: pa.Table | None, previous_date: date | None) -> pa.Table:
     """The first-listed facts of the previous snapshot's links table (module docstring)."""
     if previous_links is None or previous_links.num_rows == 0:
-        return {}
-    names = previous_links.column_names
-    documents = previous_links.column("document").to_pylist()
-    entities = previous_links.column("entity_id").to_pylist()
-    dates: list[date | None] = (
-        previous_links.column("first_listed").to_pylist()
-        if "first_listed" in names
-        else [None] * len(documents)
+        return FACTS_SCHEMA.empty_table()
+    dates = (
+        previous_links.column("first_listed")
+        if "first_listed" in previous_links.column_names
+        else pa.nulls(previous_links.num_rows, pa.date32())
     )
-    facts: dict[Listing, date] = {}
-    for document, entity, when in zip(documents, entities, dates, strict=True):
-        if entity is None:
-            continue
-        known = when or previous_date
-        if known is None:
-            continue
-        key = (document, entity)
-        if key not in facts or known < facts[key]:
-            facts[key] = known
-    return facts
+    if previous_date is not None:
+        dates = pc.fill_null(dates, pa.scalar(previous_date, pa.date32()))
+    listed = pa.table(
+        {
+            "document": previous_links.column("document").cast(pa.string()),
+            "entity_id": previous_links.column("entity_id").cast(pa.string()),
+            "first_listed": dates,
+        }
+    )
+    listed = listed.filter(pc.and_(pc.is_valid(listed["entity_id"]), pc.is_valid(dates)))
+    facts = listed.group_by(["document", "entity_id"]).aggregate([("first_listed", "min")])
+    return pa.table(
+        [facts["document"], facts["entity_id"], facts["first_listed_min"]], schema=FACTS_SCHEMA
+    )
+
+
+def backfill_facts(backfill: Mapping[Listing, date]) -> pa.Table:
+    """`--backfill`'s (document, entity ID) -> date as first-listed facts."""
+    return pa.table(
+        [
+            pa.array([document for document, _ in backfill], pa.string()),
+            pa.array([entity for _, entity in backfill], pa.string()),
+            pa.array(list(backfill.values()), pa.date32()),
+        ],
+        schema=FACTS_SCHEMA,
+    )
 
 
 def listed_since(versions: Sequence[tuple[date, Iterable[str]]]) -> dict[str, date]:
@@ -118,17 +140,31 @@ def listed_since(versions: Sequence[tuple[date, Iterable[str]]]) -> dict[str, da
 def first_listed_column(
     documents: pa.Array | pa.ChunkedArray,
     entity_ids: pa.Array | pa.ChunkedArray,
-    previous: Mapping[Listing, date],
+    previous: pa.Table,
     snapshot_date: date,
-    backfill: Mapping[Listing, date] | None = None,
+    backfill: pa.Table | None = None,
 ) -> pa.Array:
-    """The `first_listed` column for these rows (module docstring)."""
-    history = backfill or {}
-    out: list[date | None] = []
-    for document, entity in zip(documents.to_pylist(), entity_ids.to_pylist(), strict=True):
-        if entity is None:
-            out.append(None)
-            continue
-        key = (document, entity)
-        out.append(previous.get(key) or history.get(key) or snapshot_date)
-    return pa.array(out, type=pa.date32())
+    """The `first_listed` column for these rows (module docstring). `previous` and
+    `backfill` are first-listed facts (`previous_first_listed`, `backfill_facts`)."""
+    rows = pa.table(
+        {
+            "row": pa.array(range(len(documents)), pa.int64()),
+            "document": documents.cast(pa.string()),
+            "entity_id": entity_ids.cast(pa.string()),
+        }
+    )
+    keys = ["document", "entity_id"]
+    joined = rows.join(previous, keys=keys, join_type="left outer")
+    if backfill is not None and backfill.num_rows:
+        joined = joined.join(
+            backfill.rename_columns([*keys, "backfilled"]), keys=keys, join_type="left outer"
+        )
+    else:
+        joined = joined.append_column("backfilled", pa.nulls(joined.num_rows, pa.date32()))
+    # A join does not keep the rows' order.
+    joined = joined.sort_by("row")
+    dated = pc.coalesce(
+        joined["first_listed"], joined["backfilled"], pa.scalar(snapshot_date, pa.date32())
+    )
+    none = pa.nulls(joined.num_rows, pa.date32())
+    return pc.if_else(pc.is_valid(joined["entity_id"]), dated, none).combine_chunks()

@@ -78,21 +78,32 @@ def entity_type_of(kind: str) -> str:
     return HUB_REPO_TYPES.get(kind, kind)  # type: ignore[call-overload,no-any-return]
 
 
-def _listings(links: pa.Table | LinksFile | None) -> dict[tuple[str, str], set[str]]:
-    """(entity type, entity ID) -> the documents listing it. Read a batch at a time: only
-    the distinct listings become Python objects, not one per link."""
-    found: dict[tuple[str, str], set[str]] = {}
-    if links is None or links.num_rows == 0:
-        return found
+_LISTING_KEYS = ["entity_type", "entity_id", "document"]
+
+
+def _listings(links: pa.Table | LinksFile) -> pa.Table:
+    """The distinct (entity type, entity ID, document) of a links table. In Arrow, a
+    batch at a time: a night at scale lists hundreds of thousands of them, too many to
+    hold as Python sets."""
+    parts = [
+        pa.table({name: pa.array([], pa.string()) for name in _LISTING_KEYS}),
+    ]
     for batch in links.to_batches():
         named = batch.filter(pc.is_valid(batch.column("entity_id")))
-        columns = (
-            named.column(name).cast(pa.string()).to_pylist()
-            for name in ("document", "kind", "entity_id")
+        if named.num_rows == 0:
+            continue
+        kinds = named.column("kind").cast(pa.string())
+        present = pc.unique(kinds)
+        types = pa.array([entity_type_of(kind) for kind in present.to_pylist()], pa.string())
+        listed = pa.table(
+            {
+                "entity_type": pc.take(types, pc.index_in(kinds, value_set=present)),
+                "entity_id": named.column("entity_id").cast(pa.string()),
+                "document": named.column("document").cast(pa.string()),
+            }
         )
-        for document, kind, entity in set(zip(*columns, strict=True)):
-            found.setdefault((entity_type_of(kind), entity), set()).add(document)
-    return found
+        parts.append(listed.group_by(_LISTING_KEYS).aggregate([]))
+    return pa.concat_tables(parts).group_by(_LISTING_KEYS).aggregate([])
 
 
 def listing_changes(
@@ -104,21 +115,25 @@ def listing_changes(
     if previous_links is None:
         return []
     before, after = _listings(previous_links), _listings(links)
-    rows: list[Row] = []
-    for entity in sorted(before.keys() | after.keys()):
-        old, new = before.get(entity, set()), after.get(entity, set())
-        for change, documents in (("listed", new - old), ("unlisted", old - new)):
-            rows.extend(
-                {
-                    "entity_type": entity[0],
-                    "entity_id": entity[1],
-                    "change": change,
-                    "field": document,
-                    "previous_snapshot_date": previous_date,
-                }
-                for document in sorted(documents)
-            )
-    return rows
+    changes = ("listed", "unlisted")
+    found: list[tuple[str, str, int, str]] = []
+    for order, (new, old) in enumerate(((after, before), (before, after))):
+        moved = new.join(old, keys=_LISTING_KEYS, join_type="left anti")
+        found.extend(
+            (row["entity_type"], row["entity_id"], order, row["document"])
+            for row in moved.select(_LISTING_KEYS).to_pylist()
+        )
+    # Per entity, what it entered before what it left, each by document.
+    return [
+        {
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "change": changes[order],
+            "field": document,
+            "previous_snapshot_date": previous_date,
+        }
+        for entity_type, entity_id, order, document in sorted(found)
+    ]
 
 
 def with_column(table: Any, name: str, column: pa.Array) -> Any:

@@ -6,7 +6,7 @@ manifest names the files either way (`pipeline.objectstore`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -89,15 +89,20 @@ def latest_snapshot(out_dir: Path | str = DEFAULT_OUT_DIR) -> PublishedSnapshot 
 
 
 def previous_tables(
-    out_dir: Path | str = DEFAULT_OUT_DIR, before: date | None = None
+    out_dir: Path | str = DEFAULT_OUT_DIR,
+    before: date | None = None,
+    *,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, pa.Table] | None:
     """Every table of the latest published snapshot dated before `before` (any date when
     None), or None when there is none. Each table's schema metadata carries its
     `snapshot_date`. A run passes `before=snapshot_date`, so that a rerun of a night is
     built against the same baseline as the run it replaces. Tables are returned as
     written, even by an older schema version (`build_tables` reads missing columns as
-    empty)."""
-    return _published_tables(snapshot_root(out_dir), None, before)
+    empty). `columns` names, per table, the only columns to read (those the table has;
+    none: its row count only), as a night does (`build.baseline_columns`): a baseline
+    read whole at scale costs more memory than the night it serves."""
+    return _published_tables(snapshot_root(out_dir), None, before, columns)
 
 
 def replaced_tables(out_dir: Path | str, snapshot_date: date) -> dict[str, pa.Table] | None:
@@ -119,7 +124,10 @@ def _run_file(out: Path | Remote, run_id: str, table: str) -> Path | str:
 
 
 def _published_tables(
-    out: Path | Remote, snapshot_date: date | None, before: date | None
+    out: Path | Remote,
+    snapshot_date: date | None,
+    before: date | None,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, pa.Table] | None:
     for attempt in range(_LOAD_ATTEMPTS):
         manifest = manifest_table(out)
@@ -128,7 +136,7 @@ def _published_tables(
             return None
         taken, run_id = picked
         try:
-            return _read_baseline(out, _run_row(manifest, run_id), taken)
+            return _read_baseline(out, _run_row(manifest, run_id), taken, columns)
         except FileNotFoundError:
             if attempt + 1 == _LOAD_ATTEMPTS:
                 raise
@@ -141,17 +149,29 @@ def _run_row(manifest: pa.Table, run_id: str) -> dict[str, Any]:
     return row
 
 
-def _read_baseline(out: Path | Remote, row: Mapping[str, Any], taken: date) -> dict[str, pa.Table]:
-    """Every table of a published run; one its schema version did not have yet (its
-    `<table>_rows` is null in the manifest) reads as an empty table."""
+def _read_baseline(
+    out: Path | Remote,
+    row: Mapping[str, Any],
+    taken: date,
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, pa.Table]:
+    """Every table of a published run (`columns` of those it names); one its schema
+    version did not have yet (its `<table>_rows` is null in the manifest) reads as an
+    empty table."""
     stamp = {b"snapshot_date": taken.isoformat().encode()}
     run_id = str(row["run_id"])
+
+    def read(name: str) -> pa.Table:
+        if row[f"{name}_rows"] is None:
+            return TABLE_SCHEMAS[name].empty_table()
+        if columns is not None and name in columns:
+            written = read_run_schema(out, run_id, name).names
+            wanted = [column for column in columns[name] if column in written]
+            return read_run_table(out, run_id, name, columns=wanted)
+        return _read_run_table(out, run_id, name, strict=False)
+
     return {
-        name: (
-            _read_run_table(out, run_id, name, strict=False)
-            if row[f"{name}_rows"] is not None
-            else TABLE_SCHEMAS[name].empty_table()
-        ).replace_schema_metadata({**TABLE_SCHEMAS[name].metadata, **stamp})
+        name: read(name).replace_schema_metadata({**TABLE_SCHEMAS[name].metadata, **stamp})
         for name in TABLE_SCHEMAS
     }
 
