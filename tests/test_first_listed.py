@@ -49,10 +49,10 @@ def test_first_listed_keeps_the_previous_date_and_dates_new_entries_tonight() ->
 def test_a_previous_snapshot_without_the_column_dates_its_entries_by_its_own_date() -> None:
     previous = links([("a.md", "arxiv", "1", None)]).drop_columns(["first_listed"])
 
-    assert previous_first_listed(previous, D2).to_pylist() == [
+    assert previous_first_listed(previous, D2).table.to_pylist() == [
         {"document": "a.md", "entity_id": "1", "first_listed": D2}
     ]
-    assert previous_first_listed(None, D2).num_rows == 0
+    assert previous_first_listed(None, D2).table.num_rows == 0
 
 
 def test_the_earliest_date_of_a_listing_wins_and_rows_keep_their_order() -> None:
