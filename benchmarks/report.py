@@ -833,8 +833,9 @@ def _extraction_section(
         if r.later_night_seconds is not None and r.later_night_peak_rss_mb is not None:
             rows.append(
                 (
-                    "... then the next night, the same links, built against the first as its"
-                    " baseline (lineage dates, `first_listed`, changes) and published",
+                    "... then the next night in a process of its own, as the schedule starts"
+                    " one: the same links extracted again, built against the first night as"
+                    " its baseline (lineage dates, `first_listed`, changes) and published",
                     f"+{_s(r.later_night_seconds)}",
                     f"{r.rss_before_mb:.0f}",
                     f"{r.later_night_peak_rss_mb:.0f}",

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -593,7 +593,12 @@ class ExtractionConfig:
     repeats: int = 1
     nights: int = 1
     """published: nights built and published in turn, each against the one before (the
-    same links: an unchanged night), as a nightly schedule runs them."""
+    same links: an unchanged night), as a nightly schedule runs them: each later night in
+    a process of its own, as `pipeline run` and Prefect's runner start one per night."""
+    out_dir: str | None = None
+    """published: where the snapshots go (default: a temporary folder)."""
+    first_night: int = 0
+    """published: the first night's date, in days after 2026-01-01."""
 
 
 @dataclass
@@ -630,8 +635,8 @@ class ExtractionResult:
     later_night_seconds: float | None = None
     """published with nights > 1: the last night's planning, building and publishing."""
     later_night_peak_rss_mb: float | None = None
-    """published with nights > 1: peak RSS once the last night is published (it reads
-    the night before as its baseline)."""
+    """published with nights > 1: peak RSS of the last night's process, extraction
+    included, once it is published (it reads the night before as its baseline)."""
     worker_seconds: dict[str, list[float]] = field(default_factory=dict)
     """workers: the wall time of each pass, by number of workers (`"1"`, `"2"`)."""
 
@@ -708,8 +713,10 @@ def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
     extracted_peak = peak_rss_mb()
     night_seconds: list[float] = []
     night_peaks: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="bench-published-") as out:
-        for night in range(config.nights):
+    rows: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-published-") as scratch:
+        out = config.out_dir or scratch
+        for night in range(config.first_night, config.first_night + 1):
             started = time.perf_counter()
             day = date(2026, 1, 1) + timedelta(days=night)
             plan_night(RunParameters(documents=[config.corpus_dir]), links)
@@ -735,8 +742,16 @@ def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
                 ),
             )
             del tables
+            rows = dict(published.rows)
             night_seconds.append(time.perf_counter() - started)
             night_peaks.append(peak_rss_mb())
+        for night in range(1, config.nights):
+            later_night = _night_process(
+                replace(config, nights=1, out_dir=out, first_night=config.first_night + night)
+            )
+            night_seconds.append(later_night.table_seconds or 0.0)
+            night_peaks.append(later_night.table_peak_rss_mb or 0.0)
+            rows = later_night.rows
     later = config.nights > 1
     return ExtractionResult(
         mode=config.mode,
@@ -751,10 +766,25 @@ def _published(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:
         table_peak_rss_mb=night_peaks[0],
         workers=config.workers,
         workers_peak_rss_mb=workers_memory.peak_mb if config.workers > 1 else None,
-        rows=dict(published.rows),
+        rows=rows,
         later_night_seconds=night_seconds[-1] if later else None,
         later_night_peak_rss_mb=night_peaks[-1] if later else None,
     )
+
+
+def _night_process(config: ExtractionConfig) -> ExtractionResult:
+    """One `published` night in a fresh process (this module's `main`), as the schedule
+    runs each night: its peak is its own, not the night before's."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-night-") as folder:
+        config_path, result_path = Path(folder) / "config.json", Path(folder) / "result.json"
+        config_path.write_text(json.dumps(asdict(config)), "utf-8")
+        command = [sys.executable, "-m", "benchmarks.sections", "extraction"]
+        root = Path(__file__).resolve().parents[1]
+        subprocess.run([*command, str(config_path), str(result_path)], cwd=root, check=True)
+        return load_dataclass(ExtractionResult, json.loads(result_path.read_text("utf-8")))
 
 
 def _workers(config: ExtractionConfig, paths: list[Path]) -> ExtractionResult:

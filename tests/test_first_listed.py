@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date
 
 import pyarrow as pa
 import pytest
 
+from pipeline.snapshot import listings
 from pipeline.snapshot.first_listed import (
     backfill_facts,
     first_listed_column,
     listed_since,
     previous_first_listed,
 )
-from pipeline.snapshot.listings import document_title, listing_changes
+from pipeline.snapshot.listings import document_title, entity_type_of, listing_changes
 
 D1, D2, D3 = date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 3)
 
@@ -49,10 +51,10 @@ def test_first_listed_keeps_the_previous_date_and_dates_new_entries_tonight() ->
 def test_a_previous_snapshot_without_the_column_dates_its_entries_by_its_own_date() -> None:
     previous = links([("a.md", "arxiv", "1", None)]).drop_columns(["first_listed"])
 
-    assert previous_first_listed(previous, D2).table.to_pylist() == [
+    assert previous_first_listed(previous, D2).of_documents(["a.md"]).to_pylist() == [
         {"document": "a.md", "entity_id": "1", "first_listed": D2}
     ]
-    assert previous_first_listed(None, D2).table.num_rows == 0
+    assert previous_first_listed(None, D2).of_documents(["a.md"]).num_rows == 0
 
 
 def test_the_earliest_date_of_a_listing_wins_and_rows_keep_their_order() -> None:
@@ -102,6 +104,51 @@ def test_listing_changes_name_the_document_an_entity_entered_or_left() -> None:
     }
     assert {r["previous_snapshot_date"] for r in rows} == {D1}
     assert listing_changes(tonight, None, None) == []
+
+
+def test_listing_changes_compare_whole_documents_however_the_links_are_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many documents in many batches, compared a few documents at a time: a document that
+    spans batches, one gone tonight, one new tonight, and a baseline out of document
+    order give the same changes as comparing the two nights' listings whole."""
+    monkeypatch.setattr(listings, "LISTING_GROUP_ROWS", 40)
+    pick = random.Random(7)
+
+    def night(names: list[str]) -> list[tuple[str, str, str | None, date | None]]:
+        return [
+            (name, pick.choice(["arxiv", "hf_model", "github_repo", "url"]), entity, None)
+            for name in names
+            for entity in (pick.choice([None, *map(str, range(30))]) for _ in range(25))
+        ]
+
+    before_rows = night([f"d{n:02d}.md" for n in range(20)])
+    pick.shuffle(before_rows)
+    tonight_names = [f"d{n:02d}.md" for n in range(1, 22)]  # d00 gone, d20 and d21 new
+    # One table per document, split in batches of 7 rows: a document spans batches.
+    tonight = pa.concat_tables(
+        [links([row for row in night(tonight_names) if row[0] == name]) for name in tonight_names]
+    )
+    tonight = pa.Table.from_batches(tonight.to_batches(max_chunksize=7))
+
+    rows = listing_changes(tonight, links(before_rows), D1)
+
+    def listed(table: pa.Table) -> set[tuple[str, str, str]]:
+        return {
+            (entity_type_of(r["kind"]), r["entity_id"], r["document"])
+            for r in table.to_pylist()
+            if r["entity_id"] is not None
+        }
+
+    after, before = listed(tonight), listed(links(before_rows))
+    expected = [(*k, "listed") for k in after - before] + [(*k, "unlisted") for k in before - after]
+    got = [(r["entity_type"], r["entity_id"], r["field"], r["change"]) for r in rows]
+    assert sorted(got) == sorted(expected)
+    assert {r["field"] for r in rows if r["change"] == "unlisted"} >= {"d00.md"}
+    assert {r["field"] for r in rows if r["change"] == "listed"} >= {"d20.md", "d21.md"}
+    # Per entity: what it entered before what it left.
+    keys = [(r["entity_type"], r["entity_id"], r["change"] == "unlisted", r["field"]) for r in rows]
+    assert keys == sorted(keys)
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,10 @@ key. No disk, no clock: `store.publish` writes the tables.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
 import math
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -27,8 +25,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.links.documents import Link
-from pipeline.links.extract import Occurrence
-from pipeline.links.identify import HUB_REPO_TYPES, Identity
 from pipeline.records import (
     GOOD,
     STATUSES,
@@ -48,6 +44,7 @@ from pipeline.records import (
     size_label,
 )
 from pipeline.resolve.titles import title_key
+from pipeline.snapshot.by_document import whole_documents
 from pipeline.snapshot.code_repos import code_repos_column
 from pipeline.snapshot.first_listed import (
     Listing,
@@ -56,12 +53,17 @@ from pipeline.snapshot.first_listed import (
     listing_inputs,
     previous_first_listed,
 )
+from pipeline.snapshot.lineage import COLUMNS as LINEAGE_COLUMNS
+from pipeline.snapshot.lineage import Lineage, LineageBuilder
 from pipeline.snapshot.links_file import LinksFile
 from pipeline.snapshot.listings import document_rows, listing_changes, with_column
+from pipeline.snapshot.mentions import COLUMNS as MENTIONS_COLUMNS
+from pipeline.snapshot.mentions import Mentions
 from pipeline.snapshot.schemas import (
     LINKS_SCHEMA,
     TABLE_KEYS,
     TABLE_SCHEMAS,
+    plain_type,
 )
 
 log = logging.getLogger(__name__)
@@ -84,9 +86,7 @@ definite absence beats no answer."""
 _ANSWERED: frozenset[str] = GOOD | {"not_found"}
 """Statuses of a lookup that got an answer (tonight or earlier)."""
 
-_ARXIV_KINDS = frozenset({"arxiv", "arxiv_mention"})
 _OTHER_REPO_TYPES: tuple[RepoType, ...] = ("dataset", "space", "collection")
-_HEADING_SEPARATOR = " > "
 
 
 # --------------------------------------------------------------------------- inputs
@@ -177,9 +177,22 @@ def build_tables(
     _check_inputs(inputs, given)
     base = _Baseline(_Previous.of(previous), _Previous.of(replaced), inputs.not_asked)
     table = with_title_matches(given, _title_matches(inputs.title_matches, base))
-    links = _EntityLinks(table)
+    # One pass over the links, whole documents at a time: where each entity is named
+    # (lineage) and what the links say of it (mentions).
+    where, said = LineageBuilder(), Mentions()
+    columns = list(dict.fromkeys([*LINEAGE_COLUMNS, *MENTIONS_COLUMNS]))
+    batches = table if isinstance(table, pa.Table) else table.to_batches()
+    for rows in whole_documents(batches, columns):
+        where.add(rows)
+        said.add(rows)
+    _release_unused()
 
-    hub = _HubEntities.collect(links, inputs.repos, base)
+    hub = _HubEntities.collect(said.hub_names, inputs.repos, base)
+    lineage = where.finish(
+        {(ref[0], ref[1]): (ref[0], repo_id) for ref, repo_id in hub.canonical.items()}
+    )
+    del where
+    _release_unused()
     repos = _repo_rows(hub, base, snapshot_date)
     if hub.add_collection_items(repos, base):
         repos = _repo_rows(hub, base, snapshot_date)  # items may be datasets or spaces
@@ -192,21 +205,34 @@ def build_tables(
     # Each stage's Python rows are let go as soon as its table is made: at scale they, not
     # the tables, are what a night's memory is spent on.
     del hub
-    items = _ItemIndex.of(links)
     tables = {"links": table}
     tables["papers"] = _table(
-        "papers", _paper_rows(links, inputs, base, models, items, snapshot_date)
+        "papers", _paper_rows(said, inputs, base, models, lineage, snapshot_date)
     )
     tables["models"] = _table("models", models)
     tables["repos"] = _table("repos", repos)
     del models, repos
+    _release_unused()
     tables["github_repos"] = _table(
-        "github_repos", _github_rows(links, inputs, base, items, snapshot_date)
+        "github_repos", _github_rows(inputs, base, said.papers_of_repo(), lineage, snapshot_date)
     )
-    del items
+    del said
+    for name in _LINEAGE_TABLES:
+        tables[name] = _with_lineage(name, tables[name], lineage)
+    del lineage
     tables["changes"] = _table("changes", _change_rows(tables, base.previous))
+    _release_unused()
     _add_listings(tables, inputs, previous, base.previous.snapshot_date, snapshot_date)
+    _release_unused()
     return tables
+
+
+def _release_unused() -> None:
+    """Give the memory Arrow's allocator keeps for reuse back to the system. A pass over
+    a night's links hashes and copies a few MB at a time, and the allocator (mimalloc)
+    keeps what those transients took: 90 MB of the pass over 100 MB of lists, measured,
+    held through the rest of the night for nothing."""
+    pa.default_memory_pool().release_unused()
 
 
 def _add_listings(
@@ -232,7 +258,7 @@ def _add_listings(
     tables["links"] = links.mapped(stamped) if isinstance(links, LinksFile) else stamped(links)
     papers = tables["papers"]
     tables["papers"] = with_column(papers, "code_repos", code_repos_column(papers))
-    listed = listing_changes(tables["links"], previous_links, previous_date)
+    listed = listing_changes(links, previous_links, previous_date)
     if listed:
         tables["changes"] = pa.concat_tables([tables["changes"], _table("changes", listed)])
     tables["documents"] = _table(
@@ -451,7 +477,6 @@ def _previous_columns(table: str) -> frozenset[str]:
     return frozenset(
         {
             *TABLE_KEYS[table],
-            *_ENTITY_COLUMNS.get(table, ()),
             *_TRACKED.get(table, ()),
             *(c for lookup in lookups for c in (lookup.status, lookup.reason, lookup.fetched_at)),
             *(c for lookup in lookups for c in lookup.columns),
@@ -512,40 +537,22 @@ def _empty(f: pa.Field) -> Any:
     return [] if pa.types.is_list(f.type) and not f.nullable else None
 
 
-@dataclass(slots=True)
-class _Lineage:
-    """Where an entity is mentioned.
+def _seen(seen_before: date | None, snapshot_date: date) -> Row:
+    """`first_seen` and `last_seen` of an entity tonight's snapshot lists. The rest of its
+    lineage (documents, headings, mentions) is set by column (`_with_lineage`)."""
+    first_seen = snapshot_date if seen_before is None else min(seen_before, snapshot_date)
+    return {"first_seen": first_seen, "last_seen": snapshot_date, "mention_count": 0}
 
-    Lists, not sets, deduplicated as they grow against the last value and in full when
-    the row is made: links come in document order, so repeats are mostly consecutive,
-    and a list costs 8 bytes a name where a set costs several times that; the snapshot
-    holds one of these per paper and repo."""
 
-    documents: list[str] = field(default_factory=list)
-    headings: list[str] = field(default_factory=list)
-    mentions: int = 0
+_LINEAGE_TABLES = ("papers", "models", "repos", "github_repos")
 
-    def add(self, occurrence: Occurrence) -> None:
-        # Interned: the same names and headings recur across thousands of entities, and
-        # links are rebuilt from columns, so each occurrence brings its own copies.
-        document = occurrence.document
-        if not self.documents or self.documents[-1] != document:
-            self.documents.append(sys.intern(document))
-        if occurrence.heading_path:
-            heading = _HEADING_SEPARATOR.join(occurrence.heading_path)
-            if not self.headings or self.headings[-1] != heading:
-                self.headings.append(sys.intern(heading))
-        self.mentions += 1
 
-    def columns(self, seen_before: date | None, snapshot_date: date) -> Row:
-        first_seen = snapshot_date if seen_before is None else min(seen_before, snapshot_date)
-        return {
-            "documents": sorted(set(self.documents)),
-            "mention_count": self.mentions,
-            "headings": sorted(set(self.headings)),
-            "first_seen": first_seen,
-            "last_seen": snapshot_date,
-        }
+def _with_lineage(name: str, table: pa.Table, lineage: Lineage) -> pa.Table:
+    """`table` with its `documents`, `mention_count` and `headings` from `lineage`."""
+    keys = [_entity_of(name, row) for row in table.select(TABLE_KEYS[name]).to_pylist()]
+    for column, values in lineage.columns(keys).items():
+        table = with_column(table, column, values)
+    return table
 
 
 @dataclass(frozen=True)
@@ -692,7 +699,6 @@ class _HubEntity:
     repo_id: str
     records: list[HubRepoRecord] = field(default_factory=list)
     written_as: set[str] = field(default_factory=set)
-    lineage: _Lineage = field(default_factory=_Lineage)
     invalid: str | None = None
     """Why the identifier as written is invalid ('' when the link gives no reason)."""
     unresolved: str = NOT_RESOLVED
@@ -729,8 +735,13 @@ class _HubEntities:
 
     @classmethod
     def collect(
-        cls, links: Iterable[Link], records: Mapping[RepoRef, HubRepoRecord], base: _Baseline
+        cls,
+        written: Mapping[RepoRef, str | None],
+        records: Mapping[RepoRef, HubRepoRecord],
+        base: _Baseline,
     ) -> _HubEntities:
+        """The entities of tonight's answers and of the names the links write
+        (`Mentions.hub_names`: name -> why it is invalid, None when valid)."""
         found = cls()
         not_asked = base.not_asked.hub
 
@@ -748,17 +759,12 @@ class _HubEntities:
             entity = found._entity(ref, canonical(ref))
             entity.records.append(record)
             entity.written_as.add(record.requested_id)
-        for link in links:
-            identity = link.identity
-            repo_type = HUB_REPO_TYPES.get(identity.kind)
-            if repo_type is None or identity.entity_id is None:
-                continue
-            ref = (repo_type, identity.entity_id)
+        for ref in sorted(written):
             entity = found._entity(ref, canonical(ref))
-            entity.written_as.add(identity.entity_id)
-            entity.lineage.add(link.occurrence)
-            if not identity.valid:
-                entity.invalid = identity.problem or ""
+            entity.written_as.add(ref[1])
+            problem = written[ref]
+            if problem is not None:
+                entity.invalid = problem
         if not_asked:
             for entity in found.entities.values():
                 names = {(entity.repo_type, name) for name in entity.written_as}
@@ -889,7 +895,7 @@ def _hub_row(
         row.update(values(record))
     what = f"{entity.repo_type} {entity.repo_id}"
     row.update(_resolution(record, what, entity.invalid, lookup, entity.unresolved))
-    row.update(entity.lineage.columns(base.previous.first_seen(table, key), snapshot_date))
+    row.update(_seen(base.previous.first_seen(table, key), snapshot_date))
     base.carry_forward(row, table, key, lookup, asked=entity.asked)
     return row
 
@@ -940,71 +946,6 @@ def _add_families(models: list[Row]) -> None:
 # ----- papers
 
 
-class _ItemIndex:
-    """Papers and GitHub repos mentioned in the same list item (or table row, or
-    paragraph) of a document: how a repo is linked to a paper from the links alone."""
-
-    def __init__(self) -> None:
-        self.repos_of_paper: dict[str, set[str]] = defaultdict(set)
-        self._papers_of_repo: dict[str, set[str]] | None = None
-
-    @classmethod
-    def of(cls, links: Iterable[Link]) -> _ItemIndex:
-        index = cls()
-        # A list item lies in one document, and links come in document order: one
-        # document's items at a time.
-        for _, in_document in itertools.groupby(links, key=lambda link: link.occurrence.document):
-            index._add(list(in_document))
-        return index
-
-    def _add(self, links: list[Link]) -> None:
-        repos: dict[tuple[str, bytes], set[str]] = defaultdict(set)
-        for link in links:
-            if (repo := _github_repo_of(link)) is not None and (item := _item_of(link)):
-                repos[item].add(repo)
-        if not repos:
-            return
-        for link in links:
-            key = _paper_key(link)
-            if key is None or (item := _item_of(link)) is None:
-                continue
-            for repo in repos.get(item, ()):
-                self.repos_of_paper[key[0]].add(repo)
-
-    def papers_of_repo(self) -> dict[str, set[str]]:
-        """The inverse of `repos_of_paper`, made once the papers' rows are built, which
-        empties `repos_of_paper`: a corpus of 1 GB pairs millions of papers and repos,
-        and both directions at once were a third of its night's memory."""
-        if self._papers_of_repo is None:
-            inverse: dict[str, set[str]] = defaultdict(set)
-            while self.repos_of_paper:
-                paper, repos = self.repos_of_paper.popitem()
-                for repo in repos:
-                    inverse[repo].add(paper)
-            self._papers_of_repo = inverse
-        return self._papers_of_repo
-
-
-def _item_of(link: Link) -> tuple[str, bytes] | None:
-    """The list item (table row, paragraph) a link stands in, by its document and the
-    digest of its annotation (a list item's text can be 2,000 characters)."""
-    occurrence = link.occurrence
-    if not occurrence.annotation.strip():
-        return None
-    digest = hashlib.blake2b(occurrence.annotation.encode(), digest_size=16).digest()
-    return occurrence.document, digest
-
-
-def _paper_key(link: Link) -> tuple[str, ResolvedBy] | None:
-    """The paper a link leads to and how: its resolution, else its identifier as written."""
-    if link.resolved_arxiv_id:
-        return link.resolved_arxiv_id, link.resolved_by or "id"
-    identity = link.identity
-    if identity.kind in _ARXIV_KINDS and identity.entity_id:
-        return identity.entity_id, "id"
-    return None
-
-
 def _paper_values(paper: PaperRecord) -> Row:
     what = f"paper {paper.arxiv_id}"
     return {
@@ -1050,31 +991,16 @@ def _linked_model(model: LinkedModel) -> Row:
 
 
 def _paper_rows(
-    links: Iterable[Link],
+    said: Mentions,
     inputs: SnapshotInputs,
     base: _Baseline,
     models: list[Row],
-    items: _ItemIndex,
+    lineage: Lineage,
     snapshot_date: date,
 ) -> Iterator[Row]:
     """The papers' rows in key order, made one at a time (`_table` converts them in
     batches): there is a row per paper the links name."""
-    lineage: dict[str, _Lineage] = defaultdict(_Lineage)
-    by_id: set[str] = set()
-    by_title: dict[str, set[str]] = defaultdict(set)
-    invalid: dict[str, str] = {}
-    for link in links:
-        key = _paper_key(link)
-        if key is None:
-            continue
-        arxiv_id, how = key
-        lineage[arxiv_id].add(link.occurrence)
-        if how == "id":
-            by_id.add(arxiv_id)
-        else:
-            by_title[arxiv_id].add(title_key(link.occurrence.link_text))
-        if link.resolved_arxiv_id is None and not link.identity.valid:
-            invalid[arxiv_id] = link.identity.problem or ""
+    by_id, by_title, invalid = said.papers_by_id, said.papers_by_title, said.invalid_papers
 
     citing: dict[str, dict[str, Row]] = defaultdict(dict)
     sized: dict[str, Row] = {}
@@ -1086,7 +1012,7 @@ def _paper_rows(
                 sized[model["repo_id"]] = model
 
     not_asked = inputs.not_asked
-    keys = set(lineage) | set(inputs.papers) | set(inputs.paper_pages)
+    keys = set(lineage.ids("paper")) | set(inputs.papers) | set(inputs.paper_pages)
     for arxiv_id in sorted(keys):
         paper = inputs.papers.get(arxiv_id)
         page = inputs.paper_pages.get(arxiv_id)
@@ -1098,7 +1024,7 @@ def _paper_rows(
             "arxiv_id": arxiv_id,
             "resolved_by": resolved_by,
             "title_queries": sorted(by_title.get(arxiv_id, ())),
-            "github_repos": sorted(items.repos_of_paper.get(arxiv_id, ())),
+            "github_repos": sorted(said.repos_of_paper.get(arxiv_id, ())),
             "hf_models": [],
         }
         if paper is not None:
@@ -1119,8 +1045,7 @@ def _paper_rows(
             why = unresolved if asked else not_asked.reason
             row.update(_resolution(record, f"{what} {arxiv_id}", bad, lookup, why))
             base.carry_forward(row, "papers", row_key, lookup, asked=asked)
-        seen = lineage.pop(arxiv_id, None) or _Lineage()
-        row.update(seen.columns(base.previous.first_seen("papers", row_key), snapshot_date))
+        row.update(_seen(base.previous.first_seen("papers", row_key), snapshot_date))
         # Models of our own models table are fresher and complete: they win over the
         # paper page's list for the same repo.
         merged = {m["repo_id"]: _logical_size(m, sized.get(m["repo_id"])) for m in row["hf_models"]}
@@ -1160,36 +1085,21 @@ def _citing_model(model: Row) -> Row:
 # ----- GitHub
 
 
-def _github_repo_of(link: Link) -> str | None:
-    """The GitHub repo a link names, when its name keeps GitHub's rules: an invalid one
-    (`github.com/../../etc/passwd`) stays a row of `links` with its problem, never a key."""
-    identity = link.identity
-    if identity.kind == "github_repo" and identity.valid and identity.entity_id:
-        return identity.entity_id
-    return None
-
-
 def _github_rows(
-    links: Iterable[Link],
     inputs: SnapshotInputs,
     base: _Baseline,
-    items: _ItemIndex,
+    papers_of_repo: Mapping[str, set[str]],
+    lineage: Lineage,
     snapshot_date: date,
 ) -> Iterator[Row]:
-    lineage: dict[str, _Lineage] = defaultdict(_Lineage)
-    for link in links:
-        if (repo := _github_repo_of(link)) is not None:
-            lineage[repo].add(link.occurrence)
-    papers_of_repo = items.papers_of_repo()
-    for repo in sorted(lineage):
+    """A row per GitHub repo the links name (`lineage.github_repos_named`)."""
+    for repo in lineage.ids("github_repo"):
         record = inputs.github_repos.get(repo)
         row: Row = {
             "repo": repo,
             "url": f"https://github.com/{repo}",
             "arxiv_ids": sorted(papers_of_repo.get(repo, ())),
-            **lineage[repo].columns(
-                base.previous.first_seen("github_repos", (repo,)), snapshot_date
-            ),
+            **_seen(base.previous.first_seen("github_repos", (repo,)), snapshot_date),
         }
         if record is not None and record.status in GOOD:
             row.update(_github_values(record))
@@ -1285,15 +1195,6 @@ _TRACKED: dict[str, tuple[str, ...]] = {
 """Fields whose changes are logged. Download and like counts move every night: left out."""
 
 
-_ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "papers": ("arxiv_id",),
-    "models": ("repo_id",),
-    "repos": ("repo_type", "repo_id"),
-    "github_repos": ("repo",),
-}
-"""The columns `_entity_of` names an entity by."""
-
-
 def _entity_of(table: str, row: Row) -> tuple[str, str]:
     if table == "papers":
         return "paper", row["arxiv_id"]
@@ -1314,7 +1215,7 @@ def _change_rows(tables: Mapping[str, pa.Table], prev: _Previous) -> list[Row]:
         # Tonight's rows and the previous rows of the same keys a batch at a time, only
         # the columns compared (none when there is no previous row): only the changes
         # are kept as Python objects.
-        compared = [*keys, *_ENTITY_COLUMNS[table], *(fields if unseen else ())]
+        compared = [*keys, *(fields if unseen else ())]
         for batch in tables[table].select(list(dict.fromkeys(compared))).to_batches(4096):
             tonight = batch.to_pylist()
             batch_keys = [tuple(new[k] for k in keys) for new in tonight]
@@ -1387,7 +1288,8 @@ def _table(name: str, rows: Iterable[Row]) -> pa.Table:
             chunk = []
     if chunk or not batches:
         batches.append(pa.RecordBatch.from_pylist(chunk, schema=schema))
-    return pa.Table.from_batches(batches, schema=schema)
+    # Each batch made its own dictionaries: one shared set is what makes them pay.
+    return pa.Table.from_batches(batches, schema=schema).unify_dictionaries()
 
 
 TABLE_BATCH_ROWS = 4096
@@ -1479,15 +1381,9 @@ def in_key_order(table: pa.Table) -> pa.Table:
     )
 
 
-def _plain(field: pa.Field) -> pa.Field:
-    if pa.types.is_dictionary(field.type):
-        return field.with_type(field.type.value_type)
-    if pa.types.is_list(field.type):
-        return field.with_type(pa.list_(_plain(field.type.value_field).type))
-    return field
-
-
-_PLAIN_LINKS_SCHEMA = pa.schema([_plain(f) for f in LINKS_SCHEMA], metadata=LINKS_SCHEMA.metadata)
+_PLAIN_LINKS_SCHEMA = pa.schema(
+    [f.with_type(plain_type(f.type)) for f in LINKS_SCHEMA], metadata=LINKS_SCHEMA.metadata
+)
 
 
 def _sorted_by_key(table: pa.Table) -> bool:
@@ -1551,50 +1447,3 @@ def _title_matched(batch: pa.RecordBatch, matches: Mapping[str, str]) -> pa.Reco
     columns["resolved_arxiv_id"] = pa.array(ids, LINKS_SCHEMA.field("resolved_arxiv_id").type)
     columns["resolved_by"] = pa.array(how, LINKS_SCHEMA.field("resolved_by").type)
     return pa.RecordBatch.from_pydict(columns, schema=LINKS_SCHEMA)
-
-
-_ENTITY_KINDS = pa.array(sorted({*_ARXIV_KINDS, *HUB_REPO_TYPES, "github_repo"}))
-
-
-class _EntityLinks:
-    """The links that name an entity (a paper, a Hub repo, a GitHub repo), rebuilt as
-    `Link`s one record batch at a time whenever iterated: the snapshot's lineage needs
-    them, and the whole links table as Python objects would not fit in memory."""
-
-    def __init__(self, links: pa.Table | LinksFile) -> None:
-        self.links = links
-
-    def __iter__(self) -> Iterator[Link]:
-        for batch in self.links.to_batches():
-            naming = pc.or_(
-                pc.is_in(batch.column("kind"), value_set=_ENTITY_KINDS),
-                pc.is_valid(batch.column("resolved_arxiv_id")),
-            )
-            for row in batch.filter(naming).to_pylist():
-                yield _link_of(row)
-
-
-def _link_of(row: Row) -> Link:
-    occurrence = Occurrence(
-        document=row["document"],
-        position=row["position"],
-        line=row["line"],
-        heading_path=tuple(row["heading_path"]),
-        item_date=row["item_date"],
-        link_text=row["link_text"],
-        annotation=row["annotation"],
-        is_main_link=row["is_main_link"],
-        url=row["url"],
-        syntax=row["syntax"],
-    )
-    identity = Identity(
-        kind=row["kind"],
-        entity_id=row["entity_id"],
-        url_normalized=row["url_normalized"],
-        host=row["host"],
-        arxiv_version=row["arxiv_version"],
-        asset_repo=row["asset_repo"],
-        valid=row["id_valid"],
-        problem=row["id_problem"],
-    )
-    return Link(occurrence, identity, row["resolved_arxiv_id"], row["resolved_by"])

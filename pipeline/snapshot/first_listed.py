@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.records import Document
+from pipeline.snapshot.by_document import DocumentSpans
 from pipeline.snapshot.links_file import LinksFile
 
 Listing = tuple[str, str]
@@ -83,33 +84,38 @@ FACTS_SCHEMA = pa.schema(
 
 
 class ListingDates:
-    """First-listed facts: (document, entity ID, a date it was listed) rows (`table`,
-    `FACTS_SCHEMA`), sorted by document; a listing may have several rows, and the
-    earliest date wins.
+    """First-listed facts: rows of (document, entity ID, a date it was listed) in
+    `table` (a previous links table as read, or `FACTS_SCHEMA` rows); a listing may have
+    several rows, and the earliest date wins. A row without a date has `default_date`
+    (the date of a snapshot written before the column existed); without one, it says
+    nothing.
 
-    A table, not a dict: a night at scale has hundreds of thousands of listings, and as
-    Python tuples and dates they cost several times their columns. Sorted by document,
-    with where each document's rows are, so that a batch of links is matched against its
-    own documents' facts only, and the earliest date is found per document when asked:
-    joining every batch with every fact rebuilt a hash table of the whole night's
-    listings per document (on the 100 MB corpus's next night, 375 s and a peak of 1,061
-    MB), and grouping the whole night's listings at once took 300 MB more."""
+    The table is kept as given, by document (`DocumentSpans`), and a batch of links is
+    matched against its own documents' facts only: a night at scale has hundreds of
+    thousands of listings, and copying, hashing or grouping them all at once is what a
+    next night's memory went on."""
 
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table.cast(FACTS_SCHEMA).sort_by("document")
-        self._spans: dict[str, tuple[int, int]] = {}
-        start = 0
-        for count in pc.value_counts(self.table["document"]).to_pylist():
-            self._spans[count["values"]] = (start, count["counts"])
-            start += count["counts"]
+    def __init__(self, table: pa.Table, default_date: date | None = None) -> None:
+        kept = [name for name in FACTS_SCHEMA.names if name in table.column_names]
+        self._rows = DocumentSpans(table.select(kept))
+        self._default_date = default_date
 
     def of_documents(self, names: Iterable[str]) -> pa.Table:
         """The facts of these documents, one row per listing with its earliest date."""
-        spans = [self._spans[name] for name in names if name in self._spans]
-        if not spans:
-            return FACTS_SCHEMA.empty_table()
-        rows = pa.concat_tables([self.table.slice(start, length) for start, length in spans])
-        earliest = rows.group_by(["document", "entity_id"]).aggregate([("first_listed", "min")])
+        rows = self._rows.of(names)
+        dates = (
+            rows.column("first_listed")
+            if "first_listed" in rows.column_names
+            else pa.nulls(rows.num_rows, pa.date32())
+        )
+        if self._default_date is not None:
+            dates = pc.fill_null(dates, pa.scalar(self._default_date, pa.date32()))
+        facts = pa.table(
+            [rows.column("document"), rows.column("entity_id"), dates],
+            names=FACTS_SCHEMA.names,
+        ).cast(FACTS_SCHEMA)
+        facts = facts.filter(pc.and_(pc.is_valid(facts["entity_id"]), pc.is_valid(dates)))
+        earliest = facts.group_by(["document", "entity_id"]).aggregate([("first_listed", "min")])
         return pa.table(
             [earliest["document"], earliest["entity_id"], earliest["first_listed_min"]],
             schema=FACTS_SCHEMA,
@@ -120,25 +126,9 @@ def previous_first_listed(
     previous_links: pa.Table | None, previous_date: date | None
 ) -> ListingDates:
     """The first-listed facts of the previous snapshot's links table (module docstring)."""
-    if previous_links is None or previous_links.num_rows == 0:
+    if previous_links is None:
         return ListingDates(FACTS_SCHEMA.empty_table())
-    dates = (
-        previous_links.column("first_listed")
-        if "first_listed" in previous_links.column_names
-        else pa.nulls(previous_links.num_rows, pa.date32())
-    )
-    if previous_date is not None:
-        dates = pc.fill_null(dates, pa.scalar(previous_date, pa.date32()))
-    listed = pa.table(
-        {
-            "document": previous_links.column("document").cast(pa.string()),
-            "entity_id": previous_links.column("entity_id").cast(pa.string()),
-            "first_listed": dates,
-        }
-    )
-    return ListingDates(
-        listed.filter(pc.and_(pc.is_valid(listed["entity_id"]), pc.is_valid(dates)))
-    )
+    return ListingDates(previous_links, default_date=previous_date)
 
 
 def backfill_facts(backfill: Mapping[Listing, date]) -> ListingDates:

@@ -9,11 +9,18 @@ matches and the Parquet file `publish` writes. Memory then grows with the number
 distinct entities, not with the number of links.
 
 The file lives in the system's temporary folder (`TMPDIR`) and is removed when the last
-`LinksFile` reading it is garbage-collected, or when the process exits.
+`LinksFile` reading it is garbage-collected, or when the process exits. A process killed
+outright (SIGKILL, the machine's OOM killer) cannot remove it: its folder holds a lock
+file that the process keeps locked while it lives (the kernel lets go of it when the
+process dies, whatever killed it), and each new links file first removes the folders
+whose lock no one holds (`remove_stale`). A lock, not a process ID: two containers that
+share a temporary folder do not see each other's processes, but do see each other's locks.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
 import weakref
@@ -28,6 +35,46 @@ from pipeline.snapshot.schemas import LINKS_SCHEMA
 
 BatchMap = Callable[[pa.RecordBatch], pa.RecordBatch]
 
+FOLDER_PREFIX = "pipeline-links-"
+LOCK_FILE = "in-use.lock"
+
+
+def remove_stale(folder: Path | None = None) -> list[Path]:
+    """Remove the links folders in `folder` (default: the temporary folder) whose
+    process is gone (no one holds their lock), and return them. A folder without a lock
+    file (being created, or from an older version) is left alone."""
+    removed: list[Path] = []
+    for candidate in sorted(Path(folder or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*")):
+        try:
+            handle = os.open(candidate / LOCK_FILE, os.O_RDWR)
+        except OSError:  # no lock file, not ours to read, or removed meanwhile
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its process still runs
+            os.close(handle)
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        os.close(handle)
+        removed.append(candidate)
+    return removed
+
+
+def _hold(path: Path) -> int:
+    """Create `path` locked, and keep it locked for as long as this process lives (or
+    until `_remove`). Locked under another name first, then renamed: a sweep never sees
+    it unlocked."""
+    making = path.with_name(f".{path.name}")
+    handle = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    os.replace(making, path)
+    return handle
+
+
+def _remove(folder: Path, lock: int) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(lock)
+
 
 class LinksFile:
     """The links table, appended to document by document, read back batch by batch.
@@ -40,9 +87,11 @@ class LinksFile:
     schema = LINKS_SCHEMA
 
     def __init__(self) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="pipeline-links-"))
+        remove_stale()
+        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
         self._path = self._folder / "links.arrows"
-        self._removal = weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
+        lock = _hold(self._folder / LOCK_FILE)
+        self._removal = weakref.finalize(self, _remove, self._folder, lock)
         self._sink: Any = pa.OSFile(str(self._path), "wb")
         # A stream, not the IPC file format: each document's batches carry their own
         # dictionaries, which the file format cannot replace from batch to batch.

@@ -4,7 +4,7 @@ was tonight, and which entities entered or left it since the previous snapshot. 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from pipeline.links.identify import HUB_REPO_TYPES
 from pipeline.records import Document, DocumentSource
+from pipeline.snapshot.by_document import WHOLE_DOCUMENT_ROWS, DocumentSpans, whole_documents
 from pipeline.snapshot.links_file import LinksFile
 
 Row = dict[str, Any]
@@ -79,31 +80,42 @@ def entity_type_of(kind: str) -> str:
 
 
 _LISTING_KEYS = ["entity_type", "entity_id", "document"]
+_LISTINGS_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in _LISTING_KEYS])
+
+LISTING_GROUP_ROWS = WHOLE_DOCUMENT_ROWS
+"""Links compared at a time (whole documents, `whole_documents`)."""
 
 
-def _listings(links: pa.Table | LinksFile) -> pa.Table:
-    """The distinct (entity type, entity ID, document) of a links table. In Arrow, a
-    batch at a time: a night at scale lists hundreds of thousands of them, too many to
-    hold as Python sets."""
-    parts = [
-        pa.table({name: pa.array([], pa.string()) for name in _LISTING_KEYS}),
-    ]
-    for batch in links.to_batches():
-        named = batch.filter(pc.is_valid(batch.column("entity_id")))
-        if named.num_rows == 0:
-            continue
-        kinds = named.column("kind").cast(pa.string())
-        present = pc.unique(kinds)
-        types = pa.array([entity_type_of(kind) for kind in present.to_pylist()], pa.string())
-        listed = pa.table(
-            {
-                "entity_type": pc.take(types, pc.index_in(kinds, value_set=present)),
-                "entity_id": named.column("entity_id").cast(pa.string()),
-                "document": named.column("document").cast(pa.string()),
-            }
-        )
-        parts.append(listed.group_by(_LISTING_KEYS).aggregate([]))
-    return pa.concat_tables(parts).group_by(_LISTING_KEYS).aggregate([])
+def _listings(links: pa.Table | pa.RecordBatch) -> pa.Table:
+    """The distinct (entity type, entity ID, document) of these links."""
+    named = links.filter(pc.is_valid(links.column("entity_id")))
+    if named.num_rows == 0:
+        return _LISTINGS_SCHEMA.empty_table()
+    kinds = named.column("kind").cast(pa.string())
+    present = pc.unique(kinds)
+    types = pa.array([entity_type_of(kind) for kind in present.to_pylist()], pa.string())
+    listed = pa.table(
+        [
+            pc.take(types, pc.index_in(kinds, value_set=present)),
+            named.column("entity_id").cast(pa.string()),
+            named.column("document").cast(pa.string()),
+        ],
+        schema=_LISTINGS_SCHEMA,
+    )
+    return listed.group_by(_LISTING_KEYS, use_threads=False).aggregate([])
+
+
+def _tonight_by_documents(links: pa.Table | LinksFile) -> Iterator[tuple[list[str], pa.Table]]:
+    """(documents, their distinct listings), whole documents at a time, in order."""
+    columns = ["document", "kind", "entity_id"]
+    batches = links.to_batches() if isinstance(links, LinksFile) else links
+    for rows in whole_documents(batches, columns, LISTING_GROUP_ROWS):
+        yield _names(rows), _listings(rows)
+
+
+def _names(rows: pa.Table) -> list[str]:
+    names: list[str] = pc.unique(rows.column("document").cast(pa.string())).to_pylist()
+    return names
 
 
 def listing_changes(
@@ -111,18 +123,20 @@ def listing_changes(
 ) -> list[Row]:
     """`listed` / `unlisted` rows: an entity entering or leaving a document since the
     previous snapshot (`field` names the document). Nothing without a previous snapshot:
-    a first night lists everything, which says nothing."""
+    a first night lists everything, which says nothing. Compared a few documents at a
+    time (`DocumentSpans`): a document's listings are its own business."""
     if previous_links is None:
         return []
-    before, after = _listings(previous_links), _listings(links)
-    changes = ("listed", "unlisted")
+    before = DocumentSpans(previous_links.select(["document", "kind", "entity_id"]))
     found: list[tuple[str, str, int, str]] = []
-    for order, (new, old) in enumerate(((after, before), (before, after))):
-        moved = new.join(old, keys=_LISTING_KEYS, join_type="left anti")
-        found.extend(
-            (row["entity_type"], row["entity_id"], order, row["document"])
-            for row in moved.select(_LISTING_KEYS).to_pylist()
-        )
+    compared: set[str] = set()
+    for names, after in _tonight_by_documents(links):
+        compared.update(names)
+        found.extend(_moved(after, _listings(before.of(names))))
+    gone = [name for name in before.names if name not in compared]
+    for names in before.groups(gone, LISTING_GROUP_ROWS):
+        found.extend(_moved(_LISTINGS_SCHEMA.empty_table(), _listings(before.of(names))))
+    changes = ("listed", "unlisted")
     # Per entity, what it entered before what it left, each by document.
     return [
         {
@@ -134,6 +148,21 @@ def listing_changes(
         }
         for entity_type, entity_id, order, document in sorted(found)
     ]
+
+
+def _moved(after: pa.Table, before: pa.Table) -> list[tuple[str, str, int, str]]:
+    """(entity type, entity ID, 0 for listed / 1 for unlisted, document) of the listings
+    in one of `after` and `before` but not the other."""
+    found: list[tuple[str, str, int, str]] = []
+    for order, (new, old) in enumerate(((after, before), (before, after))):
+        if new.num_rows == 0:
+            continue
+        moved = new.join(old, keys=_LISTING_KEYS, join_type="left anti", use_threads=False)
+        found.extend(
+            (row["entity_type"], row["entity_id"], order, row["document"])
+            for row in moved.select(_LISTING_KEYS).to_pylist()
+        )
+    return found
 
 
 def with_column(table: Any, name: str, column: pa.Array) -> Any:

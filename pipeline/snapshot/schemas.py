@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 """Every timestamp the pipeline writes: microseconds, timezone-aware UTC."""
@@ -24,6 +24,18 @@ holding 4-byte indices. Readers see strings (pandas: categories)."""
 def _texts(name: str) -> pa.Field:
     """A list of strings that is never null (empty when there is nothing to list)."""
     return pa.field(name, _TEXTS, nullable=False)
+
+
+def plain_type(kind: pa.DataType) -> pa.DataType:
+    """`kind` with every dictionary replaced by its values' type: what a reader that
+    ignores encodings sees."""
+    if pa.types.is_dictionary(kind):
+        return plain_type(kind.value_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pa.list_(plain_type(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([field.with_type(plain_type(field.type)) for field in kind.fields])
+    return kind
 
 
 def _schema(table: str, fields: list[pa.Field]) -> pa.Schema:
@@ -57,11 +69,14 @@ LINKS_SCHEMA = pa.schema(
     metadata={"table": "links"},
 )
 
-# Lineage: where in the reading lists an entity is mentioned, and since when.
+# Lineage: where in the reading lists an entity is mentioned, and since when. Its names
+# repeat across entities (a thousand documents, tens of thousands of heading paths, for
+# millions of entries at 1 GB of lists): as plain strings the papers' headings alone
+# would be most of a large night's memory.
 _LINEAGE = [
-    _texts("documents"),
+    pa.field("documents", pa.list_(REPEATED_TEXT), nullable=False),
     pa.field("mention_count", pa.int64(), nullable=False),
-    _texts("headings"),
+    pa.field("headings", pa.list_(REPEATED_TEXT), nullable=False),
     pa.field("first_seen", pa.date32(), nullable=False),
     pa.field("last_seen", pa.date32(), nullable=False),
 ]
