@@ -10,11 +10,18 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.snapshot.links_file import FOLDER_PREFIX, LOCK_FILE, LinksFile, remove_stale
+from pipeline.snapshot.links_file import (
+    FOLDER_PREFIX,
+    LOCK_FILE,
+    UNLOCKED_STALE_SECONDS,
+    LinksFile,
+    remove_stale,
+)
 
 _HOLDER = textwrap.dedent(
     """
@@ -77,9 +84,15 @@ def test_a_process_that_ends_removes_its_own_folder(tmp_path: Path) -> None:
     assert not folder.exists()
 
 
-def test_a_folder_without_a_lock_file_is_left_alone(tmp_path: Path) -> None:
-    unknown = tmp_path / f"{FOLDER_PREFIX}older"
-    unknown.mkdir()
+def test_a_folder_without_a_lock_file_is_removed_only_once_a_day_old(tmp_path: Path) -> None:
+    """One being made has no lock file for a moment; those of versions before the lock
+    never will."""
+    fresh, older = tmp_path / f"{FOLDER_PREFIX}fresh", tmp_path / f"{FOLDER_PREFIX}older"
+    fresh.mkdir()
+    older.mkdir()
+    (older / "links.arrows").write_bytes(b"")
+    day_and_a_minute = time.time() - UNLOCKED_STALE_SECONDS - 60
+    os.utime(older, (day_and_a_minute, day_and_a_minute))
 
-    assert remove_stale(tmp_path) == []
-    assert unknown.exists()
+    assert remove_stale(tmp_path) == [older]
+    assert fresh.exists() and not older.exists()

@@ -23,6 +23,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,15 +40,25 @@ FOLDER_PREFIX = "pipeline-links-"
 LOCK_FILE = "in-use.lock"
 
 
+UNLOCKED_STALE_SECONDS = 24 * 3600
+"""A links folder without a lock file (one being made has none for a moment; those of
+versions before the lock never will) is removed once it is this old."""
+
+
 def remove_stale(folder: Path | None = None) -> list[Path]:
     """Remove the links folders in `folder` (default: the temporary folder) whose
     process is gone (no one holds their lock), and return them. A folder without a lock
-    file (being created, or from an older version) is left alone."""
+    file is removed only once it is `UNLOCKED_STALE_SECONDS` old."""
     removed: list[Path] = []
     for candidate in sorted(Path(folder or tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*")):
         try:
             handle = os.open(candidate / LOCK_FILE, os.O_RDWR)
-        except OSError:  # no lock file, not ours to read, or removed meanwhile
+        except FileNotFoundError:
+            if _age_seconds(candidate) > UNLOCKED_STALE_SECONDS:
+                shutil.rmtree(candidate, ignore_errors=True)
+                removed.append(candidate)
+            continue
+        except OSError:  # not ours to open, or removed meanwhile
             continue
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,6 +69,13 @@ def remove_stale(folder: Path | None = None) -> list[Path]:
         os.close(handle)
         removed.append(candidate)
     return removed
+
+
+def _age_seconds(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _hold(path: Path) -> int:
