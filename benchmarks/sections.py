@@ -642,8 +642,12 @@ class ExtractionResult:
 
 
 def extraction(config: ExtractionConfig) -> ExtractionResult:
+    from pipeline.arrow_memory import use_system_allocator
+
     if config.mode not in EXTRACTION_MODES:
         raise ValueError(f"unknown extraction mode {config.mode!r}; one of {EXTRACTION_MODES}")
+    # The allocator `run_night` and `pipeline extract` choose: its memory is the night's.
+    use_system_allocator()
     paths = sorted(Path(config.corpus_dir).glob("*.md"))
     if not paths:
         raise FileNotFoundError(f"no documents in {config.corpus_dir}")

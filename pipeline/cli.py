@@ -94,6 +94,7 @@ def _output_location(value: str, what: str) -> str:
 def _cmd_extract(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
+    from pipeline.arrow_memory import use_system_allocator
     from pipeline.links.documents import discover_documents
     from pipeline.night import ThreadExecutor
     from pipeline.snapshot.schemas import LINKS_SCHEMA
@@ -107,6 +108,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
+    use_system_allocator()
     links = read = failed = 0
     # Each document's batches are written as they come, in document order: the links
     # table is never whole in memory.

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.arrow_memory import use_system_allocator
 from pipeline.config import Settings
 from pipeline.links.documents import Link, printable
 from pipeline.links.identify import HUB_REPO_TYPES
@@ -336,6 +337,7 @@ def run_night(
             return run_night(
                 params, threads, settings=settings, flow_run_id=flow_run_id, phase=phase
             )
+    use_system_allocator()  # a night's Arrow memory goes back to the system (arrow_memory)
     log = executor.log
     snapshot_date = params.snapshot_date or datetime.now(UTC).date()
     summary = RunSummary(

@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 import pyarrow as pa
 
+from pipeline.arrow_memory import use_system_allocator
 from pipeline.links.documents import Link, extract_document_into
 from pipeline.records import Document
 from pipeline.snapshot.build import link_batches
@@ -94,11 +95,19 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` extraction processes, each allocating Arrow memory as the
+    night's process does (`arrow_memory`)."""
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=_process_context(), initializer=use_system_allocator
+    )
+
+
 def extract_on_processes(
     documents: Sequence[tuple[str, Path]], workers: int
 ) -> Iterator[DocumentLinks]:
     """The documents' links, extracted on a pool of `workers` processes of this machine."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context()) as pool:
+    with process_pool(workers) as pool:
         yield from in_order(
             lambda item: pool.submit(extract_document_table, item[0], str(item[1])),
             documents,

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.arrow_memory import release_unused
 from pipeline.links.documents import Link
 from pipeline.records import (
     GOOD,
@@ -185,14 +186,14 @@ def build_tables(
     for rows in whole_documents(batches, columns):
         where.add(rows)
         said.add(rows)
-    _release_unused()
+    release_unused()
 
     hub = _HubEntities.collect(said.hub_names, inputs.repos, base)
     lineage = where.finish(
         {(ref[0], ref[1]): (ref[0], repo_id) for ref, repo_id in hub.canonical.items()}
     )
     del where
-    _release_unused()
+    release_unused()
     repos = _repo_rows(hub, base, snapshot_date)
     if hub.add_collection_items(repos, base):
         repos = _repo_rows(hub, base, snapshot_date)  # items may be datasets or spaces
@@ -212,7 +213,7 @@ def build_tables(
     tables["models"] = _table("models", models)
     tables["repos"] = _table("repos", repos)
     del models, repos
-    _release_unused()
+    release_unused()
     tables["github_repos"] = _table(
         "github_repos", _github_rows(inputs, base, said.papers_of_repo(), lineage, snapshot_date)
     )
@@ -221,18 +222,10 @@ def build_tables(
         tables[name] = _with_lineage(name, tables[name], lineage)
     del lineage
     tables["changes"] = _table("changes", _change_rows(tables, base.previous))
-    _release_unused()
+    release_unused()
     _add_listings(tables, inputs, previous, base.previous.snapshot_date, snapshot_date)
-    _release_unused()
+    release_unused()
     return tables
-
-
-def _release_unused() -> None:
-    """Give the memory Arrow's allocator keeps for reuse back to the system. A pass over
-    a night's links hashes and copies a few MB at a time, and the allocator (mimalloc)
-    keeps what those transients took: 90 MB of the pass over 100 MB of lists, measured,
-    held through the rest of the night for nothing."""
-    pa.default_memory_pool().release_unused()
 
 
 def _add_listings(
