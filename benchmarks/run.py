@@ -318,6 +318,8 @@ def run(plan: Plan, sections: Sequence[str], work: Path, command: str) -> Result
                         corpus_dir=str(large.directory),
                         mode="published",
                         workers=plan.extraction_workers,
+                        # The next night reads the first one's links as its baseline.
+                        nights=2,
                     ),
                 )
             )

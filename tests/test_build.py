@@ -10,7 +10,7 @@ Publishing is tested in `test_store.py`, reading back in `test_read.py`.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -181,8 +181,8 @@ def inputs(
 def build(
     given: SnapshotInputs,
     day: date = DAY2,
-    previous: dict[str, pa.Table] | None = None,
-    replaced: dict[str, pa.Table] | None = None,
+    previous: Mapping[str, pa.Table] | None = None,
+    replaced: Mapping[str, pa.Table] | None = None,
 ) -> dict[str, pa.Table]:
     tables = build_tables(given, snapshot_date=day, previous=previous, replaced=replaced)
     check_tables(tables)
@@ -754,6 +754,45 @@ def test_first_seen_is_carried_from_the_previous_snapshot() -> None:
 
     assert (papers[PAPER]["first_seen"], papers[PAPER]["last_seen"]) == (DAY1, DAY2)
     assert papers["2502.13923"]["first_seen"] == DAY2
+
+
+class _Asked(Mapping[str, pa.Table]):
+    """A baseline that records which tables are asked for, in order (as `read.Baseline`
+    reads each when asked)."""
+
+    def __init__(self, tables: dict[str, pa.Table]) -> None:
+        self._tables = tables
+        self.asked: list[str] = []
+
+    def __getitem__(self, name: str) -> pa.Table:
+        self.asked.append(name)
+        return self._tables[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tables
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+
+def test_the_previous_links_are_asked_for_last_and_once() -> None:
+    """The largest table of a baseline is read when the listing stage starts, not held
+    through the whole build; the previous changes are never read."""
+    yesterday = inputs([arxiv(0, PAPER), hub(1, MODEL)], [paper(PAPER)], [model(MODEL)])
+    previous = as_previous(build(yesterday, DAY1), DAY1)
+    tonight = inputs([arxiv(0, PAPER), arxiv(1, "2502.13923")], [paper(PAPER), paper("2502.13923")])
+    asked = _Asked(previous)
+
+    tables = build(tonight, DAY2, asked)
+
+    assert asked.asked.count("links") == 1 and asked.asked[-1] == "links"
+    assert "changes" not in asked.asked
+    assert {"papers", "models"} <= set(asked.asked)
+    expected = build(tonight, DAY2, previous)
+    assert all(tables[name].equals(expected[name]) for name in TABLE_SCHEMAS)
 
 
 # ----------------------------------------------------------------------------- not asked

@@ -43,7 +43,7 @@ from pipeline.snapshot.read import (
     replaced_tables,
 )
 from pipeline.snapshot.schemas import MANIFEST_SCHEMA, TABLE_SCHEMAS, plain_type
-from pipeline.snapshot.store import SnapshotError, publish, record_failed_run
+from pipeline.snapshot.store import RUNS_DIR, SnapshotError, publish, record_failed_run
 
 # ----------------------------------------------------------------------------- load
 
@@ -224,6 +224,25 @@ def test_replaced_tables_are_the_current_run_of_the_night_itself(tmp_path: Path)
     assert replaced["papers"].equals(night(DAY2, "c")["papers"])
     assert replaced["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-20"
     assert replaced_tables(out, DAY3) is None
+
+
+def test_a_baseline_reads_each_table_when_it_is_first_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
+    baseline = previous_tables(out, before=DAY2)
+    assert baseline is not None
+    (out / RUNS_DIR / "run-1" / "links.parquet").unlink()  # not read yet: not missed
+
+    assert set(baseline) == set(TABLE_SCHEMAS) and "links" in baseline and len(baseline) > 0
+    assert (baseline.run_id, baseline.snapshot_date) == ("run-1", DAY1)
+    papers = baseline["papers"]
+    (out / RUNS_DIR / "run-1" / "papers.parquet").unlink()
+    assert baseline["papers"] is papers  # read once, then kept
+    assert papers.equals(night(DAY1, "a")["papers"])
+    with pytest.raises(SnapshotError, match=r"links table of run run-1 \(2026-11-19\).*rerun"):
+        baseline["links"]
+    with pytest.raises(KeyError):
+        baseline["no-such-table"]
 
 
 # ----------------------------------------------------------------------------- manifest

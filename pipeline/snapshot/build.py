@@ -344,9 +344,12 @@ class _Previous:
     def of(cls, tables: Mapping[str, pa.Table] | None) -> _Previous:
         kept: dict[str, pa.Table] = {}
         taken: date | None = None
-        for name, table in (tables or {}).items():
-            if name not in TABLE_SCHEMAS or name in ("links", "changes"):
+        # Only the tables it keeps are asked for: a `read.Baseline` reads a table when
+        # asked, and the previous links are left to the listing stage.
+        for name in TABLE_SCHEMAS:
+            if name in ("links", "changes") or tables is None or name not in tables:
                 continue
+            table = tables[name]
             used = _previous_columns(name)
             kept[name] = table.select([n for n in table.column_names if n in used])
             stamp = (table.schema.metadata or {}).get(b"snapshot_date")

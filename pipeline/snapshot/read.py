@@ -6,7 +6,7 @@ manifest names the files either way (`pipeline.objectstore`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -95,23 +95,93 @@ def previous_tables(
     before: date | None = None,
     *,
     columns: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, pa.Table] | None:
-    """Every table of the latest published snapshot dated before `before` (any date when
-    None), or None when there is none. Each table's schema metadata carries its
-    `snapshot_date`. A run passes `before=snapshot_date`, so that a rerun of a night is
-    built against the same baseline as the run it replaces. Tables are returned as
-    written, even by an older schema version (`build_tables` reads missing columns as
-    empty). `columns` names, per table, the only columns to read (those the table has;
-    none: its row count only), as a night does (`build.baseline_columns`): a baseline
-    read whole at scale costs more memory than the night it serves."""
+) -> Baseline | None:
+    """The tables of the latest published snapshot dated before `before` (any date when
+    None), or None when there is none; each is read when first asked (`Baseline`), and
+    its schema metadata carries its `snapshot_date`. A run passes `before=snapshot_date`,
+    so that a rerun of a night is built against the same baseline as the run it
+    replaces. Tables are returned as written, even by an older schema version
+    (`build_tables` reads missing columns as empty). `columns` names, per table, the only
+    columns to read (those the table has; none: its row count only), as a night does
+    (`build.baseline_columns`): a baseline read whole at scale costs more memory than the
+    night it serves."""
     return _published_tables(snapshot_root(out_dir), None, before, columns)
 
 
-def replaced_tables(out_dir: Path | str, snapshot_date: date) -> dict[str, pa.Table] | None:
-    """Every table of the snapshot published for `snapshot_date` itself (the night a
+def replaced_tables(out_dir: Path | str, snapshot_date: date) -> Baseline | None:
+    """The tables of the snapshot published for `snapshot_date` itself (the night a
     rerun replaces), as `previous_tables` returns them; None when that night was not
     published. A restricted run keeps the values it did not ask for from it."""
     return _published_tables(snapshot_root(out_dir), snapshot_date, None)
+
+
+class Baseline(Mapping[str, pa.Table]):
+    """Every table of one published run, by name, each read when it is first asked for
+    and kept from then on.
+
+    Why not read them all at once: a night asks for the entity tables when its build
+    starts, but for the previous links (by far the largest) only when its last stage
+    compares listings; read up front, they would be held through the whole build, which
+    at 1 GB of markdown was the night's peak. A table whose run was deleted since the
+    manifest was read (a rerun of that night, by a writer that does not hold the lock a
+    night holds) raises `SnapshotError` naming the run."""
+
+    def __init__(
+        self,
+        out: Path | Remote,
+        row: Mapping[str, Any],
+        taken: date,
+        columns: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.run_id = str(row["run_id"])
+        self.snapshot_date = taken
+        self._out = out
+        self._row = dict(row)
+        self._columns = columns
+        self._read: dict[str, pa.Table] = {}
+
+    def __getitem__(self, name: str) -> pa.Table:
+        if name not in TABLE_SCHEMAS:
+            raise KeyError(name)
+        if name not in self._read:
+            try:
+                table = self._table(name)
+            except FileNotFoundError:
+                raise SnapshotError(
+                    f"the {name} table of run {self.run_id} "
+                    f"({self.snapshot_date.isoformat()}) under {_where(self._out)} was "
+                    "deleted while it was in use (a rerun of that night replaced it): "
+                    "read the snapshot again"
+                ) from None
+            stamp = {b"snapshot_date": self.snapshot_date.isoformat().encode()}
+            self._read[name] = table.replace_schema_metadata(
+                {**TABLE_SCHEMAS[name].metadata, **stamp}
+            )
+            # The reader's buffers, which Arrow's allocator would otherwise keep.
+            release_unused()
+        return self._read[name]
+
+    def __contains__(self, name: object) -> bool:
+        # Mapping's own would read the table to answer.
+        return name in TABLE_SCHEMAS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TABLE_SCHEMAS)
+
+    def __len__(self) -> int:
+        return len(TABLE_SCHEMAS)
+
+    def _table(self, name: str) -> pa.Table:
+        """One table as written (`columns` of it, those it has); one the run's schema
+        version did not have yet (its `<table>_rows` is null in the manifest) reads as an
+        empty table."""
+        if self._row[f"{name}_rows"] is None:
+            return TABLE_SCHEMAS[name].empty_table()
+        if self._columns is not None and name in self._columns:
+            written = read_run_schema(self._out, self.run_id, name).names
+            wanted = [column for column in self._columns[name] if column in written]
+            return read_run_table(self._out, self.run_id, name, columns=wanted)
+        return _read_run_table(self._out, self.run_id, name, strict=False)
 
 
 def snapshot_root(out_dir: Path | str) -> Path | Remote:
@@ -130,55 +200,18 @@ def _published_tables(
     snapshot_date: date | None,
     before: date | None,
     columns: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, pa.Table] | None:
-    for attempt in range(_LOAD_ATTEMPTS):
-        manifest = manifest_table(out)
-        picked = _pick(manifest, snapshot_date, before)
-        if manifest is None or picked is None:
-            return None
-        taken, run_id = picked
-        try:
-            return _read_baseline(out, _run_row(manifest, run_id), taken, columns)
-        except FileNotFoundError:
-            if attempt + 1 == _LOAD_ATTEMPTS:
-                raise
-            time.sleep(_RETRY_SECONDS)
-    raise AssertionError("unreachable")  # pragma: no cover
+) -> Baseline | None:
+    manifest = manifest_table(out)
+    picked = _pick(manifest, snapshot_date, before)
+    if manifest is None or picked is None:
+        return None
+    taken, run_id = picked
+    return Baseline(out, _run_row(manifest, run_id), taken, columns)
 
 
 def _run_row(manifest: pa.Table, run_id: str) -> dict[str, Any]:
     row: dict[str, Any] = next(r for r in manifest.to_pylist() if r["run_id"] == run_id)
     return row
-
-
-def _read_baseline(
-    out: Path | Remote,
-    row: Mapping[str, Any],
-    taken: date,
-    columns: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, pa.Table]:
-    """Every table of a published run (`columns` of those it names); one its schema
-    version did not have yet (its `<table>_rows` is null in the manifest) reads as an
-    empty table."""
-    stamp = {b"snapshot_date": taken.isoformat().encode()}
-    run_id = str(row["run_id"])
-
-    def read(name: str) -> pa.Table:
-        if row[f"{name}_rows"] is None:
-            return TABLE_SCHEMAS[name].empty_table()
-        if columns is not None and name in columns:
-            written = read_run_schema(out, run_id, name).names
-            wanted = [column for column in columns[name] if column in written]
-            return read_run_table(out, run_id, name, columns=wanted)
-        return _read_run_table(out, run_id, name, strict=False)
-
-    tables = {
-        name: read(name).replace_schema_metadata({**TABLE_SCHEMAS[name].metadata, **stamp})
-        for name in TABLE_SCHEMAS
-    }
-    # The readers' buffers, which Arrow's allocator would otherwise keep for the night.
-    release_unused()
-    return tables
 
 
 def load(
