@@ -36,6 +36,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
+from pipeline.collector import frozen_while
 from pipeline.night import TASK_THREADS, StageProgress, run_night
 from pipeline.parameters import Resolver, RunParameters
 from pipeline.report import UNRESOLVED_ROWS_MAX, RunSummary, markdown_report, short_summary
@@ -98,10 +99,12 @@ class PrefectExecutor:
     def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
         address = dask_address()
         if address is None and self.workers == 1:
-            return in_order(
-                lambda item: extract_document_task.submit(item[0], str(item[1])),
-                documents,
-                IN_FLIGHT_PER_WORKER * TASK_THREADS,
+            return frozen_while(
+                in_order(
+                    lambda item: extract_document_task.submit(item[0], str(item[1])),
+                    documents,
+                    IN_FLIGHT_PER_WORKER * TASK_THREADS,
+                )
             )
         return self._extract_on_dask(documents, address)
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.arrow_memory import use_system_allocator
+from pipeline.collector import frozen_while
 from pipeline.config import Settings
 from pipeline.links.documents import Link, printable
 from pipeline.links.identify import HUB_REPO_TYPES
@@ -163,7 +164,7 @@ class ThreadExecutor:
             return extract_on_processes(documents, self.workers)
         # One thread: extraction is CPU-bound Python, where more threads only contend for
         # the GIL; and one document at a time bounds the memory of finished tables.
-        return (extract_document_table(name, str(path)) for name, path in documents)
+        return frozen_while(extract_document_table(name, str(path)) for name, path in documents)
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Future[T]:
         return self._pool.submit(call, StageProgress(stage, self.log))

@@ -15,6 +15,7 @@ mean more requests at once.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -97,10 +98,17 @@ def _process_context() -> multiprocessing.context.BaseContext:
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` extraction processes, each allocating Arrow memory as the
-    night's process does (`arrow_memory`)."""
+    night's process does (`arrow_memory`), its imports out of the garbage collector's way
+    (`collector`)."""
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=_process_context(), initializer=use_system_allocator
+        max_workers=workers, mp_context=_process_context(), initializer=_start_worker
     )
+
+
+def _start_worker() -> None:
+    use_system_allocator()
+    # The process only extracts: what it imported stays alive, and frozen, for its life.
+    gc.freeze()
 
 
 def extract_on_processes(

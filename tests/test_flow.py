@@ -7,6 +7,7 @@ through the environment, as the README documents for tests.
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -21,11 +22,13 @@ from prefect.deployments import run_deployment
 from prefect.runner import Runner
 from prefect.testing.utilities import prefect_test_harness
 
+import pipeline.flow
 from pipeline.deploy import DEFAULT_CRON, build_deployment
 from pipeline.flow import ARTIFACT_PREFIX, FLOW_NAME, mllm_papers
 from pipeline.parameters import RunParameters
 from pipeline.report import RunSummary
 from pipeline.snapshot.read import load, read_manifest
+from pipeline.workers import DocumentLinks, extract_document_table
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "raw" / "seeds"
@@ -148,6 +151,23 @@ def test_a_dry_run_asks_and_writes_nothing(harness: None, fast: None, tmp_path: 
     assert summary.entities_asked["arxiv"] > 150
     assert not (tmp_path / "enriched").exists()
     assert not (tmp_path / "raw").exists()
+
+
+def test_documents_extracted_as_tasks_in_the_flows_process_are_extracted_frozen(
+    harness: None, fast: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen: list[int] = []
+
+    def extract(name: str, path: str) -> DocumentLinks:
+        frozen.append(gc.get_freeze_count())
+        return extract_document_table(name, path)
+
+    monkeypatch.setattr(pipeline.flow, "extract_document_table", extract)
+    summary = _run(_params(tmp_path, dry_run=True))
+
+    assert summary.status == "dry_run" and len(frozen) == len(summary.documents) == 5
+    assert all(count > 0 for count in frozen)  # `pipeline.collector`
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_nightly_deployment_has_its_schedule_and_parameter_form(harness: None) -> None:
