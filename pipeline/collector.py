@@ -45,6 +45,8 @@ def earlier_objects_frozen() -> Iterator[None]:
 
 def frozen_while(items: Iterable[T]) -> Generator[T, None, None]:
     """`items`, consumed with the objects alive when the first is asked for frozen
-    (`earlier_objects_frozen`), until the last is taken or the iterator is closed."""
+    (`earlier_objects_frozen`), until the last is taken or the iterator is closed. Consume
+    it in a `for` loop (or close it): one left half-read keeps the process frozen until
+    it is dropped."""
     with earlier_objects_frozen():
         yield from items

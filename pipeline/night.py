@@ -112,7 +112,9 @@ class Executor(Protocol):
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
 
     def extract(self, documents: Sequence[tuple[str, Path]]) -> Iterable[DocumentLinks]:
-        """Each document's record and links table, in the order given."""
+        """Each document's record and links table, in the order given. Consume it in a
+        `for` loop, or close it: extraction in this process runs with the garbage
+        collector's earlier objects frozen until it ends (`pipeline.collector`)."""
         ...
 
     def submit(self, stage: Resolver, call: Callable[[ProgressCallback], T]) -> Handle[T]:

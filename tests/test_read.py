@@ -245,6 +245,19 @@ def test_a_baseline_reads_each_table_when_it_is_first_asked_for(tmp_path: Path) 
         baseline["no-such-table"]
 
 
+def test_a_baseline_replaced_before_its_first_read_reads_the_rerun(tmp_path: Path) -> None:
+    out = tmp_path / "enriched"
+    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
+    baseline = previous_tables(out, before=DAY2)
+    publish(out, night(DAY1, "b"), entry("run-1b", DAY1))  # deletes run-1's files
+
+    assert baseline is not None and baseline["papers"].equals(night(DAY1, "b")["papers"])
+    assert baseline.run_id == "run-1b"
+    publish(out, night(DAY1, "c"), entry("run-1c", DAY1))
+    with pytest.raises(SnapshotError, match="models table of run run-1b"):
+        baseline["models"]  # never two runs' tables in one baseline
+
+
 # ----------------------------------------------------------------------------- manifest
 
 

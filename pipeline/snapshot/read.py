@@ -36,7 +36,8 @@ from pipeline.snapshot.store import (
 
 _LOAD_ATTEMPTS = 3
 """Reads retried when a rerun of the same night replaced the files between reading the
-manifest and opening them (the replaced run's files are deleted after the commit)."""
+manifest and opening them (the replaced run's files are deleted after the commit): by
+`load`, and by a `Baseline` before its first table."""
 
 
 _RETRY_SECONDS = 0.05
@@ -122,44 +123,68 @@ class Baseline(Mapping[str, pa.Table]):
     Why not read them all at once: a night asks for the entity tables when its build
     starts, but for the previous links (by far the largest) only when its last stage
     compares listings; read up front, they would be held through the whole build, which
-    at 1 GB of markdown was the night's peak. A table whose run was deleted since the
-    manifest was read (a rerun of that night, by a writer that does not hold the lock a
-    night holds) raises `SnapshotError` naming the run."""
+    at 1 GB of markdown was the night's peak.
+
+    A rerun of that night by another writer deletes the run's files once it commits. A
+    night holds the lock that prevents it; an analyst's session does not. Until a first
+    table is read, the baseline then moves to the run that replaced it (the manifest read
+    again, as `load` does); after that, a table of the deleted run raises `SnapshotError`
+    naming it, rather than mixing two runs' tables."""
 
     def __init__(
         self,
         out: Path | Remote,
-        row: Mapping[str, Any],
-        taken: date,
+        picks: tuple[date | None, date | None],
         columns: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        self.run_id = str(row["run_id"])
-        self.snapshot_date = taken
+        """`picks`: (`snapshot_date`, `before`) as `_pick` takes them. Raises
+        `LookupError` when no published snapshot matches."""
         self._out = out
-        self._row = dict(row)
+        self._picks = picks
         self._columns = columns
         self._read: dict[str, pa.Table] = {}
+        self._pick_run()
+
+    def _pick_run(self) -> None:
+        manifest = manifest_table(self._out)
+        picked = _pick(manifest, *self._picks)
+        if manifest is None or picked is None:
+            raise LookupError("no published snapshot")
+        self.snapshot_date, self.run_id = picked
+        self._row = _run_row(manifest, self.run_id)
 
     def __getitem__(self, name: str) -> pa.Table:
         if name not in TABLE_SCHEMAS:
             raise KeyError(name)
         if name not in self._read:
-            try:
-                table = self._table(name)
-            except FileNotFoundError:
-                raise SnapshotError(
-                    f"the {name} table of run {self.run_id} "
-                    f"({self.snapshot_date.isoformat()}) under {_where(self._out)} was "
-                    "deleted while it was in use (a rerun of that night replaced it): "
-                    "read the snapshot again"
-                ) from None
             stamp = {b"snapshot_date": self.snapshot_date.isoformat().encode()}
-            self._read[name] = table.replace_schema_metadata(
+            self._read[name] = self._table(name).replace_schema_metadata(
                 {**TABLE_SCHEMAS[name].metadata, **stamp}
             )
             # The reader's buffers, which Arrow's allocator would otherwise keep.
             release_unused()
         return self._read[name]
+
+    def _table(self, name: str) -> pa.Table:
+        for attempt in range(_LOAD_ATTEMPTS):
+            try:
+                return self._table_as_written(name)
+            except FileNotFoundError:
+                deleted = f"run {self.run_id} ({self.snapshot_date.isoformat()})"
+                if self._read or attempt + 1 == _LOAD_ATTEMPTS:
+                    raise SnapshotError(
+                        f"the {name} table of {deleted} under {_where(self._out)} was "
+                        "deleted while it was in use (a rerun of that night replaced it): "
+                        "read the snapshot again"
+                    ) from None
+            time.sleep(_RETRY_SECONDS)
+            try:
+                self._pick_run()
+            except LookupError:
+                raise SnapshotError(
+                    f"{deleted} under {_where(self._out)} was deleted, and no snapshot replaced it"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def __contains__(self, name: object) -> bool:
         # Mapping's own would read the table to answer.
@@ -171,7 +196,7 @@ class Baseline(Mapping[str, pa.Table]):
     def __len__(self) -> int:
         return len(TABLE_SCHEMAS)
 
-    def _table(self, name: str) -> pa.Table:
+    def _table_as_written(self, name: str) -> pa.Table:
         """One table as written (`columns` of it, those it has); one the run's schema
         version did not have yet (its `<table>_rows` is null in the manifest) reads as an
         empty table."""
@@ -201,12 +226,10 @@ def _published_tables(
     before: date | None,
     columns: Mapping[str, Sequence[str]] | None = None,
 ) -> Baseline | None:
-    manifest = manifest_table(out)
-    picked = _pick(manifest, snapshot_date, before)
-    if manifest is None or picked is None:
+    try:
+        return Baseline(out, (snapshot_date, before), columns)
+    except LookupError:
         return None
-    taken, run_id = picked
-    return Baseline(out, _run_row(manifest, run_id), taken, columns)
 
 
 def _run_row(manifest: pa.Table, run_id: str) -> dict[str, Any]:
