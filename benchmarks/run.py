@@ -14,9 +14,9 @@ loopback double running in a process of its own (`benchmarks.double`):
 7. report: the nightly HTML report of the seeds and of a synthetic 20k-paper snapshot.
 8. sources: two nights over unchanged GitHub lists: the second downloads no list (304s).
 
-The full run (~65 minutes on 2 cores: the 1 GB pass ~16, two faults nights of ~7 each)
-writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its generated
-part; `--quick` (~10 minutes: small corpus, scaled delays, fewer points, one faults
+The full run (~80 minutes on 2 cores: the 1 GB pass's two nights ~31, two faults nights
+of ~7 each) writes `benchmarks/RESULTS.md`, keeping what was written by hand outside its
+generated part; `--quick` (~10 minutes: small corpus, scaled delays, fewer points, one faults
 night, which keeps the real delays) writes `benchmarks/_work/RESULTS-quick.md` instead.
 Scratch data, logs and the raw results (JSON) go to `benchmarks/_work/`.
 """
