@@ -17,9 +17,22 @@ _PACKAGES = ("markdown-it-py", "prefect", "arxiv", "httpx", "pyarrow", "lxml")
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak_kib / 1024
+    """This process's own peak resident set size so far, in MiB.
+
+    On Linux, `VmHWM` of /proc/self/status: `getrusage`'s `ru_maxrss` is kept across
+    `execve`, so in a process started by another it is at least the parent's peak (a
+    next night started by a first night's process would report that night's peak when
+    its own is lower). Elsewhere `ru_maxrss`, whose unit is KiB on Linux and bytes on
+    macOS."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MB if sys.platform == "darwin" else peak / 1024
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ measure is what they claim to measure.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import asdict, replace
@@ -43,7 +44,7 @@ from benchmarks.corpus import (
     write_corpus,
 )
 from benchmarks.double import DoubleOptions, DoubleProcess
-from benchmarks.machine import describe_machine
+from benchmarks.machine import describe_machine, peak_rss_mb
 from benchmarks.naive import NaiveResult, NaiveTarget, naive_targets, run_naive
 from benchmarks.report import (
     BEGIN,
@@ -107,6 +108,20 @@ TINY = CorpusSpec(documents=4, total_bytes=64 * 1024, seed=7)
 
 
 # -- corpus ------------------------------------------------------------------------------
+
+
+def test_a_process_reports_its_own_peak_not_its_parents() -> None:
+    # `ru_maxrss` survives execve: a child of a process that peaked at 400 MB would
+    # report at least 400 MB (the 50 MB reading list's night did, in a large pytest).
+    held = bytearray(400 * MB)
+    held[::4096] = b"x" * len(range(0, len(held), 4096))
+    code = "from benchmarks.machine import peak_rss_mb; print(peak_rss_mb())"
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert peak_rss_mb() > 400 and float(child.stdout) < 200
+    del held
 
 
 def test_a_document_is_a_pure_function_of_seed_and_index() -> None:

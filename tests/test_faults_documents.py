@@ -34,6 +34,7 @@ from pipeline.links.extract import _Lines
 from pipeline.snapshot.read import read_manifest
 
 TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 
 
 CONTROL_CHARACTERS = [
@@ -179,11 +180,12 @@ def test_line_numbers_of_many_bare_urls_in_one_paragraph_cost_linear_time() -> N
 # -- big documents, in a child process whose memory is measured ---------------------------
 
 _CHILD = """
-import json, os, resource, sys
+import json, os, sys
 from datetime import date
 from pathlib import Path
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]
 from nights import FAST_ENV, run_night
+from benchmarks.machine import peak_rss_mb  # the child's own peak, not its parent's
 from pipeline.config import RefreshPolicy, Settings
 settings = Settings.from_env({{**os.environ, **FAST_ENV}}).replace(refresh=RefreshPolicy.REFRESH)
 documents = [Path(p) for p in sys.argv[1:]]
@@ -194,7 +196,7 @@ print(json.dumps({{
     "documents": {{d.name: [d.links, d.error] for d in night.documents}},
     "rows": {{name: table.num_rows for name, table in night.tables.items()}},
     "statuses": sorted({{s for s in night.tables["papers"].column("status").to_pylist()}}),
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mb": peak_rss_mb(),
 }}))
 """
 
@@ -209,7 +211,8 @@ def run_in_child(rig: Rig, documents: Sequence[Path]) -> dict[str, Any]:
     }
     env.pop("HF_TOKEN", None)
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD.format(tests=str(TESTS)), *map(str, documents)],
+        [sys.executable, "-c", _CHILD.format(tests=str(TESTS), root=str(ROOT))]
+        + [str(path) for path in documents],
         env=env,
         capture_output=True,
         text=True,
