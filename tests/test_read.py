@@ -258,6 +258,20 @@ def test_a_baseline_replaced_before_its_first_read_reads_the_rerun(tmp_path: Pat
         baseline["models"]  # never two runs' tables in one baseline
 
 
+def test_a_baseline_that_moves_to_a_newer_night_is_stamped_with_its_date(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "enriched"
+    publish(out, night(DAY1, "a"), entry("run-1", DAY1))
+    baseline = previous_tables(out, before=DAY3)
+    publish(out, night(DAY2, "b"), entry("run-2", DAY2))
+    publish(out, night(DAY1, "c"), entry("run-1c", DAY1))  # deletes run-1's files
+
+    assert baseline is not None and baseline["papers"].equals(night(DAY2, "b")["papers"])
+    assert baseline["papers"].schema.metadata[b"snapshot_date"] == b"2026-11-20"
+    assert (baseline.run_id, baseline.snapshot_date) == ("run-2", DAY2)
+
+
 # ----------------------------------------------------------------------------- manifest
 
 

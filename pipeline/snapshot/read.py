@@ -157,8 +157,9 @@ class Baseline(Mapping[str, pa.Table]):
         if name not in TABLE_SCHEMAS:
             raise KeyError(name)
         if name not in self._read:
+            table = self._table(name)  # may move to the run that replaced this one
             stamp = {b"snapshot_date": self.snapshot_date.isoformat().encode()}
-            self._read[name] = self._table(name).replace_schema_metadata(
+            self._read[name] = table.replace_schema_metadata(
                 {**TABLE_SCHEMAS[name].metadata, **stamp}
             )
             # The reader's buffers, which Arrow's allocator would otherwise keep.
