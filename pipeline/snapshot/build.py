@@ -344,10 +344,12 @@ class _Previous:
     def of(cls, tables: Mapping[str, pa.Table] | None) -> _Previous:
         kept: dict[str, pa.Table] = {}
         taken: date | None = None
+        if tables is None:
+            return cls(kept, taken)
         # Only the tables it keeps are asked for: a `read.Baseline` reads a table when
         # asked, and the previous links are left to the listing stage.
         for name in TABLE_SCHEMAS:
-            if name in ("links", "changes") or tables is None or name not in tables:
+            if name in ("links", "changes") or name not in tables:
                 continue
             table = tables[name]
             used = _previous_columns(name)
